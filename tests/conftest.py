@@ -3,3 +3,38 @@ import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import socket
+
+import pytest
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """An in-memory gcp-storage-emulator on a free localhost port; yields a bucket name.
+
+    ``STORAGE_EMULATOR_HOST`` points google-cloud-storage (and processes forked from
+    the tests) at it for the whole session.
+    """
+    from gcp_storage_emulator.server import create_server
+
+    bucket = "electra-ko-test"
+    port = _free_port()
+    server = create_server("localhost", port, in_memory=True, default_bucket=bucket)
+    server.start()
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://localhost:{port}"
+    try:
+        yield bucket
+    finally:
+        server.stop()
+        if previous is None:
+            del os.environ["STORAGE_EMULATOR_HOST"]
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous

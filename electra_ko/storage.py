@@ -1,0 +1,176 @@
+"""One file API for local paths and ``gs://bucket/key`` paths, shared by every stage.
+
+Local paths go through the standard library. ``gs://`` paths go through
+google-cloud-storage: the client is created lazily (so importing this module costs
+nothing and forked worker processes build their own), honours
+``STORAGE_EMULATOR_HOST`` (tests run against gcp-storage-emulator) and every call
+retries transient errors with the library's ``DEFAULT_RETRY``.
+
+Writers are atomic: a file appears under its final name only once it is complete
+(local: temporary file in the same directory + ``os.replace``; gs://: one upload
+when the writer closes without error). No TensorFlow here: the data builder must
+stay light.
+"""
+import contextlib
+import fnmatch
+import glob as _glob
+import os
+import re
+import tempfile
+
+GCS_PREFIX = "gs://"
+_WILDCARD = re.compile(r"[*?\[]")
+_client_cache = {}
+
+
+def is_gcs(path):
+    """True for ``gs://`` paths."""
+    return str(path).startswith(GCS_PREFIX)
+
+
+def join(base, *parts):
+    """``os.path.join`` for local paths, ``/``-joining for gs:// keys."""
+    if not is_gcs(base):
+        return os.path.join(base, *parts)
+    path = base
+    for part in parts:
+        path = path.rstrip("/") + "/" + part.lstrip("/")
+    return path
+
+
+def _split_gcs(path):
+    """``gs://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    bucket, _, key = path[len(GCS_PREFIX):].partition("/")
+    if not bucket:
+        raise ValueError(f"{path!r}: a gs:// path needs a bucket name")
+    return bucket, key
+
+
+def _client():
+    """The storage client of this process, created on first use.
+
+    Keyed by process id (a client must not cross a fork) and emulator host (tests
+    point it at a fresh emulator).
+    """
+    from google.cloud import storage as gcs
+
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    key = (os.getpid(), emulator)
+    if key not in _client_cache:
+        if emulator:
+            from google.auth.credentials import AnonymousCredentials
+
+            project = os.environ.get("GOOGLE_CLOUD_PROJECT", "electra-ko-emulator")
+            _client_cache[key] = gcs.Client(project=project, credentials=AnonymousCredentials())
+        else:
+            _client_cache[key] = gcs.Client()
+    return _client_cache[key]
+
+
+def _retry():
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY
+
+
+def _blob(path):
+    bucket, key = _split_gcs(path)
+    if not key:
+        raise ValueError(f"{path!r}: a gs:// file path needs a key after the bucket")
+    return _client().bucket(bucket).blob(key)
+
+
+def exists(path):
+    """True if the file exists, or (gs://) any object lives under ``path/``."""
+    if not is_gcs(path):
+        return os.path.exists(path)
+    bucket, key = _split_gcs(path)
+    if key and _blob(path).exists(retry=_retry()):
+        return True
+    prefix = key.rstrip("/") + "/" if key else ""
+    blobs = _client().list_blobs(bucket, prefix=prefix, max_results=1, retry=_retry())
+    return any(True for _ in blobs)
+
+
+def glob(pattern):
+    """Sorted paths matching ``pattern`` (``*``, ``?``, ``[...]``; on gs:// ``*`` also crosses ``/``)."""
+    if not is_gcs(pattern):
+        return sorted(_glob.glob(pattern))
+    bucket, key = _split_gcs(pattern)
+    wildcard = _WILDCARD.search(key)
+    if wildcard is None:
+        return [pattern] if key and _blob(pattern).exists(retry=_retry()) else []
+    prefix = key[: wildcard.start()]
+    names = (b.name for b in _client().list_blobs(bucket, prefix=prefix, retry=_retry()))
+    return sorted(f"{GCS_PREFIX}{bucket}/{name}" for name in names if fnmatch.fnmatchcase(name, key))
+
+
+def open_read(path, binary=False):
+    """Open for reading; text mode decodes UTF-8. gs:// readers are seekable."""
+    if not is_gcs(path):
+        return open(path, "rb") if binary else open(path, encoding="utf-8")
+    blob = _blob(path)
+    if binary:
+        return blob.open("rb", retry=_retry())
+    return blob.open("rt", encoding="utf-8", retry=_retry())
+
+
+@contextlib.contextmanager
+def atomic_writer(path, binary=False):
+    """Yield a writable file that appears as ``path`` only if the block finishes without error."""
+    directory = os.path.dirname(path) if not is_gcs(path) else None
+    tmp = tempfile.NamedTemporaryFile(
+        mode="wb" if binary else "w",
+        encoding=None if binary else "utf-8",
+        dir=directory or None,
+        prefix="." + os.path.basename(path) + ".",
+        suffix=".tmp",
+        delete=False,
+    )
+    try:
+        with tmp:
+            yield tmp
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        if is_gcs(path):
+            _blob(path).upload_from_filename(tmp.name, retry=_retry())
+        else:
+            os.chmod(tmp.name, 0o666 & ~_current_umask())
+            os.replace(tmp.name, path)
+    finally:
+        if os.path.exists(tmp.name):
+            os.remove(tmp.name)
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path, text):
+    """Atomically write a UTF-8 text file."""
+    with atomic_writer(path) as f:
+        f.write(text)
+
+
+def read_text(path):
+    """The whole file as text (UTF-8)."""
+    if is_gcs(path):
+        return _blob(path).download_as_bytes(retry=_retry()).decode("utf-8")
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def makedirs(path):
+    """Create a local directory tree; gs:// has no directories, so nothing to do."""
+    if not is_gcs(path):
+        os.makedirs(path, exist_ok=True)
+
+
+def remove(path):
+    """Delete one file or object."""
+    if is_gcs(path):
+        _blob(path).delete(retry=_retry())
+    else:
+        os.remove(path)
