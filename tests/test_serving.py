@@ -1,0 +1,129 @@
+"""Tests for electra_ko.serving: in-graph tokenisation equals the training tokenizer."""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from electra_ko import serving, vocab
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = ["오늘", "날씨", "##가", "##네요", "좋", "영화", "진짜", "##합니다", "iPhone", "##ro",
+         "배터리", "12", "##500", "원", "ㅋㅋ", "##ㅋㅋ", "웃겨", "漢", "字", "##😀"]
+UNKNOWN_CHARS = "뷁궯"
+
+# Korean text as users type it: numbers, Latin words, emoji, laughter runs, control and
+# format characters, odd whitespace, CJK ideographs (incl. block edges), unknown syllables.
+SENTENCES = [
+    "오늘 날씨가 정말 좋네요 ㅎㅎㅎㅎㅎ",
+    "가격은 12,500원이고 배송비 3000원 별도입니다.",
+    "iPhone 15 Pro를 샀는데 배터리가 금방 닳아요!!",
+    "이 영화 진짜 최고😀😀 👍🏻 강추합니다",
+    "ㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋ 너무 웃겨",
+    "제어\x01문자\x7f와\u200b폭없는\ufeff공백\x00끝\ufffd",
+    "탭\t줄바꿈\n캐리지\r리턴 그리고\u00a0비분리\u3000전각\x0c폼피드\x0b수직탭\x85다음줄",
+    "韓國語와 漢字가 섞인 文章입니다",
+    "경계 \U0002B81F\U0002B820\U0002B920 \uF900\u4E00\u9FFF\u3400끝",
+    "이모지 조합 👨\u200d👩\u200d👧 가족 그리고 사설 영역 \ue000 문자",
+    "괄호(안에) [CLS] 특수 토큰 흉내 #해시태그 @멘션 ~물결~ a_b",
+    "Café naïve résumé 그대로 둡니다",
+    "₩5,000 ™ ° ½ ①② ＡＢＣ１２３ 。、「인용」",
+    "뷁 같은 모르는 글자와 궯궯궯 반복",
+    "한글 자모 분해형 \u1112\u1161\u11ab 와 채움 문자 ㅤ 와 \uffa0",
+    "",
+    "   \t  ",
+    "가" * 200,
+    "가" * 201,
+    "a" * 250 + " 다음 단어",
+    "😀" * 200,
+    "😀" * 201,
+    "영화" * 100 + "!",
+]
+
+
+def write_vocab(directory, tokens, do_lower_case=None):
+    directory.mkdir(parents=True, exist_ok=True)
+    text = "".join(tok + "\n" for tok in tokens)
+    (directory / "vocab.txt").write_text(text, encoding="utf-8")
+    if do_lower_case is not None:
+        meta = {"tokenizer": "wordpiece", "do_lower_case": do_lower_case,
+                "vocab_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+        (directory / "vocab_meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return directory
+
+
+def vocab_covering(sentences, unknown_chars=UNKNOWN_CHARS):
+    """Every character (and its ## form) of the sentences except a few left unknown."""
+    chars = sorted({c for s in sentences for c in s if not c.isspace()} - set(unknown_chars))
+    pieces = chars + ["##" + c for c in chars] + WORDS
+    return SPECIALS + [f"[unused{i}]" for i in range(3)] + list(dict.fromkeys(pieces))
+
+
+@pytest.fixture(scope="module")
+def korean_vocab(tmp_path_factory):
+    return write_vocab(tmp_path_factory.mktemp("vocab"), vocab_covering(SENTENCES))
+
+
+@pytest.fixture(scope="module")
+def in_graph(korean_vocab):
+    return serving.InGraphTokenizer(korean_vocab, max_seq_length=16)
+
+
+def test_in_graph_ids_equal_training_tokenizer(korean_vocab, in_graph):
+    expected = vocab.load_tokenizer(korean_vocab).encode_batch(SENTENCES)
+    got = in_graph.tokenize(tf.constant(SENTENCES)).to_list()
+    mismatches = [(s[:40], e, g) for s, e, g in zip(SENTENCES, expected, got) if e != g]
+    assert not mismatches
+    assert any(vocab.load_tokenizer(korean_vocab).special_ids["unk"] in ids for ids in expected)
+
+
+def test_words_over_the_char_limit_are_one_unk(in_graph):
+    unk = in_graph.special_ids["unk"]
+    ids = in_graph.tokenize(tf.constant(["가" * 201, "😀" * 201, "가" * 200])).to_list()
+    assert ids[0] == [unk] and ids[1] == [unk]
+    assert len(ids[2]) == 200 and unk not in ids[2]
+
+
+def test_lower_case_vocab_lowers_and_strips_accents_like_training(tmp_path):
+    sentences = ["HELLO Wörld ÀÉÎ Çava", "Straße İstanbul ΣΟΦΙΑ", "한국어 ABC는 그대로"]
+    lowered = [s.lower() for s in sentences]
+    tokens = vocab_covering(sentences + lowered + ["cafe aeiou c"], unknown_chars="")
+    vocab_dir = write_vocab(tmp_path, tokens, do_lower_case=True)
+    expected = vocab.load_tokenizer(vocab_dir).encode_batch(sentences)
+    got = serving.InGraphTokenizer(vocab_dir, 8).tokenize(tf.constant(sentences)).to_list()
+    assert got == expected
+
+
+def reference_features(ids_a, ids_b, max_seq_length, special):
+    """[CLS] a [SEP] (b [SEP]) after BERT's longest-first pair truncation, padded."""
+    ids_a, ids_b = list(ids_a), list(ids_b) if ids_b is not None else None
+    if ids_b is None:
+        ids_a = ids_a[:max_seq_length - 2]
+        ids, segments = [special["cls"]] + ids_a + [special["sep"]], [0] * (len(ids_a) + 2)
+    else:
+        while len(ids_a) + len(ids_b) > max_seq_length - 3:
+            (ids_a if len(ids_a) > len(ids_b) else ids_b).pop()
+        ids = [special["cls"]] + ids_a + [special["sep"]] + ids_b + [special["sep"]]
+        segments = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
+    pad = max_seq_length - len(ids)
+    return (ids + [special["pad"]] * pad, [1] * len(ids) + [0] * pad, segments + [0] * pad)
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_features_are_padded_and_truncated_like_fine_tuning(korean_vocab, in_graph, pairs):
+    texts_a = SENTENCES[:8]
+    texts_b = list(reversed(SENTENCES[:8])) if pairs else None
+    tokenizer = vocab.load_tokenizer(korean_vocab)
+    ids_a = tokenizer.encode_batch(texts_a)
+    ids_b = tokenizer.encode_batch(texts_b) if pairs else [None] * len(ids_a)
+    expected = [reference_features(a, b, 16, tokenizer.special_ids) for a, b in zip(ids_a, ids_b)]
+    features = in_graph(tf.constant(texts_a), tf.constant(texts_b) if pairs else None)
+    for index, name in enumerate(["input_ids", "input_mask", "segment_ids"]):
+        assert features[name].dtype == tf.int32
+        np.testing.assert_array_equal(features[name].numpy(), [e[index] for e in expected])
+
+
+def test_max_seq_length_below_three_is_refused(korean_vocab):
+    with pytest.raises(ValueError, match="max_seq_length must be at least 3"):
+        serving.InGraphTokenizer(korean_vocab, max_seq_length=2)
