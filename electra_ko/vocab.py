@@ -7,12 +7,19 @@ A vocab directory holds `vocab.txt` (one token per line, id = line number),
 tokenizer elsewhere must reproduce the standard BERT pipeline built below.
 """
 import hashlib
+import io
 import json
 import os
+import sys
+import time
 
 import sentencepiece
 import tokenizers
+import tqdm
+from absl import app, flags, logging
 from tokenizers import normalizers, pre_tokenizers
+
+from electra_ko import storage
 
 MAX_CHARS_PER_WORD = 200
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -89,7 +96,9 @@ class SentencePieceTokenizer(Tokenizer):
         return self._spm.encode(list(texts), out_type=int, num_threads=os.cpu_count() or 1)
 
     def tokenize(self, text):
-        return self._spm.encode(text, out_type=str)
+        """Pieces by id, so unknown text shows as [UNK] as in WordPiece (SentencePiece
+        itself would echo the unknown surface string)."""
+        return [self.tokens[i] for i in self._spm.encode(text, out_type=int)]
 
 
 def bert_normalizer(do_lower_case):
@@ -116,14 +125,14 @@ def load_tokenizer(path):
     tokens = _parse_vocab(vocab_bytes, vocab_path)
     special_ids = _special_ids(tokens, vocab_path)
     vocab_sha256 = sha256_hex(vocab_bytes)
-    meta_path = os.path.join(vocab_dir, META_FILE)
-    meta = _read_meta(meta_path, vocab_sha256) if os.path.exists(meta_path) else {}
+    meta_path = storage.join(vocab_dir, META_FILE)
+    meta = _read_meta(meta_path, vocab_sha256) if storage.exists(meta_path) else {}
     kind = meta.get("tokenizer", WORDPIECE)
     do_lower_case = bool(meta.get("do_lower_case", False))
     if kind == WORDPIECE:
         return WordPieceTokenizer(tokens, special_ids, vocab_sha256, do_lower_case)
     if kind == SENTENCEPIECE:
-        model_proto = _read_bytes(os.path.join(vocab_dir, SPM_FILE), what="SentencePiece model")
+        model_proto = _read_bytes(storage.join(vocab_dir, SPM_FILE), what="SentencePiece model")
         return SentencePieceTokenizer(tokens, special_ids, vocab_sha256, do_lower_case,
                                       model_proto)
     raise VocabError(f"{meta_path}: unknown tokenizer {kind!r} "
@@ -131,18 +140,20 @@ def load_tokenizer(path):
 
 
 def _vocab_paths(path):
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        return path, os.path.join(path, VOCAB_FILE)
-    return os.path.dirname(path) or ".", path
+    """(directory, vocab file) for a vocab directory or file, local or gs://."""
+    path = os.fspath(path).rstrip("/")
+    is_file = path.endswith(".txt") if storage.is_gcs(path) else not os.path.isdir(path)
+    if not is_file:
+        return path, storage.join(path, VOCAB_FILE)
+    directory = path.rsplit("/", 1)[0] if storage.is_gcs(path) else os.path.dirname(path)
+    return directory or ".", path
 
 
 def _read_bytes(path, what):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise VocabError(f"{what} not found: {path}") from None
+    if not storage.exists(path):
+        raise VocabError(f"{what} not found: {path}")
+    with storage.open_read(path, binary=True) as f:
+        return f.read()
 
 
 def _parse_vocab(data, vocab_path):
@@ -186,3 +197,254 @@ def _read_meta(meta_path, vocab_sha256):
         raise VocabError(f"{meta_path}: vocab_sha256 {recorded} does not match {VOCAB_FILE} "
                          f"({vocab_sha256}); the vocab was changed after it was built")
     return meta
+
+
+# --------------------------------------------------------------------------- building
+
+
+def reserved_tokens(num_unused):
+    """Tokens that precede every learned one: the five specials, then [unusedN]."""
+    return list(SPECIAL_TOKENS.values()) + unused_tokens(num_unused)
+
+
+def corpus_lines(inputs, bad_lines=None):
+    """Stripped non-empty lines of every input in order; a line that is not UTF-8 is
+    skipped and, when `bad_lines` is a list, recorded there as "file:line"."""
+    for path in inputs:
+        with storage.open_read(path, binary=True) as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    if bad_lines is not None:
+                        bad_lines.append(f"{path}:{number}")
+                    continue
+                if line:
+                    yield line
+
+
+class HeldoutSplit:
+    """Every `stride`-th line (up to `count` lines) is held out: spread over the whole
+    corpus, deterministic, and never seen by the trainer."""
+
+    def __init__(self, total_lines, heldout_lines):
+        if heldout_lines >= total_lines:
+            raise VocabError(f"corpus has {total_lines} non-empty lines, not more than "
+                             f"--heldout_lines={heldout_lines}: lower --heldout_lines")
+        self.count = heldout_lines
+        self.stride = total_lines // heldout_lines if heldout_lines else 0
+        self.training_lines = total_lines - heldout_lines
+
+    def is_heldout(self, index):
+        return bool(self.count) and index % self.stride == 0 and index // self.stride < self.count
+
+    def training(self, lines):
+        return (line for i, line in enumerate(lines) if not self.is_heldout(i))
+
+    def heldout(self, lines):
+        return [line for i, line in enumerate(lines) if self.is_heldout(i)]
+
+
+def heldout_report(tokenizer, lines):
+    """UNK rate and tokens per eojeol (space-separated word) of `lines`."""
+    ids = tokenizer.encode_batch(lines)
+    tokens = sum(len(seq) for seq in ids)
+    unk_id = tokenizer.special_ids["unk"]
+    unk_tokens = sum(seq.count(unk_id) for seq in ids)
+    eojeols = sum(len(line.split()) for line in lines)
+    return {
+        "heldout_lines": len(lines),
+        "eojeols": eojeols,
+        "tokens": tokens,
+        "unk_tokens": unk_tokens,
+        "unk_rate": unk_tokens / tokens if tokens else 0.0,
+        "tokens_per_eojeol": tokens / eojeols if eojeols else 0.0,
+    }
+
+
+def train_wordpiece(lines, num_lines, vocab_size, reserved, limit_alphabet, min_frequency,
+                    do_lower_case):
+    """Learned WordPiece vocab (reserved tokens first) from the same pipeline used to load it."""
+    pipeline = wordpiece_pipeline({}, do_lower_case)
+    trainer = tokenizers.trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=reserved,
+        limit_alphabet=limit_alphabet, continuing_subword_prefix=CONTINUING_PREFIX,
+        show_progress=True)
+    pipeline.train_from_iterator(lines, trainer, length=num_lines)
+    by_id = sorted(pipeline.get_vocab().items(), key=lambda item: item[1])
+    tokens = [token for token, _ in by_id]
+    if len(tokens) > vocab_size:
+        raise VocabError(
+            f"the corpus alphabet alone needs {len(tokens)} tokens (reserved tokens plus "
+            f"characters with their ## forms), more than --vocab_size={vocab_size}: raise "
+            f"--vocab_size or lower --limit_alphabet")
+    return tokens, None
+
+
+def train_sentencepiece(lines, vocab_size, reserved, model_type, character_coverage,
+                        input_sentence_size, shuffle_input_sentence, do_lower_case):
+    """SentencePiece model with [PAD]/[UNK] at 0/1 and the other reserved tokens as
+    control symbols, which text can never produce."""
+    model = io.BytesIO()
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=lines, model_writer=model, vocab_size=vocab_size,
+            model_type=model_type, character_coverage=character_coverage,
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=shuffle_input_sentence,
+            normalization_rule_name="nmt_nfkc_cf" if do_lower_case else "nmt_nfkc",
+            pad_id=0, pad_piece=reserved[0], unk_id=1, unk_piece=reserved[1],
+            bos_id=-1, eos_id=-1, control_symbols=reserved[2:],
+            num_threads=os.cpu_count() or 1, minloglevel=1)
+    except RuntimeError as err:
+        raise VocabError(f"SentencePiece training failed: {err}") from None
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    tokens = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+    return tokens, model.getvalue()
+
+
+def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=32000, num_unused=200,
+                do_lower_case=False, heldout_lines=2000, limit_alphabet=15000,
+                min_frequency=2, spm_model_type="unigram", character_coverage=0.9995,
+                input_sentence_size=0, shuffle_input_sentence=True):
+    """Train a vocab on `inputs`, write it to `output_dir` and return its metadata."""
+    started = time.time()
+    reserved = reserved_tokens(num_unused)
+    _check_build_args(inputs, tokenizer, vocab_size, reserved)
+    bad_lines = []
+    total = sum(1 for _ in tqdm.tqdm(corpus_lines(inputs, bad_lines), desc="counting lines",
+                                     unit=" lines"))
+    _log_bad_lines(bad_lines)
+    if total == 0:
+        raise VocabError(f"empty corpus: no non-empty line in {', '.join(inputs)}")
+    split = HeldoutSplit(total, heldout_lines)
+    training = tqdm.tqdm(split.training(corpus_lines(inputs)), total=split.training_lines,
+                         desc="reading for training", unit=" lines")
+    if tokenizer == WORDPIECE:
+        tokens, model_proto = train_wordpiece(training, split.training_lines, vocab_size,
+                                              reserved, limit_alphabet, min_frequency,
+                                              do_lower_case)
+        trainer_options = {"limit_alphabet": limit_alphabet, "min_frequency": min_frequency}
+    else:
+        tokens, model_proto = train_sentencepiece(
+            training, vocab_size, reserved, spm_model_type, character_coverage,
+            input_sentence_size, shuffle_input_sentence, do_lower_case)
+        trainer_options = {"model_type": spm_model_type,
+                           "character_coverage": character_coverage,
+                           "input_sentence_size": input_sentence_size,
+                           "shuffle_input_sentence": shuffle_input_sentence}
+    built = _write_vocab_files(output_dir, tokens, model_proto, do_lower_case)
+    report = heldout_report(built, split.heldout(corpus_lines(inputs)))
+    meta = {
+        "tokenizer": tokenizer,
+        "do_lower_case": do_lower_case,
+        "max_chars_per_word": MAX_CHARS_PER_WORD if tokenizer == WORDPIECE else None,
+        "vocab_size": built.vocab_size,
+        "vocab_sha256": built.vocab_sha256,
+        "special_ids": built.special_ids,
+        "num_unused": num_unused,
+        "requested_vocab_size": vocab_size,
+        "trainer": trainer_options,
+        "inputs": list(inputs),
+        "training_lines": split.training_lines,
+        "undecodable_lines": len(bad_lines),
+        "report": report,
+        "build_seconds": round(time.time() - started, 1),
+    }
+    storage.write_text(storage.join(output_dir, META_FILE),
+                       json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    return meta
+
+
+def _check_build_args(inputs, tokenizer, vocab_size, reserved):
+    if not inputs:
+        raise VocabError("no --input given")
+    for path in inputs:
+        if not storage.exists(path):
+            raise VocabError(f"input not found: {path}")
+    if tokenizer not in (WORDPIECE, SENTENCEPIECE):
+        raise VocabError(f"unknown tokenizer {tokenizer!r}")
+    if vocab_size <= len(reserved):
+        raise VocabError(f"--vocab_size={vocab_size} leaves no room for learned tokens: "
+                         f"the {len(SPECIAL_TOKENS)} special and {len(reserved) - len(SPECIAL_TOKENS)} "
+                         f"unused tokens already take {len(reserved)} ids")
+
+
+def _log_bad_lines(bad_lines):
+    if bad_lines:
+        shown = ", ".join(bad_lines[:5])
+        logging.warning("skipped %d line(s) that are not UTF-8, e.g. %s", len(bad_lines), shown)
+
+
+def _write_vocab_files(output_dir, tokens, model_proto, do_lower_case):
+    """Write vocab.txt (and spm.model) atomically; return the tokenizer they define."""
+    storage.makedirs(output_dir)
+    vocab_bytes = "".join(token + "\n" for token in tokens).encode("utf-8")
+    with storage.atomic_writer(storage.join(output_dir, VOCAB_FILE), binary=True) as f:
+        f.write(vocab_bytes)
+    special_ids = _special_ids(tokens, output_dir)
+    if model_proto is None:
+        return WordPieceTokenizer(tokens, special_ids, sha256_hex(vocab_bytes), do_lower_case)
+    with storage.atomic_writer(storage.join(output_dir, SPM_FILE), binary=True) as f:
+        f.write(model_proto)
+    return SentencePieceTokenizer(tokens, special_ids, sha256_hex(vocab_bytes), do_lower_case,
+                                  model_proto)
+
+
+# --------------------------------------------------------------------------- CLI
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("input", None, "Corpus file (one sentence per line); repeatable. "
+                          "Local path or gs://.")
+flags.DEFINE_string("output_dir", None, "Directory (or gs:// prefix) for vocab.txt, "
+                    "vocab_meta.json and, for SentencePiece, spm.model.")
+flags.DEFINE_enum("tokenizer", WORDPIECE, [WORDPIECE, SENTENCEPIECE], "Vocabulary kind.")
+flags.DEFINE_integer("vocab_size", 32000, "Total size, special and [unusedN] tokens included.")
+flags.DEFINE_integer("num_unused", 200, "[unusedN] tokens reserved after the 5 specials.")
+flags.DEFINE_bool("do_lower_case", False, "Lower-case and strip accents. Off for Korean: "
+                  "accent stripping decomposes Hangul syllables into jamo.")
+flags.DEFINE_integer("heldout_lines", 2000, "Lines spread over the corpus, kept out of "
+                     "training, on which the UNK rate and tokens per eojeol are reported.")
+flags.DEFINE_integer("limit_alphabet", 15000, "WordPiece: most characters kept in the "
+                     "alphabet (Hangul alone has 11,172 syllables).")
+flags.DEFINE_integer("min_frequency", 2, "WordPiece: least count of a pair to be merged.")
+flags.DEFINE_enum("spm_model_type", "unigram", ["unigram", "bpe"], "SentencePiece model type.")
+flags.DEFINE_float("character_coverage", 0.9995, "SentencePiece: share of characters "
+                   "covered by the alphabet (0.9995 suits Korean).")
+flags.DEFINE_integer("input_sentence_size", 0, "SentencePiece: sample at most this many "
+                     "training lines (0 = all); for large corpora.")
+flags.DEFINE_bool("shuffle_input_sentence", True, "SentencePiece: sample lines at random "
+                  "when --input_sentence_size is set.")
+
+
+def main(argv):
+    del argv
+    if FLAGS.do_lower_case:
+        logging.warning("--do_lower_case also strips accents, which decomposes Hangul "
+                        "syllables into jamo")
+    try:
+        meta = build_vocab(
+            FLAGS.input, FLAGS.output_dir, tokenizer=FLAGS.tokenizer,
+            vocab_size=FLAGS.vocab_size, num_unused=FLAGS.num_unused,
+            do_lower_case=FLAGS.do_lower_case, heldout_lines=FLAGS.heldout_lines,
+            limit_alphabet=FLAGS.limit_alphabet, min_frequency=FLAGS.min_frequency,
+            spm_model_type=FLAGS.spm_model_type, character_coverage=FLAGS.character_coverage,
+            input_sentence_size=FLAGS.input_sentence_size,
+            shuffle_input_sentence=FLAGS.shuffle_input_sentence)
+    except VocabError as err:
+        sys.exit(f"error: {err}")
+    print(format_summary(meta, FLAGS.output_dir))
+
+
+def format_summary(meta, output_dir):
+    report = meta["report"]
+    return (f"{meta['tokenizer']} vocab of {meta['vocab_size']} tokens written to {output_dir} "
+            f"in {meta['build_seconds']} s\n"
+            f"held-out report ({report['heldout_lines']} lines, {report['eojeols']} eojeols): "
+            f"UNK rate {report['unk_rate']:.4%}, "
+            f"tokens per eojeol {report['tokens_per_eojeol']:.3f}")
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["input", "output_dir"])
+    app.run(main)
