@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_ko import serving, vocab
+from electra_ko import serving, tasks, vocab
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["오늘", "날씨", "##가", "##네요", "좋", "영화", "진짜", "##합니다", "iPhone", "##ro",
@@ -95,33 +95,15 @@ def test_lower_case_vocab_lowers_and_strips_accents_like_training(tmp_path):
     assert got == expected
 
 
-def reference_features(ids_a, ids_b, max_seq_length, special):
-    """[CLS] a [SEP] (b [SEP]) after BERT's longest-first pair truncation, padded."""
-    ids_a, ids_b = list(ids_a), list(ids_b) if ids_b is not None else None
-    if ids_b is None:
-        ids_a = ids_a[:max_seq_length - 2]
-        ids, segments = [special["cls"]] + ids_a + [special["sep"]], [0] * (len(ids_a) + 2)
-    else:
-        while len(ids_a) + len(ids_b) > max_seq_length - 3:
-            (ids_a if len(ids_a) > len(ids_b) else ids_b).pop()
-        ids = [special["cls"]] + ids_a + [special["sep"]] + ids_b + [special["sep"]]
-        segments = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
-    pad = max_seq_length - len(ids)
-    return (ids + [special["pad"]] * pad, [1] * len(ids) + [0] * pad, segments + [0] * pad)
-
-
 @pytest.mark.parametrize("pairs", [False, True])
-def test_features_are_padded_and_truncated_like_fine_tuning(korean_vocab, in_graph, pairs):
-    texts_a = SENTENCES[:8]
-    texts_b = list(reversed(SENTENCES[:8])) if pairs else None
-    tokenizer = vocab.load_tokenizer(korean_vocab)
-    ids_a = tokenizer.encode_batch(texts_a)
-    ids_b = tokenizer.encode_batch(texts_b) if pairs else [None] * len(ids_a)
-    expected = [reference_features(a, b, 16, tokenizer.special_ids) for a, b in zip(ids_a, ids_b)]
+def test_features_equal_fine_tuning_encoding(korean_vocab, in_graph, pairs):
+    texts_a = SENTENCES[:8] + ["짧다"]
+    texts_b = list(reversed(SENTENCES[:8])) + ["가" * 30] if pairs else None
+    expected = tasks.encode(vocab.load_tokenizer(korean_vocab), texts_a, texts_b, 16)
     features = in_graph(tf.constant(texts_a), tf.constant(texts_b) if pairs else None)
-    for index, name in enumerate(["input_ids", "input_mask", "segment_ids"]):
+    for name in ["input_ids", "input_mask", "segment_ids"]:
         assert features[name].dtype == tf.int32
-        np.testing.assert_array_equal(features[name].numpy(), [e[index] for e in expected])
+        np.testing.assert_array_equal(features[name].numpy(), expected[name], err_msg=name)
 
 
 def test_max_seq_length_below_three_is_refused(korean_vocab):

@@ -1,0 +1,264 @@
+"""Read published ELECTRA weights: Hugging Face directories and google-research/electra TF1
+checkpoints.
+
+Both formats are read into one interchange form, a "tower": a dict of NumPy arrays keyed by
+Hugging Face `transformers` parameter names in PyTorch layout (Linear weights are
+[out, in], TF1 kernels are [in, out]). The tables below are the whole name mapping; the
+Keras side (our model's weights <-> these names) lives in `electra_ko.export`.
+"""
+import json
+import os
+import re
+
+import numpy as np
+
+# --------------------------------------------------------------------------- name tables
+
+ENCODER_PREFIX = "electra."
+DISCRIMINATOR, GENERATOR, CLASSIFIER, ENCODER = "discriminator", "generator", "classifier", "encoder"
+
+# TF1 `<scope>/embeddings/<name>`  <->  HF `electra.embeddings.<name>`
+EMBEDDINGS = [
+    ("word_embeddings", "word_embeddings.weight"),
+    ("position_embeddings", "position_embeddings.weight"),
+    ("token_type_embeddings", "token_type_embeddings.weight"),
+    ("LayerNorm/gamma", "LayerNorm.weight"),
+    ("LayerNorm/beta", "LayerNorm.bias"),
+]
+# TF1 `<scope>/embeddings_project/<name>`  <->  HF `electra.embeddings_project.<name>`
+# (present only when the embeddings are narrower than the tower's hidden size)
+PROJECTION = [
+    ("kernel", "weight"),
+    ("bias", "bias"),
+]
+# TF1 `<scope>/encoder/layer_<i>/<name>`  <->  HF `electra.encoder.layer.<i>.<name>`
+ENCODER_LAYER = [
+    ("attention/self/query/kernel", "attention.self.query.weight"),
+    ("attention/self/query/bias", "attention.self.query.bias"),
+    ("attention/self/key/kernel", "attention.self.key.weight"),
+    ("attention/self/key/bias", "attention.self.key.bias"),
+    ("attention/self/value/kernel", "attention.self.value.weight"),
+    ("attention/self/value/bias", "attention.self.value.bias"),
+    ("attention/output/dense/kernel", "attention.output.dense.weight"),
+    ("attention/output/dense/bias", "attention.output.dense.bias"),
+    ("attention/output/LayerNorm/gamma", "attention.output.LayerNorm.weight"),
+    ("attention/output/LayerNorm/beta", "attention.output.LayerNorm.bias"),
+    ("intermediate/dense/kernel", "intermediate.dense.weight"),
+    ("intermediate/dense/bias", "intermediate.dense.bias"),
+    ("output/dense/kernel", "output.dense.weight"),
+    ("output/dense/bias", "output.dense.bias"),
+    ("output/LayerNorm/gamma", "output.LayerNorm.weight"),
+    ("output/LayerNorm/beta", "output.LayerNorm.bias"),
+]
+# Heads: full TF1 name  <->  full HF name.
+DISCRIMINATOR_HEAD = [
+    ("discriminator_predictions/dense/kernel", "discriminator_predictions.dense.weight"),
+    ("discriminator_predictions/dense/bias", "discriminator_predictions.dense.bias"),
+    ("discriminator_predictions/dense_1/kernel", "discriminator_predictions.dense_prediction.weight"),
+    ("discriminator_predictions/dense_1/bias", "discriminator_predictions.dense_prediction.bias"),
+]
+GENERATOR_HEAD = [
+    ("generator_predictions/dense/kernel", "generator_predictions.dense.weight"),
+    ("generator_predictions/dense/bias", "generator_predictions.dense.bias"),
+    ("generator_predictions/LayerNorm/gamma", "generator_predictions.LayerNorm.weight"),
+    ("generator_predictions/LayerNorm/beta", "generator_predictions.LayerNorm.bias"),
+    ("generator_predictions/output_bias", "generator_lm_head.bias"),
+]
+# HF-only heads (no TF1 counterpart in pretraining checkpoints).
+CLASSIFIER_HEAD = ["classifier.dense.weight", "classifier.dense.bias",
+                   "classifier.out_proj.weight", "classifier.out_proj.bias"]
+# The MLM output matrix is the word-embedding matrix (tied in ELECTRA and in transformers).
+TIED_LM_WEIGHT = "generator_lm_head.weight"
+WORD_EMBEDDINGS = ENCODER_PREFIX + "embeddings.word_embeddings.weight"
+
+# TF1 scope of each tower's encoder. Both towers share `electra/embeddings` unless the
+# generator was trained with untied embeddings (`generator/embeddings`).
+TF1_SCOPES = {DISCRIMINATOR: "electra", GENERATOR: "generator"}
+TF1_HEADS = {DISCRIMINATOR: DISCRIMINATOR_HEAD, GENERATOR: GENERATOR_HEAD}
+TF1_IGNORED = re.compile(r"(^global_step$)|(/adam_[mv]$)")
+
+HF_CONFIG = "config.json"
+HF_SAFETENSORS = "model.safetensors"
+HF_SAFETENSORS_INDEX = "model.safetensors.index.json"
+HF_PYTORCH = "pytorch_model.bin"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the model (the message says which names)."""
+
+
+def tf1_tower_names(tower, num_layers, has_projection, embeddings_scope):
+    """(TF1 name, HF name) for every tensor of one tower of a google-research checkpoint."""
+    scope = TF1_SCOPES[tower]
+    pairs = [(f"{embeddings_scope}/embeddings/{tf1}", f"{ENCODER_PREFIX}embeddings.{hf}")
+             for tf1, hf in EMBEDDINGS]
+    if has_projection:
+        pairs += [(f"{scope}/embeddings_project/{tf1}", f"{ENCODER_PREFIX}embeddings_project.{hf}")
+                  for tf1, hf in PROJECTION]
+    for i in range(num_layers):
+        pairs += [(f"{scope}/encoder/layer_{i}/{tf1}", f"{ENCODER_PREFIX}encoder.layer.{i}.{hf}")
+                  for tf1, hf in ENCODER_LAYER]
+    return pairs + TF1_HEADS[tower]
+
+
+def check_names(expected, present, source):
+    """Every tensor accounted for: missing or unexpected names are an error listing them."""
+    missing = sorted(set(expected) - set(present))
+    unexpected = sorted(set(present) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: tensors do not match the model.\n"
+            f"  missing ({len(missing)}): {', '.join(missing) or '-'}\n"
+            f"  unexpected ({len(unexpected)}): {', '.join(unexpected) or '-'}")
+
+
+# --------------------------------------------------------------------------- TF1 checkpoints
+
+
+def read_tf1_checkpoint(path):
+    """{tower: HF-named arrays} for the discriminator and/or generator found in `path`."""
+    import tensorflow as tf  # only TF1 import needs TensorFlow here
+
+    try:
+        reader = tf.train.load_checkpoint(path)
+    except (tf.errors.OpError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable TF checkpoint ({err})") from None
+    names = [n for n in reader.get_variable_to_shape_map() if not TF1_IGNORED.search(n)]
+    layouts = {tower: _tf1_layout(tower, names) for tower in TF1_SCOPES}
+    layouts = {tower: pairs for tower, pairs in layouts.items() if pairs is not None}
+    if not layouts:
+        raise CheckpointError(f"{path}: no google-research/electra tower found (expected "
+                              f"variables like electra/encoder/layer_0/... or generator/encoder/...)")
+    check_names({tf1 for pairs in layouts.values() for tf1, _ in pairs}, names, path)
+    return {tower: {hf: _from_tf1(tf1, reader.get_tensor(tf1)) for tf1, hf in pairs}
+            for tower, pairs in layouts.items()}
+
+
+def _tf1_layout(tower, names):
+    """The tower's (TF1, HF) name pairs as the checkpoint's names describe it, or None."""
+    scope = TF1_SCOPES[tower]
+    layers = {int(m.group(1)) for n in names
+              if (m := re.match(rf"{scope}/encoder/layer_(\d+)/", n))}
+    if not layers:
+        return None
+    untied = f"{scope}/embeddings/word_embeddings" in names
+    return tf1_tower_names(tower, max(layers) + 1,
+                           has_projection=f"{scope}/embeddings_project/kernel" in names,
+                           embeddings_scope=scope if untied else TF1_SCOPES[DISCRIMINATOR])
+
+
+def _from_tf1(tf1_name, value):
+    """TF1 kernels are [in, out]; transformers' Linear weights are [out, in]."""
+    value = np.asarray(value, dtype=np.float32)
+    return np.ascontiguousarray(value.T) if tf1_name.endswith("/kernel") else value
+
+
+# --------------------------------------------------------------------------- HF directories
+
+
+def read_hf_dir(path):
+    """(config dict, HF-named arrays with the `electra.` prefix) of a transformers directory."""
+    config = _read_json(os.path.join(path, HF_CONFIG))
+    if config.get("model_type") != "electra":
+        raise CheckpointError(f"{os.path.join(path, HF_CONFIG)}: model_type is "
+                              f"{config.get('model_type')!r}, expected 'electra'")
+    return config, _with_encoder_prefix(_read_hf_tensors(path))
+
+
+def hf_tower_kind(tensors):
+    """Which model class the tensors belong to, judged by their head."""
+    for kind, head in ((DISCRIMINATOR, "discriminator_predictions."),
+                       (GENERATOR, "generator_predictions."), (CLASSIFIER, "classifier.")):
+        if any(name.startswith(head) for name in tensors):
+            return kind
+    return ENCODER
+
+
+def _read_hf_tensors(path):
+    safetensors_file = os.path.join(path, HF_SAFETENSORS)
+    index_file = os.path.join(path, HF_SAFETENSORS_INDEX)
+    if os.path.exists(safetensors_file):
+        return _read_safetensors([safetensors_file])
+    if os.path.exists(index_file):
+        shards = sorted(set(_read_json(index_file).get("weight_map", {}).values()))
+        return _read_safetensors([os.path.join(path, shard) for shard in shards])
+    if os.path.exists(os.path.join(path, HF_PYTORCH)):
+        return _read_pytorch_bin(os.path.join(path, HF_PYTORCH))
+    raise CheckpointError(f"{path}: no {HF_SAFETENSORS}, {HF_SAFETENSORS_INDEX} or {HF_PYTORCH}")
+
+
+def _read_safetensors(files):
+    from safetensors.numpy import load_file
+
+    tensors = {}
+    for file in files:
+        try:
+            tensors.update(load_file(file))
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{file}: not a readable safetensors file ({err})") from None
+    return {name: value.astype(np.float32) for name, value in tensors.items()}
+
+
+def _read_pytorch_bin(file):
+    """A pickle: read only with torch's weights-only unpickler, never arbitrary objects."""
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(
+            f"{file} is a PyTorch pickle and PyTorch is not installed. Install torch "
+            f"(pip install 'electra_ko[hf]') or convert the folder to {HF_SAFETENSORS} "
+            f"first.") from None
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError ...
+        raise CheckpointError(f"{file}: refused or unreadable by torch.load(weights_only=True): "
+                              f"{err}") from None
+    return {name: value.float().numpy() for name, value in state.items()}
+
+
+def _with_encoder_prefix(tensors):
+    """ElectraModel saves its encoder without the `electra.` prefix the heads' classes use."""
+    head_free = not any(name.startswith(ENCODER_PREFIX) for name in tensors)
+    return {ENCODER_PREFIX + name if head_free else name: value
+            for name, value in tensors.items()}
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def infer_sizes(tensors):
+    """The architecture sizes that the tensor shapes determine (not heads or activation)."""
+    word = _require(tensors, WORD_EMBEDDINGS)
+    layers = {int(m.group(1)) for n in tensors
+              if (m := re.match(r"electra\.encoder\.layer\.(\d+)\.", n))}
+    if not layers:
+        raise CheckpointError("no encoder layers (electra.encoder.layer.0...) in the checkpoint")
+    query = _require(tensors, f"{ENCODER_PREFIX}encoder.layer.0.attention.self.query.weight")
+    ffn = _require(tensors, f"{ENCODER_PREFIX}encoder.layer.0.intermediate.dense.weight")
+    return {
+        "vocab_size": int(word.shape[0]),
+        "embedding_size": int(word.shape[1]),
+        "hidden_size": int(query.shape[0]),
+        "num_hidden_layers": max(layers) + 1,
+        "intermediate_size": int(ffn.shape[0]),
+        "max_position_embeddings": int(
+            _require(tensors, f"{ENCODER_PREFIX}embeddings.position_embeddings.weight").shape[0]),
+        "type_vocab_size": int(
+            _require(tensors, f"{ENCODER_PREFIX}embeddings.token_type_embeddings.weight").shape[0]),
+    }
+
+
+def _require(tensors, name):
+    if name not in tensors:
+        raise CheckpointError(f"checkpoint lacks {name}")
+    return tensors[name]
