@@ -11,6 +11,7 @@ filter -> repeat collapse -> whitespace squeeze -> sentence split; then each sen
 dropped if too short, letter-less or already seen.
 """
 import contextlib
+import csv
 import dataclasses
 import functools
 import glob
@@ -84,7 +85,8 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za
 _URL_BODY = r"[^\s<>\"'가-힣ㄱ-ㅎㅏ-ㅣ]*[^\s<>\"'가-힣ㄱ-ㅎㅏ-ㅣ.,!?)\]]"
 _URL = re.compile(
     rf"(?:(?:https?|ftp)://|www\.){_URL_BODY}"
-    r"|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|net|org|kr|io|me|ly)\b(?:/[\w/.%?=&#-]*)?"
+    r"|(?<![@.A-Za-z0-9-])[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|net|org|kr|io|me|ly)\b"
+    r"(?:/[\w/.%?=&#-]*)?"
 )
 _PHONE = re.compile(
     r"(?<![\d-])(?:(?:\+82[-. ]?|0)(?:1[016789]|2|[3-6][1-5]|70)[-. )]?\d{3,4}[-. ]?\d{4}"
@@ -297,8 +299,9 @@ def _read_table(path, column, separator, stats, progress):
     """Each row's `column` cell is one document; pandas reads in chunks to bound memory."""
     import pandas as pd  # only table inputs pay for the import
 
-    # Real TSV files hold bare `"` inside text, so TSV is read without quoting (QUOTE_NONE).
-    read_options = dict(sep=separator, quoting=3 if separator == "\t" else 0,
+    # Real TSV files hold bare `"` inside text, so TSV is read without quoting.
+    quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
+    read_options = dict(sep=separator, quoting=quoting,
                         encoding="utf-8", encoding_errors="replace")
     with _open_binary(path) as handle:
         try:
@@ -310,9 +313,9 @@ def _read_table(path, column, separator, stats, progress):
                           f"choose one with --column")
     with _open_binary(path) as handle:
         chunks = pd.read_csv(handle, usecols=[column], dtype=str, keep_default_na=False,
-                             chunksize=_CSV_CHUNK_ROWS, on_bad_lines="warn", **read_options)
+                             chunksize=_CSV_CHUNK_ROWS, **read_options)
         row, position = 0, 0
-        for chunk in _chunks_counting_bad_rows(chunks, path, stats):
+        for chunk in chunks:
             for cell in chunk[column]:
                 row += 1
                 if "\ufffd" in cell:
@@ -323,24 +326,6 @@ def _read_table(path, column, separator, stats, progress):
                 yield DOCUMENT_BREAK
             progress.advance(handle.tell() - position)
             position = handle.tell()
-
-
-def _chunks_counting_bad_rows(chunks, path, stats):
-    """pandas reports rows with the wrong number of fields as ParserWarnings: count them."""
-    import warnings
-
-    import pandas as pd
-
-    while True:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", pd.errors.ParserWarning)
-            chunk = next(chunks, None)
-        for warning in caught:
-            for message in str(warning.message).strip().splitlines():
-                _skip(stats, "bad_rows", path, message.strip())
-        if chunk is None:
-            return
-        yield chunk
 
 
 def _nonblank_lines(text):

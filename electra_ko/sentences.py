@@ -9,8 +9,9 @@ without a period is already a sentence of its own.
 Never split:
 - inside numbers, decimals or versions (`3.14`, `1.5배`, `v2.0.1`): no whitespace follows
   the period;
-- inside quotes and brackets (`"…"`, `'…'`, `“…”`, `「…」`, `『…』`, `(…)`, `[…]`),
-  URLs and e-mail addresses;
+- inside or right after quotes and brackets (`"…"`, `'…'`, `“…”`, `「…」`, `『…』`,
+  `(…)`, `[…]`): a quote ending in a period usually goes on (`"…간다." 하고 떠났다`);
+- inside URLs and e-mail addresses;
 - after Latin abbreviations and initials (`Mr.`, `Dr.`, `U.S.`, `J. K.`);
 - after a bare list number (`1. 서론` stays one sentence).
 """
@@ -22,8 +23,8 @@ _SENTENCE_END = re.compile(
 )
 _PROTECTED = re.compile(
     r'"[^"]*"|“[^”]*”|‘[^’]*’|「[^」]*」|『[^』]*』|\([^()]*\)|\[[^\[\]]*\]'
-    r"|(?<!\w)'[^']*'(?!\w)"
-    r"|(?:https?|ftp)://\S+|www\.\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|(?<![A-Za-z0-9])'[^']*'(?![A-Za-z0-9])"  # not an apostrophe as in don't
+    r"|(?:(?:https?|ftp)://|www\.)\S*[^\s.,!?]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 )
 _MAY_PROTECT = re.compile(r"[\"“‘「『(\[']|://|www\.|@")
 _ABBREVIATION = re.compile(
@@ -57,7 +58,7 @@ def _cut_positions(text):
             continue
         if spans is None:
             spans = _protected_spans(text)
-        if not any(begin < cut < end for begin, end in spans):
+        if not any(begin < cut <= end for begin, end in spans):
             yield cut
 
 
