@@ -29,6 +29,7 @@ SPM_FILE = "spm.model"
 WORDPIECE = "wordpiece"
 SENTENCEPIECE = "sentencepiece"
 CONTINUING_PREFIX = "##"
+SPM_SEED = 12345  # fixes SentencePiece's sentence sampling, so rebuilds are reproducible
 
 
 class VocabError(ValueError):
@@ -269,10 +270,11 @@ def train_wordpiece(lines, num_lines, vocab_size, reserved, limit_alphabet, min_
     trainer = tokenizers.trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=reserved,
         limit_alphabet=limit_alphabet, continuing_subword_prefix=CONTINUING_PREFIX,
-        show_progress=True)
+        show_progress=sys.stdout.isatty())  # its bars print bare newlines when redirected
     pipeline.train_from_iterator(lines, trainer, length=num_lines)
-    by_id = sorted(pipeline.get_vocab().items(), key=lambda item: item[1])
-    tokens = [token for token, _ in by_id]
+    reserved_set = set(reserved)
+    learned = [token for token in pipeline.get_vocab() if token not in reserved_set]
+    tokens = reserved + canonical_order(learned)
     if len(tokens) > vocab_size:
         raise VocabError(
             f"the corpus alphabet alone needs {len(tokens)} tokens (reserved tokens plus "
@@ -281,11 +283,23 @@ def train_wordpiece(lines, num_lines, vocab_size, reserved, limit_alphabet, min_
     return tokens, None
 
 
+def canonical_order(learned):
+    """Learned WordPiece tokens in a fixed order: characters, their ## forms, longer
+    word-initial pieces, longer ## pieces, each group by code point. The `tokenizers` trainer numbers ## tokens in hash-map
+    order (huggingface/tokenizers#1794), so its own order changes from run to run; ids do
+    not matter to WordPiece matching, and a fixed order gives one vocab.txt per token set."""
+    def key(token):
+        stem = token.removeprefix(CONTINUING_PREFIX)
+        return len(stem) > 1, token.startswith(CONTINUING_PREFIX), token
+    return sorted(learned, key=key)
+
+
 def train_sentencepiece(lines, vocab_size, reserved, model_type, character_coverage,
                         input_sentence_size, shuffle_input_sentence, do_lower_case):
     """SentencePiece model with [PAD]/[UNK] at 0/1 and the other reserved tokens as
     control symbols, which text can never produce."""
     model = io.BytesIO()
+    sentencepiece.set_random_generator_seed(SPM_SEED)
     try:
         sentencepiece.SentencePieceTrainer.train(
             sentence_iterator=lines, model_writer=model, vocab_size=vocab_size,
@@ -318,8 +332,8 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=32000, num_u
     if total == 0:
         raise VocabError(f"empty corpus: no non-empty line in {', '.join(inputs)}")
     split = HeldoutSplit(total, heldout_lines)
-    training = tqdm.tqdm(split.training(corpus_lines(inputs)), total=split.training_lines,
-                         desc="reading for training", unit=" lines")
+    training = iter(tqdm.tqdm(split.training(corpus_lines(inputs)), total=split.training_lines,
+                              desc="reading for training", unit=" lines"))
     if tokenizer == WORDPIECE:
         tokens, model_proto = train_wordpiece(training, split.training_lines, vocab_size,
                                               reserved, limit_alphabet, min_frequency,

@@ -1,6 +1,8 @@
 """Tests for electra_ko.vocab: tokenizer loading and the vocab builder."""
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -92,3 +94,199 @@ def test_duplicate_token_is_refused_with_line(tmp_path):
     write_vocab(tmp_path, HAND_VOCAB + ["영화"])
     with pytest.raises(vocab.VocabError, match=r"vocab.txt:15: token '영화' repeats line 8"):
         vocab.load_tokenizer(tmp_path)
+
+
+# --------------------------------------------------------------------------- building
+
+STEMS = ["영화", "배우", "연기", "음악", "장면", "감독", "주인공", "이야기", "시간", "극장"]
+ENDINGS = ["가", "는", "를", "도", "의", "에서", "만", "까지"]
+PREDICATES = ["좋았다", "지루했다", "최고였다", "아쉬웠다", "감동적이다", "재미있다"]
+
+
+def korean_corpus(path, lines=400):
+    """Deterministic review-like sentences; a blank line closes each 10-line document."""
+    out = []
+    for i in range(lines):
+        words = [STEMS[(i * k + 3) % len(STEMS)] + ENDINGS[(i + k) % len(ENDINGS)]
+                 for k in range(1, 2 + i % 4)]
+        out.append(" ".join(words + [PREDICATES[i % len(PREDICATES)]]) + "\n")
+        if i % 10 == 9:
+            out.append("\n")
+    path.write_text("".join(out), encoding="utf-8")
+    return path
+
+
+def build(tmp_path, name="out", **kwargs):
+    corpus = kwargs.pop("corpus", None) or korean_corpus(tmp_path / "corpus.txt")
+    kwargs.setdefault("heldout_lines", 20)
+    kwargs.setdefault("num_unused", 3)
+    out = tmp_path / name
+    meta = vocab.build_vocab([str(corpus)], str(out), **kwargs)
+    return meta, out
+
+
+def test_wordpiece_build_layout_and_meta(tmp_path):
+    meta, out = build(tmp_path, vocab_size=150, min_frequency=1)
+    tokens = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(tokens) == 150
+    assert tokens[:8] == SPECIALS + ["[unused0]", "[unused1]", "[unused2]"]
+    assert meta["vocab_sha256"] == hashlib.sha256((out / "vocab.txt").read_bytes()).hexdigest()
+    saved = json.loads((out / "vocab_meta.json").read_text(encoding="utf-8"))
+    assert saved == meta
+    assert (saved["tokenizer"], saved["do_lower_case"], saved["max_chars_per_word"],
+            saved["vocab_size"], saved["training_lines"]) == ("wordpiece", False, 200, 150, 380)
+    assert not (out / "spm.model").exists()
+    tok = vocab.load_tokenizer(out)
+    assert (tok.kind, tok.vocab_size, tok.vocab_sha256) == ("wordpiece", 150, meta["vocab_sha256"])
+
+
+def test_canonical_order_is_independent_of_trainer_order():
+    learned = ["##영화", "가", "영화", "##가", "한국", "##a", "a"]
+    expected = ["a", "가", "##a", "##가", "영화", "한국", "##영화"]
+    assert vocab.canonical_order(learned) == expected
+    assert vocab.canonical_order(list(reversed(learned))) == expected
+
+
+def test_wordpiece_keeps_hangul_syllables_whole(tmp_path):
+    _, out = build(tmp_path, vocab_size=150, min_frequency=1)
+    tok = vocab.load_tokenizer(out)
+    for word in ["주인공까지", "감동적이다", "극장에서"]:
+        pieces = tok.tokenize(word)
+        assert "[UNK]" not in pieces
+        assert "".join(p.removeprefix("##") for p in pieces) == word
+
+
+def test_lower_case_build_lowers_vocab_and_input(tmp_path):
+    corpus = tmp_path / "mixed.txt"
+    corpus.write_text("".join(f"Movie {STEMS[i % 10]}가 GOOD\n" for i in range(60)),
+                      encoding="utf-8")
+    meta, out = build(tmp_path, corpus=corpus, vocab_size=80, min_frequency=1,
+                      do_lower_case=True, heldout_lines=5)
+    tokens = (out / "vocab.txt").read_text(encoding="utf-8").split()
+    assert meta["do_lower_case"] is True
+    assert not any(ch.isupper() for tok in tokens[8:] for ch in tok)
+    tok = vocab.load_tokenizer(out)
+    assert tok.do_lower_case is True
+    assert tok.tokenize("MOVIE") == tok.tokenize("movie") == ["movie"]
+
+
+def test_sentencepiece_build_special_ids_and_pieces(tmp_path):
+    meta, out = build(tmp_path, tokenizer="sentencepiece", vocab_size=60)
+    tok = vocab.load_tokenizer(out)
+    assert (tok.kind, tok.vocab_size, meta["max_chars_per_word"]) == ("sentencepiece", 60, None)
+    assert tok.special_ids == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+    assert tok.tokens[5:8] == ["[unused0]", "[unused1]", "[unused2]"]
+    assert (out / "spm.model").exists()
+    ids = tok.encode_batch(["영화가 좋았다 [CLS] [SEP] [MASK] [unused0]", "배우는 최고였다"])
+    assert all(i == 1 or i > 7 for seq in ids for i in seq)
+    assert "".join(tok.tokenize("배우는 최고였다")).replace("▁", " ").strip() == "배우는 최고였다"
+
+
+def test_heldout_split_is_evenly_spaced():
+    split = vocab.HeldoutSplit(total_lines=10, heldout_lines=3)
+    lines = [f"line{i}" for i in range(10)]
+    assert split.heldout(lines) == ["line0", "line3", "line6"]
+    assert list(split.training(lines)) == [f"line{i}" for i in (1, 2, 4, 5, 7, 8, 9)]
+    assert split.training_lines == 7
+
+
+def test_heldout_report_counts_by_hand(tmp_path):
+    write_vocab(tmp_path, HAND_VOCAB)
+    tok = vocab.load_tokenizer(tmp_path)
+    # 한국|##어 영화|##가 -> 4 tokens / 2 eojeols; 좋|##다|. xyz -> 3 + [UNK] over 2 eojeols
+    report = vocab.heldout_report(tok, ["한국어 영화가", "좋다. xyz"])
+    assert report == {"heldout_lines": 2, "eojeols": 4, "tokens": 8, "unk_tokens": 1,
+                      "unk_rate": 1 / 8, "tokens_per_eojeol": 2.0}
+
+
+def test_build_report_uses_only_heldout_lines(tmp_path):
+    corpus = tmp_path / "c.txt"
+    lines = ["영화 좋았다", "배우 연기", "음악", "장면 최고 감동", "시간"] * 4
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    meta, _ = build(tmp_path, corpus=corpus, vocab_size=60, min_frequency=1, heldout_lines=4,
+                    num_unused=0)
+    # stride 5 over 20 lines holds out lines 0, 5, 10, 15: all "영화 좋았다"
+    assert meta["training_lines"] == 16
+    assert (meta["report"]["heldout_lines"], meta["report"]["eojeols"]) == (4, 8)
+
+
+def test_undecodable_lines_are_skipped_and_counted(tmp_path):
+    corpus = tmp_path / "bad.txt"
+    good = "".join(f"{STEMS[i % 10]}가 좋았다\n" for i in range(30))
+    corpus.write_bytes(good.encode("utf-8") + b"\xff\xfe broken\n")
+    meta, _ = build(tmp_path, corpus=corpus, vocab_size=60, min_frequency=1, heldout_lines=3)
+    assert (meta["undecodable_lines"], meta["training_lines"]) == (1, 27)
+
+
+def test_missing_input_is_named(tmp_path):
+    with pytest.raises(vocab.VocabError, match=r"input not found: .*absent\.txt"):
+        vocab.build_vocab([str(tmp_path / "absent.txt")], str(tmp_path / "out"))
+
+
+def test_empty_corpus_is_refused(tmp_path):
+    corpus = tmp_path / "empty.txt"
+    corpus.write_text("\n  \n\n", encoding="utf-8")
+    with pytest.raises(vocab.VocabError, match="empty corpus"):
+        build(tmp_path, corpus=corpus)
+
+
+def test_vocab_size_too_small_for_reserved_tokens(tmp_path):
+    with pytest.raises(vocab.VocabError, match=r"--vocab_size=205 .* take 205 ids"):
+        build(tmp_path, vocab_size=205, num_unused=200)
+
+
+def test_alphabet_larger_than_vocab_size_is_refused(tmp_path):
+    with pytest.raises(vocab.VocabError, match="alphabet alone needs .* --limit_alphabet"):
+        build(tmp_path, vocab_size=20)
+
+
+def test_heldout_must_leave_training_lines(tmp_path):
+    with pytest.raises(vocab.VocabError, match="lower --heldout_lines"):
+        build(tmp_path, heldout_lines=400)
+
+
+def test_sentencepiece_too_large_vocab_is_explained(tmp_path):
+    with pytest.raises(vocab.VocabError, match="SentencePiece training failed: .*too high"):
+        build(tmp_path, tokenizer="sentencepiece", vocab_size=5000)
+
+
+def test_gcs_build_and_load(tmp_path, gcs_emulator):
+    from electra_ko import storage
+
+    corpus = korean_corpus(tmp_path / "corpus.txt")
+    remote_corpus = f"gs://{gcs_emulator}/vocab_test/corpus.txt"
+    storage.write_text(remote_corpus, corpus.read_text(encoding="utf-8"))
+    remote_dir = f"gs://{gcs_emulator}/vocab_test/vocab"
+    meta = vocab.build_vocab([remote_corpus], remote_dir, vocab_size=120, min_frequency=1,
+                             num_unused=3, heldout_lines=20)
+    vocab_bytes = storage.open_read(remote_dir + "/vocab.txt", binary=True).read()
+    assert meta["vocab_sha256"] == hashlib.sha256(vocab_bytes).hexdigest()
+    assert (meta["training_lines"], meta["report"]["heldout_lines"]) == (380, 20)
+    tok = vocab.load_tokenizer(remote_dir)
+    assert (tok.vocab_size, tok.vocab_sha256) == (120, meta["vocab_sha256"])
+    assert "".join(p.removeprefix("##") for p in tok.tokenize("배우의")) == "배우의"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "electra_ko.vocab", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_cli_builds_and_prints_report(tmp_path):
+    corpus = korean_corpus(tmp_path / "corpus.txt")
+    result = run_cli("--input", str(corpus), "--output_dir", str(tmp_path / "v"),
+                     "--vocab_size", "150", "--min_frequency", "1", "--num_unused", "3",
+                     "--heldout_lines", "20")
+    assert result.returncode == 0, result.stderr
+    assert "wordpiece vocab of 150 tokens" in result.stdout
+    assert "held-out report (20 lines" in result.stdout
+    assert vocab.load_tokenizer(tmp_path / "v").vocab_size == 150
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path):
+    result = run_cli("--input", str(tmp_path / "absent.txt"), "--output_dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: input not found: {tmp_path / 'absent.txt'}"
