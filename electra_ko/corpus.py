@@ -10,7 +10,6 @@ Cleaning order per input line: NFC -> e-mails -> URLs -> phone numbers -> charac
 filter -> repeat collapse -> whitespace squeeze -> sentence split; then each sentence is
 dropped if too short, letter-less or already seen.
 """
-import contextlib
 import csv
 import dataclasses
 import functools
@@ -27,6 +26,7 @@ from collections import Counter
 from absl import app, flags, logging
 from tqdm import tqdm
 
+from electra_ko import storage
 from electra_ko.sentences import split_sentences
 
 FORMATS = ("auto", "text", "jsonl", "tsv", "csv")
@@ -256,7 +256,7 @@ def read_input(path, options, stats, progress):
 
 def _decoded_lines(path, stats, progress):
     """(line number, text) for each UTF-8 line; undecodable lines are skipped and counted."""
-    with _open_binary(path) as handle:
+    with storage.open_read(path, binary=True) as handle:
         for lineno, raw in enumerate(handle, 1):
             progress.advance(len(raw))
             try:
@@ -303,7 +303,7 @@ def _read_table(path, column, separator, stats, progress):
     quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
     read_options = dict(sep=separator, quoting=quoting,
                         encoding="utf-8", encoding_errors="replace")
-    with _open_binary(path) as handle:
+    with storage.open_read(path, binary=True) as handle:
         try:
             header = list(pd.read_csv(handle, nrows=0, **read_options).columns)
         except pd.errors.EmptyDataError:
@@ -311,7 +311,7 @@ def _read_table(path, column, separator, stats, progress):
     if column not in header:
         raise CorpusError(f"{path}: no column {column!r} (columns: {header}); "
                           f"choose one with --column")
-    with _open_binary(path) as handle:
+    with storage.open_read(path, binary=True) as handle:
         chunks = pd.read_csv(handle, usecols=[column], dtype=str, keep_default_na=False,
                              chunksize=_CSV_CHUNK_ROWS, **read_options)
         row, position = 0, 0
@@ -334,32 +334,6 @@ def _nonblank_lines(text):
 
 # ----------------------------------------------------------------------------- files
 
-def _storage():
-    """electra_ko.storage (local + gs://) when installed alongside, else None."""
-    try:
-        from electra_ko import storage
-    except ImportError:
-        return None
-    return storage
-
-
-def _is_gcs(path):
-    return path.startswith("gs://")
-
-
-def _open_binary(path):
-    if _is_gcs(path):
-        return _require_storage(path).open_read(path, binary=True)
-    return open(path, "rb")
-
-
-def _require_storage(path):
-    storage = _storage()
-    if storage is None:
-        raise CorpusError(f"{path}: gs:// paths need electra_ko.storage")
-    return storage
-
-
 def expand_inputs(patterns):
     """Input paths from --input values: each may be a path, a glob or a comma-separated list."""
     paths = []
@@ -367,13 +341,11 @@ def expand_inputs(patterns):
         if not pattern:
             continue
         if glob.has_magic(pattern):
-            matches = sorted(_require_storage(pattern).glob(pattern) if _is_gcs(pattern)
-                             else glob.glob(pattern))
+            matches = storage.glob(pattern)
             if not matches:
                 raise CorpusError(f"no input file matches {pattern!r}")
             paths.extend(matches)
-        elif (_require_storage(pattern).exists(pattern) if _is_gcs(pattern)
-              else os.path.isfile(pattern)):
+        elif storage.exists(pattern) and not os.path.isdir(pattern):
             paths.append(pattern)
         else:
             raise CorpusError(f"input file not found: {pattern}")
@@ -383,28 +355,16 @@ def expand_inputs(patterns):
 
 
 def _total_bytes(paths):
-    """Total input size for the progress bar's ETA; None (no ETA) if a size is unknown."""
-    if any(_is_gcs(path) for path in paths):
+    """Total input size for the progress bar's ETA; None (no ETA) for gs:// inputs."""
+    if any(storage.is_gcs(path) for path in paths):
         return None
     return sum(os.path.getsize(path) for path in paths)
 
 
-@contextlib.contextmanager
-def atomic_text_writer(path):
-    """Write to a temporary name and rename on success: a crash never leaves a half file."""
-    if _is_gcs(path):
-        with _require_storage(path).atomic_writer(path) as handle:
-            yield handle
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+def _output_writer(path):
+    """Atomic (temporary name, then rename or one upload): a crash never leaves a half file."""
+    storage.makedirs(os.path.dirname(path) or ".")
+    return storage.atomic_writer(path)
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -466,7 +426,7 @@ def prepare_corpus(inputs, output, options=CorpusOptions()):
     paths = expand_inputs(inputs)
     stats = CorpusStats(inputs=paths, output=output)
     dedup = Deduplicator(options.dedup_max_entries) if options.dedup else None
-    with atomic_text_writer(output) as handle, \
+    with _output_writer(output) as handle, \
             tqdm(total=_total_bytes(paths), unit="B", unit_scale=True, desc="corpus") as bar:
         writer = _DocumentWriter(handle, stats)
         progress = _ByteProgress(bar)
@@ -486,7 +446,7 @@ def prepare_corpus(inputs, output, options=CorpusOptions()):
     stats.wall_s = round(time.time() - started, 3)
     report = stats.to_dict()
     report["options"] = dataclasses.asdict(options)
-    with atomic_text_writer(output + ".stats.json") as handle:
+    with _output_writer(output + ".stats.json") as handle:
         json.dump(report, handle, ensure_ascii=False, indent=2)
     return report
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import unicodedata
+import uuid
 
 import pytest
 
@@ -275,6 +276,18 @@ def test_empty_output_is_an_error_and_leaves_no_file(tmp_path):
     with pytest.raises(CorpusError, match="no sentence survived cleaning of .*symbols.txt"):
         corpus.prepare_corpus([source], str(tmp_path / "out.txt"))
     assert sorted(os.listdir(tmp_path)) == ["symbols.txt"]
+
+
+def test_gcs_round_trip(tmp_path, gcs_emulator):
+    from electra_ko import storage
+
+    root = f"gs://{gcs_emulator}/corpus-{uuid.uuid4().hex}"
+    storage.write_text(f"{root}/raw/a.txt", "구름 위의 문장이다. 둘째 문장!\n")
+    storage.write_text(f"{root}/raw/b.tsv", "document\n표 안의 문장이다\n")
+    stats = corpus.prepare_corpus([f"{root}/raw/*"], f"{root}/out/corpus.txt")
+    assert storage.read_text(f"{root}/out/corpus.txt") == (
+        "구름 위의 문장이다.\n둘째 문장!\n\n표 안의 문장이다\n")
+    assert json.loads(storage.read_text(f"{root}/out/corpus.txt.stats.json")) == stats
 
 
 # ----------------------------------------------------------------------------- CLI + sample
