@@ -263,8 +263,8 @@ def heldout_report(tokenizer, lines):
     }
 
 
-def train_wordpiece(lines, num_lines, vocab_size, reserved, limit_alphabet, min_frequency,
-                    do_lower_case):
+def train_wordpiece(lines, num_lines, vocab_size, reserved, do_lower_case, limit_alphabet,
+                    min_frequency):
     """Learned WordPiece vocab (reserved tokens first) from the same pipeline used to load it."""
     pipeline = wordpiece_pipeline({}, do_lower_case)
     trainer = tokenizers.trainers.WordPieceTrainer(
@@ -285,17 +285,18 @@ def train_wordpiece(lines, num_lines, vocab_size, reserved, limit_alphabet, min_
 
 def canonical_order(learned):
     """Learned WordPiece tokens in a fixed order: characters, their ## forms, longer
-    word-initial pieces, longer ## pieces, each group by code point. The `tokenizers` trainer numbers ## tokens in hash-map
-    order (huggingface/tokenizers#1794), so its own order changes from run to run; ids do
-    not matter to WordPiece matching, and a fixed order gives one vocab.txt per token set."""
+    word-initial pieces, longer ## pieces, each group by code point. The `tokenizers`
+    trainer numbers ## tokens in hash-map order (huggingface/tokenizers#1794), so its own
+    order changes from run to run; ids do not matter to WordPiece matching, and a fixed
+    order gives one vocab.txt per token set."""
     def key(token):
         stem = token.removeprefix(CONTINUING_PREFIX)
         return len(stem) > 1, token.startswith(CONTINUING_PREFIX), token
     return sorted(learned, key=key)
 
 
-def train_sentencepiece(lines, vocab_size, reserved, model_type, character_coverage,
-                        input_sentence_size, shuffle_input_sentence, do_lower_case):
+def train_sentencepiece(lines, vocab_size, reserved, do_lower_case, model_type,
+                        character_coverage, input_sentence_size, shuffle_input_sentence):
     """SentencePiece model with [PAD]/[UNK] at 0/1 and the other reserved tokens as
     control symbols, which text can never produce."""
     model = io.BytesIO()
@@ -309,7 +310,7 @@ def train_sentencepiece(lines, vocab_size, reserved, model_type, character_cover
             normalization_rule_name="nmt_nfkc_cf" if do_lower_case else "nmt_nfkc",
             pad_id=0, pad_piece=reserved[0], unk_id=1, unk_piece=reserved[1],
             bos_id=-1, eos_id=-1, control_symbols=reserved[2:],
-            num_threads=os.cpu_count() or 1, minloglevel=1)
+            num_threads=os.cpu_count() or 1)  # its INFO log reports training progress
     except RuntimeError as err:
         raise VocabError(f"SentencePiece training failed: {err}") from None
     processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
@@ -335,18 +336,16 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=32000, num_u
     training = iter(tqdm.tqdm(split.training(corpus_lines(inputs)), total=split.training_lines,
                               desc="reading for training", unit=" lines"))
     if tokenizer == WORDPIECE:
-        tokens, model_proto = train_wordpiece(training, split.training_lines, vocab_size,
-                                              reserved, limit_alphabet, min_frequency,
-                                              do_lower_case)
         trainer_options = {"limit_alphabet": limit_alphabet, "min_frequency": min_frequency}
+        tokens, model_proto = train_wordpiece(training, split.training_lines, vocab_size,
+                                              reserved, do_lower_case, **trainer_options)
     else:
-        tokens, model_proto = train_sentencepiece(
-            training, vocab_size, reserved, spm_model_type, character_coverage,
-            input_sentence_size, shuffle_input_sentence, do_lower_case)
         trainer_options = {"model_type": spm_model_type,
                            "character_coverage": character_coverage,
                            "input_sentence_size": input_sentence_size,
                            "shuffle_input_sentence": shuffle_input_sentence}
+        tokens, model_proto = train_sentencepiece(training, vocab_size, reserved,
+                                                  do_lower_case, **trainer_options)
     built = _write_vocab_files(output_dir, tokens, model_proto, do_lower_case)
     report = heldout_report(built, split.heldout(corpus_lines(inputs)))
     meta = {
@@ -379,9 +378,10 @@ def _check_build_args(inputs, tokenizer, vocab_size, reserved):
     if tokenizer not in (WORDPIECE, SENTENCEPIECE):
         raise VocabError(f"unknown tokenizer {tokenizer!r}")
     if vocab_size <= len(reserved):
-        raise VocabError(f"--vocab_size={vocab_size} leaves no room for learned tokens: "
-                         f"the {len(SPECIAL_TOKENS)} special and {len(reserved) - len(SPECIAL_TOKENS)} "
-                         f"unused tokens already take {len(reserved)} ids")
+        num_unused = len(reserved) - len(SPECIAL_TOKENS)
+        raise VocabError(f"--vocab_size={vocab_size} leaves no room for learned tokens: the "
+                         f"{len(SPECIAL_TOKENS)} special and {num_unused} unused tokens "
+                         f"already take {len(reserved)} ids")
 
 
 def _log_bad_lines(bad_lines):
@@ -408,27 +408,32 @@ def _write_vocab_files(output_dir, tokens, model_proto, do_lower_case):
 # --------------------------------------------------------------------------- CLI
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("input", None, "Corpus file (one sentence per line); repeatable. "
-                          "Local path or gs://.")
-flags.DEFINE_string("output_dir", None, "Directory (or gs:// prefix) for vocab.txt, "
-                    "vocab_meta.json and, for SentencePiece, spm.model.")
-flags.DEFINE_enum("tokenizer", WORDPIECE, [WORDPIECE, SENTENCEPIECE], "Vocabulary kind.")
-flags.DEFINE_integer("vocab_size", 32000, "Total size, special and [unusedN] tokens included.")
-flags.DEFINE_integer("num_unused", 200, "[unusedN] tokens reserved after the 5 specials.")
-flags.DEFINE_bool("do_lower_case", False, "Lower-case and strip accents. Off for Korean: "
-                  "accent stripping decomposes Hangul syllables into jamo.")
-flags.DEFINE_integer("heldout_lines", 2000, "Lines spread over the corpus, kept out of "
-                     "training, on which the UNK rate and tokens per eojeol are reported.")
-flags.DEFINE_integer("limit_alphabet", 15000, "WordPiece: most characters kept in the "
-                     "alphabet (Hangul alone has 11,172 syllables).")
-flags.DEFINE_integer("min_frequency", 2, "WordPiece: least count of a pair to be merged.")
-flags.DEFINE_enum("spm_model_type", "unigram", ["unigram", "bpe"], "SentencePiece model type.")
-flags.DEFINE_float("character_coverage", 0.9995, "SentencePiece: share of characters "
-                   "covered by the alphabet (0.9995 suits Korean).")
-flags.DEFINE_integer("input_sentence_size", 0, "SentencePiece: sample at most this many "
-                     "training lines (0 = all); for large corpora.")
-flags.DEFINE_bool("shuffle_input_sentence", True, "SentencePiece: sample lines at random "
-                  "when --input_sentence_size is set.")
+
+
+def define_flags():
+    """Called only when run as a program, so importing this module adds no flags that
+    could clash with another stage's `--input` / `--output_dir`."""
+    flags.DEFINE_multi_string("input", None, "Corpus file (one sentence per line); repeatable. "
+                              "Local path or gs://.")
+    flags.DEFINE_string("output_dir", None, "Directory (or gs:// prefix) for vocab.txt, "
+                        "vocab_meta.json and, for SentencePiece, spm.model.")
+    flags.DEFINE_enum("tokenizer", WORDPIECE, [WORDPIECE, SENTENCEPIECE], "Vocabulary kind.")
+    flags.DEFINE_integer("vocab_size", 32000, "Total size, special and [unusedN] tokens included.")
+    flags.DEFINE_integer("num_unused", 200, "[unusedN] tokens reserved after the 5 specials.")
+    flags.DEFINE_bool("do_lower_case", False, "Lower-case and strip accents. Off for Korean: "
+                      "accent stripping decomposes Hangul syllables into jamo.")
+    flags.DEFINE_integer("heldout_lines", 2000, "Lines spread over the corpus, kept out of "
+                         "training, on which the UNK rate and tokens per eojeol are reported.")
+    flags.DEFINE_integer("limit_alphabet", 15000, "WordPiece: most characters kept in the "
+                         "alphabet (Hangul alone has 11,172 syllables).")
+    flags.DEFINE_integer("min_frequency", 2, "WordPiece: least count of a pair to be merged.")
+    flags.DEFINE_enum("spm_model_type", "unigram", ["unigram", "bpe"], "SentencePiece model type.")
+    flags.DEFINE_float("character_coverage", 0.9995, "SentencePiece: share of characters "
+                       "covered by the alphabet (0.9995 suits Korean).")
+    flags.DEFINE_integer("input_sentence_size", 0, "SentencePiece: sample at most this many "
+                         "training lines (0 = all); for large corpora.")
+    flags.DEFINE_bool("shuffle_input_sentence", True, "SentencePiece: sample lines at random "
+                      "when --input_sentence_size is set.")
 
 
 def main(argv):
@@ -460,5 +465,6 @@ def format_summary(meta, output_dir):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["input", "output_dir"])
     app.run(main)
