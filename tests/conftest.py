@@ -5,8 +5,25 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import socket
+import sys
 
 import pytest
+
+
+def pytest_collection_finish(session):
+    """Split the CPU into two logical devices once collection has imported TensorFlow.
+
+    Done here (before any test runs TF ops, after which it is impossible) and only when
+    some collected module imported TensorFlow, so TF-free test runs stay fast.
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    except RuntimeError:  # a test module ran TF ops at import time
+        pass
 
 
 def _free_port():

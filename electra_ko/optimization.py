@@ -1,0 +1,125 @@
+"""Optimizer, learning-rate schedule and precision policy of ELECTRA pretraining.
+
+* Schedule: google-research/electra's -- polynomial decay (`lr_decay_power`, 1 = linear)
+  from `learning_rate` to 0 at `num_train_steps`, multiplied by a linear warm-up factor
+  `min(1, step / num_warmup_steps)`. Like the original, step 0 trains with lr 0.
+* AdamW (or LAMB) with decoupled weight decay that skips LayerNorm and bias variables.
+* Gradients are summed across replicas and clipped by their *global* norm in
+  `reduce_and_clip` before the optimizer sees them. Keras 3 would clip each replica's
+  local gradient before its own all-reduce, which is not the same update as on one
+  device; our optimizers therefore skip that second all-reduce.
+* Precision: bfloat16 on TPU, float16 with dynamic loss scaling on GPU, float32 on CPU,
+  unless the `mixed_precision` config key says otherwise.
+"""
+import keras
+import tensorflow as tf
+
+# Substrings of variable *names* (Keras 3: the short name, e.g. "gamma") and of paths
+# that mark LayerNorm scale/offset and biases. Imported checkpoints may carry the
+# original TF1 names ("LayerNorm/gamma"), which these patterns also cover.
+NO_DECAY_PATTERNS = ("bias", "beta", "gamma", "LayerNorm", "layer_norm")
+
+
+class _PreReducedGradients:
+    """Mixin: gradients arrive already summed across replicas (see `reduce_and_clip`)."""
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        return list(grads_and_vars)
+
+
+@keras.saving.register_keras_serializable(package="electra_ko")
+class AdamW(_PreReducedGradients, keras.optimizers.AdamW):
+    """Keras AdamW fed with gradients already reduced across replicas."""
+
+
+@keras.saving.register_keras_serializable(package="electra_ko")
+class Lamb(_PreReducedGradients, keras.optimizers.Lamb):
+    """Keras LAMB fed with gradients already reduced across replicas."""
+
+
+@keras.saving.register_keras_serializable(package="electra_ko")
+class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """lr(step) = lr * (1 - min(step, T) / T) ** power * min(1, step / warmup)."""
+
+    def __init__(self, learning_rate, num_train_steps, num_warmup_steps, power=1.0):
+        self.learning_rate = float(learning_rate)
+        self.num_train_steps = int(num_train_steps)
+        self.num_warmup_steps = int(num_warmup_steps)
+        self.power = float(power)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        progress = tf.minimum(step, self.num_train_steps) / self.num_train_steps
+        decayed = self.learning_rate * (1.0 - progress) ** self.power
+        if self.num_warmup_steps <= 0:
+            return decayed
+        return decayed * tf.minimum(1.0, step / self.num_warmup_steps)
+
+    def get_config(self):
+        return dict(learning_rate=self.learning_rate, num_train_steps=self.num_train_steps,
+                    num_warmup_steps=self.num_warmup_steps, power=self.power)
+
+
+def learning_rate_schedule(cfg):
+    """The schedule described by a pretraining config."""
+    return WarmupPolynomialDecay(cfg.learning_rate, cfg.num_train_steps, cfg.num_warmup_steps,
+                                 cfg.lr_decay_power)
+
+
+def create_optimizer(cfg, precision_policy="float32"):
+    """AdamW or LAMB per `cfg.optimizer`, wrapped for loss scaling under float16.
+
+    Not yet built: call `build_optimizer` under the strategy scope before tracing a step.
+    """
+    kinds = {"adamw": AdamW, "lamb": Lamb}
+    optimizer = kinds[cfg.optimizer](
+        learning_rate=learning_rate_schedule(cfg), weight_decay=cfg.weight_decay_rate,
+        beta_1=cfg.adam_beta1, beta_2=cfg.adam_beta2, epsilon=cfg.adam_epsilon)
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_PATTERNS))
+    if precision_policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def build_optimizer(optimizer, variables):
+    """Create the slot variables now, under the caller's strategy scope.
+
+    Keras 3 optimizers first used inside `strategy.run` in a `tf.function` otherwise
+    fail with "You must feed a value for placeholder tensor".
+    """
+    optimizer.build(variables)
+    return optimizer
+
+
+def loss_scale(optimizer):
+    """The current dynamic loss scale (1 when the optimizer does not scale)."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return tf.cast(optimizer.dynamic_scale, tf.float32)
+    return tf.constant(1.0)
+
+
+def reduce_and_clip(grads, clip_norm, scale=1.0):
+    """Sum per-replica gradients across replicas, then clip them by global norm.
+
+    `scale` is the loss scale the gradients carry: the clip threshold is scaled with
+    it so clipping acts on the true gradient. Returns (gradients, true global norm).
+    """
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    if clip_norm and clip_norm > 0:
+        grads, norm = tf.clip_by_global_norm(grads, clip_norm * scale)
+    else:
+        norm = tf.linalg.global_norm(grads)
+    return grads, norm / scale
+
+
+def precision_policy(requested, device_kind):
+    """The Keras dtype policy name for a `mixed_precision` config value and device kind.
+
+    `device_kind` is "TPU", "GPU" or "CPU"; "auto" picks bfloat16 on TPU, float16 (with
+    loss scaling) on GPU and float32 on CPU.
+    """
+    if requested != "auto":
+        return requested
+    return {"TPU": "mixed_bfloat16", "GPU": "mixed_float16"}.get(device_kind, "float32")

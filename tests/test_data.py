@@ -1,0 +1,141 @@
+"""tf.data reader: parsing, per-host sharding, manifest checks and clear errors."""
+import gzip
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from electra_ko import data
+
+SEQ = 8
+
+
+def _example(ids, seq_len):
+    mask = [1] * len(ids) + [0] * (seq_len - len(ids))
+    ids = list(ids) + [0] * (seq_len - len(ids))
+    feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+               for name, values in (("input_ids", ids), ("input_mask", mask),
+                                    ("segment_ids", [0] * seq_len))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_shards(directory, num_shards=2, per_shard=8, seq_len=SEQ, vocab_size=64,
+                 vocab_sha256="abc", gzipped=False, seed=0):
+    """Shards as build_data writes them; example j of shard s starts with id 5+s*per_shard+j
+    (so tests can tell examples apart); the rest are random ids below vocab_size."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    suffix = ".gz" if gzipped else ""
+    for s in range(num_shards):
+        name = f"pretrain_data.tfrecord-{s:05d}-of-{num_shards:05d}{suffix}"
+        options = tf.io.TFRecordOptions("GZIP" if gzipped else "")
+        with tf.io.TFRecordWriter(os.path.join(directory, name), options) as writer:
+            for j in range(per_shard):
+                length = int(rng.integers(3, seq_len + 1))
+                ids = [5 + s * per_shard + j] + rng.integers(5, vocab_size, length - 1).tolist()
+                writer.write(_example(ids, seq_len))
+    manifest = dict(vocab_sha256=vocab_sha256, vocab_size=vocab_size, max_seq_length=seq_len,
+                    compression="gzip" if gzipped else None, seed=seed)
+    with open(os.path.join(directory, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    return directory
+
+
+def _first_ids(batches):
+    return sorted(int(i) for b in batches for i in b["input_ids"][:, 0].numpy())
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_evaluation_pass_parses_every_example_once(tmp_path, gzipped):
+    directory = write_shards(str(tmp_path), gzipped=gzipped)
+    manifest = data.read_manifest(directory)
+    dataset = data.make_dataset(data.shard_files(directory), 4, SEQ,
+                                data.compression_of(manifest), training=False)
+    batches = list(dataset)
+    assert len(batches) == 4
+    for batch in batches:
+        assert {k: v.dtype for k, v in batch.items()} == dict.fromkeys(data.FEATURES, tf.int32)
+        assert all(v.shape == (4, SEQ) for v in batch.values())
+        lengths = batch["input_mask"].numpy().sum(1)
+        assert np.all(batch["input_ids"].numpy()[np.arange(SEQ)[None] >= lengths[:, None]] == 0)
+    assert _first_ids(batches) == list(range(5, 21))
+
+
+def test_training_stream_is_shuffled_repeated_and_seeded(tmp_path):
+    files = data.shard_files(write_shards(str(tmp_path)))
+    def take(seed):
+        return [b["input_ids"][:, 0].numpy().tolist()
+                for b in data.make_dataset(files, 4, SEQ, seed=seed).take(20)]
+    first = take(7)
+    assert first == take(7)
+    assert first != take(8)
+    flat = [i for batch in first for i in batch]
+    assert len(flat) == 80 and set(flat) == set(range(5, 21))  # repeats, reaches every example
+    assert flat[:16] != list(range(5, 21))
+
+
+def test_hosts_read_disjoint_shards():
+    files = [f"shard-{i}" for i in range(5)]
+    contexts = [tf.distribute.InputContext(2, i, 2) for i in range(2)]
+    assert [data.host_files(files, c) for c in contexts] == [files[0::2], files[1::2]]
+    with pytest.raises(data.DataError, match="2 shards cannot feed 3 hosts"):
+        data.host_files(files[:2], tf.distribute.InputContext(3, 0, 3))
+
+
+def test_distributed_dataset_splits_global_batch_over_two_replicas(tmp_path):
+    files = data.shard_files(write_shards(str(tmp_path)))
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dataset = data.distributed_dataset(strategy, files, 4, SEQ, training=False)
+    batch = next(iter(dataset))
+    per_replica = strategy.experimental_local_results(batch["input_ids"])
+    assert [r.shape for r in per_replica] == [(2, SEQ), (2, SEQ)]
+    with pytest.raises(data.DataError, match="batch size 5 is not a multiple of the 2 replicas"):
+        data.distributed_dataset(strategy, files, 5, SEQ)
+
+
+def test_manifest_with_another_vocab_is_refused_naming_both(tmp_path):
+    directory = write_shards(str(tmp_path), vocab_sha256="aaa")
+    manifest = data.read_manifest(directory)
+    with pytest.raises(data.DataError, match=r"vocab_sha256='aaa' but the model uses "
+                                             r"vocab_sha256='bbb'"):
+        data.check_manifest(manifest, directory, "bbb", 64, SEQ)
+    with pytest.raises(data.DataError, match=r"vocab_size=64 but the model uses vocab_size=65"):
+        data.check_manifest(manifest, directory, "aaa", 65, SEQ)
+    data.check_manifest(manifest, directory, "aaa", 64, SEQ)
+
+
+def test_missing_directory_shards_or_manifest_give_clear_errors(tmp_path):
+    with pytest.raises(data.DataError, match="directory not found"):
+        data.shard_files(str(tmp_path / "nope"))
+    with pytest.raises(data.DataError, match="no shards named pretrain_data.tfrecord-"):
+        data.shard_files(str(tmp_path))
+    with pytest.raises(data.DataError, match="manifest.json not found"):
+        data.read_manifest(str(tmp_path))
+    (tmp_path / "manifest.json").write_text('{"vocab_size": 3,\n oops}')
+    with pytest.raises(data.DataError, match=r"manifest.json:2:2: invalid JSON"):
+        data.read_manifest(str(tmp_path))
+
+
+def test_truncated_shard_is_named(tmp_path):
+    directory = write_shards(str(tmp_path))
+    files = data.shard_files(directory)
+    with open(files[1], "rb") as f:
+        content = f.read()
+    with open(files[1], "wb") as f:
+        f.write(content[:-7])
+    with pytest.raises(tf.errors.DataLossError) as caught:
+        list(data.make_dataset(files, 4, SEQ, training=False))
+    error = data.corrupt_shard_error(files, "", caught.value)
+    assert files[1] in str(error) and files[0] not in str(error)
+    assert "rebuild it" in str(error)
+
+
+def test_gzip_shards_declared_in_manifest_are_read_as_gzip(tmp_path):
+    directory = write_shards(str(tmp_path), gzipped=True)
+    assert data.compression_of(data.read_manifest(directory)) == "GZIP"
+    with gzip.open(data.shard_files(directory)[0]) as f:
+        assert f.read(1)  # really gzip on disk
+    with pytest.raises(data.DataError, match="unsupported shard compression 'zstd'"):
+        data.compression_of({"compression": "zstd"})

@@ -1,0 +1,95 @@
+"""Optimizer: schedule values, weight-decay exclusions, global-norm clipping, precision."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from electra_ko import config, optimization
+
+
+def _cfg(**values):
+    base = dict(model_size="debug", learning_rate=1e-3, num_train_steps=100, num_warmup_steps=10,
+                weight_decay_rate=0.01)
+    return config.load_config(config.PRETRAIN, **dict(base, **values))
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5])
+def test_schedule_matches_electra_formula(power):
+    schedule = optimization.learning_rate_schedule(_cfg(lr_decay_power=power))
+    for step in (0, 1, 5, 10, 11, 50, 99, 100, 150):
+        expected = 1e-3 * (1 - min(step, 100) / 100) ** power * min(1.0, step / 10)
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-6, abs=1e-12), step
+
+
+def test_schedule_without_warmup_starts_at_peak():
+    schedule = optimization.learning_rate_schedule(_cfg(num_warmup_steps=0))
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(25)) == pytest.approx(0.75e-3)
+
+
+def test_schedule_round_trips_through_keras_serialisation():
+    schedule = optimization.learning_rate_schedule(_cfg())
+    restored = keras.optimizers.schedules.deserialize(
+        keras.optimizers.schedules.serialize(schedule))
+    assert restored.get_config() == schedule.get_config()
+    assert float(restored(42)) == float(schedule(42))
+
+
+def _tiny_model():
+    inputs = keras.Input([3])
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    outputs = keras.layers.LayerNormalization(name="LayerNorm")(hidden)
+    return keras.Model(inputs, outputs)
+
+
+def test_weight_decay_skips_layernorm_and_bias():
+    """With zero gradients an AdamW step moves only the decayed variables: w -= lr*wd*w."""
+    model = _tiny_model()
+    for variable in model.trainable_variables:
+        variable.assign(tf.ones(variable.shape))
+    optimizer = optimization.create_optimizer(_cfg(num_warmup_steps=0, weight_decay_rate=0.1))
+    optimization.build_optimizer(optimizer, model.trainable_variables)
+    zeros = [tf.zeros(v.shape) for v in model.trainable_variables]
+    optimizer.apply(zeros, model.trainable_variables)
+    moved = {v.path: float(v.numpy().ravel()[0]) for v in model.trainable_variables}
+    assert moved == {"dense/kernel": pytest.approx(1 - 1e-3 * 0.1),
+                     "dense/bias": 1.0, "LayerNorm/gamma": 1.0, "LayerNorm/beta": 1.0}
+
+
+def test_lamb_is_selectable_and_decays_the_same_variables():
+    model = _tiny_model()
+    optimizer = optimization.create_optimizer(_cfg(optimizer="lamb"))
+    assert isinstance(optimizer, keras.optimizers.Lamb)
+    decayed = [v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)]
+    assert decayed == ["dense/kernel"]
+
+
+def test_reduce_and_clip_scales_to_global_norm():
+    grads = [tf.constant([3.0, 0.0]), tf.constant([[4.0]])]  # global norm 5
+    clipped, norm = optimization.reduce_and_clip(grads, clip_norm=1.0)
+    assert float(norm) == pytest.approx(5.0)
+    np.testing.assert_allclose(clipped[0].numpy(), [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(clipped[1].numpy(), [[0.8]], rtol=1e-6)
+    unclipped, _ = optimization.reduce_and_clip(grads, clip_norm=10.0)
+    np.testing.assert_allclose(unclipped[0].numpy(), [3.0, 0.0])
+
+
+def test_clipping_of_loss_scaled_gradients_acts_on_true_norm():
+    grads = [tf.constant([300.0, 400.0])]  # true gradient [3, 4] at loss scale 100
+    clipped, norm = optimization.reduce_and_clip(grads, clip_norm=1.0, scale=100.0)
+    assert float(norm) == pytest.approx(5.0)
+    np.testing.assert_allclose(clipped[0].numpy() / 100.0, [0.6, 0.8], rtol=1e-6)
+
+
+def test_float16_policy_wraps_optimizer_for_loss_scaling():
+    optimizer = optimization.create_optimizer(_cfg(), "mixed_float16")
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(optimizer.inner_optimizer, optimization.AdamW)
+
+
+@pytest.mark.parametrize("requested,device,expected", [
+    ("auto", "TPU", "mixed_bfloat16"), ("auto", "GPU", "mixed_float16"),
+    ("auto", "CPU", "float32"), ("float32", "TPU", "float32"),
+    ("mixed_bfloat16", "CPU", "mixed_bfloat16")])
+def test_precision_policy(requested, device, expected):
+    assert optimization.precision_policy(requested, device) == expected
