@@ -6,11 +6,15 @@ Hugging Face `transformers` parameter names in PyTorch layout (Linear weights ar
 [out, in], TF1 kernels are [in, out]). The tables below are the whole name mapping; the
 Keras side (our model's weights <-> these names) lives in `electra_ko.export`.
 """
+import dataclasses
 import json
 import os
 import re
+from typing import Optional
 
 import numpy as np
+
+from electra_ko import modeling
 
 # --------------------------------------------------------------------------- name tables
 
@@ -85,6 +89,16 @@ HF_PYTORCH = "pytorch_model.bin"
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not fit the model (the message says which names)."""
+
+
+@dataclasses.dataclass
+class Tower:
+    """One model of a checkpoint: its sizes, its weights under HF names, a classifier's labels
+    (None for regression)."""
+    kind: str
+    config: modeling.EncoderConfig
+    tensors: dict
+    labels: Optional[tuple] = None
 
 
 def tf1_tower_names(tower, num_layers, has_projection, embeddings_scope):
@@ -163,6 +177,30 @@ def read_hf_dir(path):
         raise CheckpointError(f"{os.path.join(path, HF_CONFIG)}: model_type is "
                               f"{config.get('model_type')!r}, expected 'electra'")
     return config, _with_encoder_prefix(_read_hf_tensors(path))
+
+
+def read_hf_tower(path):
+    """The one model a transformers ELECTRA directory holds."""
+    config, tensors = read_hf_dir(path)
+    kind = hf_tower_kind(tensors)
+    labels = None
+    if kind == CLASSIFIER and config.get("problem_type") != "regression":
+        id2label = config.get("id2label") or {}
+        labels = tuple(id2label[key] for key in sorted(id2label, key=int))
+    return Tower(kind, encoder_config_from_hf(config, os.path.join(path, HF_CONFIG)), tensors,
+                 labels)
+
+
+def encoder_config_from_hf(config, source):
+    """EncoderConfig from transformers' ElectraConfig keys (which keep BERT's names)."""
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise CheckpointError(f"{source}: hidden_act {config['hidden_act']!r} is not supported "
+                              f"(electra_ko models use exact GELU, 'gelu')")
+    fields = {f.name for f in dataclasses.fields(modeling.EncoderConfig)}
+    try:
+        return modeling.EncoderConfig(**{k: v for k, v in config.items() if k in fields})
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: {err}") from None
 
 
 def hf_tower_kind(tensors):

@@ -1,0 +1,123 @@
+"""Tests for electra_ko.export: Hugging Face export/import parity and the serving SavedModel."""
+import numpy as np
+import pytest
+
+from electra_ko import checkpoints, export, modeling, tasks, vocab
+
+torch = pytest.importorskip("torch", reason="Hugging Face parity tests need torch (extra 'hf')")
+transformers = pytest.importorskip(
+    "transformers", reason="Hugging Face parity tests need transformers (extra 'hf')")
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SENTENCES = ["이 영화 정말 재미있어요!! 10점 만점에 10점", "배우들 연기가 너무 어색했다 ㅠㅠ",
+             "iPhone으로 찍은 예고편보다 못함😀", "감독 다음 작품도 기대됩니다.",
+             "ㅋㅋㅋㅋㅋ 시간 아까움"]
+MAX_SEQ_LENGTH = 24
+
+
+def tiny_config(hidden=32, embedding=16, layers=2, heads=2, vocab_size=None):
+    return modeling.EncoderConfig(
+        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=2 * hidden, embedding_size=embedding,
+        max_position_embeddings=MAX_SEQ_LENGTH)
+
+
+@pytest.fixture(scope="module")
+def vocab_dir(tmp_path_factory):
+    chars = sorted({c for s in SENTENCES for c in s if not c.isspace()})
+    tokens = SPECIALS + chars + ["##" + c for c in chars] + ["영화", "정말", "재미"]
+    directory = tmp_path_factory.mktemp("vocab")
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def features(vocab_dir):
+    encoded = tasks.encode(vocab.load_tokenizer(vocab_dir), SENTENCES, None, MAX_SEQ_LENGTH)
+    return {k: encoded[k] for k in ("input_ids", "input_mask", "segment_ids")}
+
+
+def randomize(model, seed=0):
+    """Weights far from the 0.02-scale init, so layout or activation slips show in outputs."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        scale = 0.1 if len(variable.shape) == 2 else 0.5
+        offset = 1.0 if variable.path.endswith("gamma") else 0.0
+        variable.assign(offset + scale * rng.standard_normal(variable.shape).astype(np.float32))
+    return model
+
+
+def hf_outputs(model_dir, architecture, features):
+    model = getattr(transformers, architecture).from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(features["input_ids"], dtype=torch.long),
+                    attention_mask=torch.tensor(features["input_mask"], dtype=torch.long),
+                    token_type_ids=torch.tensor(features["segment_ids"], dtype=torch.long))
+    return out.logits.numpy()
+
+
+@pytest.mark.parametrize("kind,architecture", [("discriminator", "ElectraForPreTraining"),
+                                               ("generator", "ElectraForMaskedLM")])
+def test_exported_model_predicts_like_transformers(tmp_path, vocab_dir, features, kind,
+                                                   architecture):
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = randomize(export.KERAS_MODELS[kind](config))
+    out = export.write_huggingface(export.tower_from_model(kind, model), vocab_dir, tmp_path / kind)
+    ours = model(features).numpy()
+    theirs = hf_outputs(out, architecture, features)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours).max() > 1.0  # outputs large enough for the tolerance to mean something
+    assert np.abs(ours - theirs).max() < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["discriminator", "generator"])
+def test_round_trip_through_huggingface_is_bit_identical(tmp_path, vocab_dir, kind):
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = randomize(export.KERAS_MODELS[kind](config), seed=1)
+    export.write_huggingface(export.tower_from_model(kind, model), vocab_dir, tmp_path)
+    tower = checkpoints.read_hf_tower(tmp_path)
+    assert (tower.kind, tower.config) == (kind, config)
+    reloaded = export.model_from_tower(tower)
+    for before, after in zip(model.weights, reloaded.weights):
+        assert before.path.split("/", 1)[1] == after.path.split("/", 1)[1]
+        np.testing.assert_array_equal(before.numpy(), after.numpy())
+
+
+@pytest.mark.parametrize("architecture,kind,embedding", [
+    ("ElectraForPreTraining", "discriminator", 16), ("ElectraForMaskedLM", "generator", 16),
+    ("ElectraForPreTraining", "discriminator", 32)])
+def test_model_made_by_transformers_imports_with_parity(tmp_path, vocab_dir, features,
+                                                        architecture, kind, embedding):
+    size = vocab.load_tokenizer(vocab_dir).vocab_size
+    hf_model = getattr(transformers, architecture)(transformers.ElectraConfig(
+        vocab_size=size, embedding_size=embedding, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=MAX_SEQ_LENGTH,
+        initializer_range=0.3))
+    hf_model.save_pretrained(tmp_path)
+    tower = checkpoints.read_hf_tower(tmp_path)
+    assert tower.kind == kind
+    ours = export.model_from_tower(tower)(features).numpy()
+    np.testing.assert_allclose(ours, hf_outputs(tmp_path, architecture, features), atol=1e-4)
+
+
+def test_exported_tokenizer_matches_training_tokenizer(tmp_path, vocab_dir):
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = export.DiscriminatorModel(config)
+    export.write_huggingface(export.tower_from_model("discriminator", model), vocab_dir, tmp_path)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    ours = vocab.load_tokenizer(vocab_dir)
+    long_word = "영" * 150  # transformers' own converter would cut words at 100 chars
+    for text in SENTENCES + [long_word]:
+        expected = [ours.special_ids["cls"], *ours.encode_batch([text])[0], ours.special_ids["sep"]]
+        assert hf_tokenizer(text)["input_ids"] == expected
+
+
+def test_tensor_names_that_do_not_fit_are_listed(vocab_dir):
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    tower = export.tower_from_model("discriminator", export.DiscriminatorModel(config))
+    del tower.tensors["electra.encoder.layer.1.output.dense.bias"]
+    tower.tensors["electra.pooler.dense.weight"] = np.zeros((32, 32), np.float32)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=r"(?s)missing \(1\): electra.encoder.layer.1.output.dense.bias.*"
+                             r"unexpected \(1\): electra.pooler.dense.weight"):
+        export.model_from_tower(tower)
