@@ -317,3 +317,13 @@ def test_module_does_not_import_tensorflow():
     code = "import sys, electra_ko.corpus; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+def test_bundled_sample_exercises_every_cleaner(tmp_path):
+    sample = os.path.join(REPO, "electra_ko", "sample", "korean_sample.txt")
+    stats = corpus.prepare_corpus([sample], str(tmp_path / "out.txt"))
+    text = read(tmp_path / "out.txt")
+    assert (stats["documents_in"], stats["documents_out"]) == (79, 79)
+    assert stats["dropped"] == {"duplicate": 1, "no_letters": 1, "too_short": 1}
+    assert stats["sentences_split"] > 150 and text.count("[PHONE]") == 3
+    assert "http" not in text and "@" not in text and "ㅋㅋㅋ" not in text
