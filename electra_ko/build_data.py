@@ -1,0 +1,532 @@
+"""Pretraining TFRecord shards from a corpus: ``python -m electra_ko.build_data``.
+
+The corpus holds one sentence per line and a blank line between documents.
+Examples are packed exactly as google-research/electra's
+``build_pretraining_dataset.py`` packs them (same feature names and layout), so
+either tool's shards feed either trainer.
+
+Determinism: the corpus is cut into ``--num_shards`` byte ranges at document
+boundaries, and each shard's random choices come from its own RNG seeded with
+(seed, shard index). A shard's bytes therefore depend on the corpus, vocab, seed
+and settings only, never on ``--num_workers``; workers build whole shards.
+
+Safety: every shard is written through ``storage.atomic_writer``, so it appears
+under its final name only when complete. ``manifest.partial.json`` records the
+settings and each finished shard as the run goes; a re-run skips the recorded
+shards. ``manifest.json`` is written last, when all shards exist.
+"""
+import argparse
+import io
+import itertools
+import json
+import multiprocessing
+import os
+import queue
+import random
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tqdm
+
+from electra_ko import storage, tfrecord, vocab
+
+SHARD_PREFIX = "pretrain_data.tfrecord"
+MANIFEST = "manifest.json"
+PARTIAL_MANIFEST = "manifest.partial.json"
+READ_BLOCK_BYTES = 4 << 20  # text tokenised per encode_batch call
+MAX_REPORTED_BAD_LINES = 10
+# Settings that decide the shards' contents: an existing output must match them all.
+SETTING_KEYS = ("max_seq_length", "seed", "vocab_sha256", "vocab_size", "num_shards",
+                "compression", "corpus")
+
+
+class BuildError(Exception):
+    """Bad input or output for the data builder; the message says what and where."""
+
+
+# --------------------------------------------------------------------------- packing
+
+
+class ExamplePacker:
+    """ELECTRA's example builder, fed with the token ids of one sentence at a time.
+
+    Sentences of one document accumulate until they reach the target length; the
+    example is ``[CLS] A [SEP] B [SEP]`` where sentences go to A until it would
+    pass half the target (a coin flip decides the sentence that crosses it), with
+    a 10% chance of an A-only example and a 5% chance that the next example
+    aims at a random shorter length. Sentences that tokenise to nothing are
+    dropped: in the original they never change an example nor consume a draw.
+    """
+
+    def __init__(self, max_seq_length, rng):
+        self._max_length = max_seq_length
+        self._target_length = max_seq_length
+        self._rng = rng
+        self._sentences = []
+        self._length = 0
+        self._document_open = False
+        self.documents = 0
+
+    def add_sentence(self, token_ids):
+        """Returns a (segment_a, segment_b) pair once the target length is reached."""
+        self._document_open = True
+        if not token_ids:
+            return None
+        self._sentences.append(token_ids)
+        self._length += len(token_ids)
+        if self._length >= self._target_length:
+            return self._create_example()
+        return None
+
+    def end_document(self):
+        """Flush what the document left over; examples never mix documents."""
+        self.documents += self._document_open
+        self._document_open = False
+        if self._length:
+            return self._create_example()
+        return None
+
+    def _create_example(self):
+        rng = self._rng
+        if rng.random() < 0.1:
+            first_target = 100000
+        else:
+            first_target = (self._target_length - 3) // 2  # room for [CLS] and two [SEP]
+        first, second = [], []
+        for sentence in self._sentences:
+            if (not first or len(first) + len(sentence) < first_target
+                    or (not second and len(first) < first_target and rng.random() < 0.5)):
+                first += sentence
+            else:
+                second += sentence
+        first = first[:self._max_length - 2]
+        second = second[:max(0, self._max_length - len(first) - 3)]
+        self._sentences = []
+        self._length = 0
+        if rng.random() < 0.05:
+            self._target_length = rng.randint(5, self._max_length)
+        else:
+            self._target_length = self._max_length
+        return first, second
+
+
+def examples_to_features(examples, max_seq_length, special_ids):
+    """``input_ids``/``input_mask``/``segment_ids`` arrays (num_examples, max_seq_length)."""
+    cls, sep, pad = special_ids["cls"], special_ids["sep"], special_ids["pad"]
+    sequences = [[cls, *first, sep, *second, sep] if second else [cls, *first, sep]
+                 for first, second in examples]
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    segment_a_lengths = np.fromiter((len(first) + 2 for first, _ in examples),
+                                    dtype=np.int64, count=len(examples))
+    flat = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int64,
+                       count=int(lengths.sum()))
+    rows = np.repeat(np.arange(len(sequences)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    cols = np.arange(len(flat)) - np.repeat(starts, lengths)
+    input_ids = np.full((len(sequences), max_seq_length), pad, dtype=np.int64)
+    input_ids[rows, cols] = flat
+    position = np.arange(max_seq_length)
+    input_mask = (position < lengths[:, None]).astype(np.int64)
+    segment_ids = ((position >= segment_a_lengths[:, None]) & (input_mask == 1)).astype(np.int64)
+    return {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def corpus_files(patterns):
+    """``[(path, size)]`` for every file the patterns name, in the order given."""
+    files = []
+    for pattern in patterns:
+        matches = storage.glob(pattern)
+        if not matches:
+            raise BuildError(f"corpus input not found: {pattern}")
+        files.extend((path, _file_size(path)) for path in matches)
+    if sum(size for _, size in files) == 0:
+        raise BuildError(f"empty corpus: {', '.join(patterns)} hold no text")
+    return files
+
+
+def _file_size(path):
+    with storage.open_read(path, binary=True) as f:
+        return f.seek(0, io.SEEK_END)
+
+
+def plan_shards(files, num_shards):
+    """Cut the corpus into ``num_shards`` byte ranges of about equal size.
+
+    Each cut moves forward to the next document start (the line after a blank
+    line, or the end of the file), so documents never straddle shards. Returns,
+    per shard, a list of ``(path, start, end)`` ranges; a tiny corpus may leave
+    some shards empty.
+    """
+    total = sum(size for _, size in files)
+    targets = [total * k // num_shards for k in range(1, num_shards)]
+    cuts = []  # (file index, offset) where shards 1..num_shards-1 begin
+    base = 0
+    for file_index, (path, size) in enumerate(files):
+        in_file = [t - base for t in targets[len(cuts):] if t - base < size]
+        if in_file:
+            with storage.open_read(path, binary=True) as f:
+                for target in in_file:
+                    cut = _next_document_start(f, target, size)
+                    if cuts and cuts[-1][0] == file_index:
+                        cut = max(cut, cuts[-1][1])
+                    cuts.append((file_index, cut))
+        base += size
+    bounds = [(0, 0)] + cuts + [(len(files) - 1, files[-1][1])]
+    return [_ranges_between(files, bounds[k], bounds[k + 1]) for k in range(num_shards)]
+
+
+def _next_document_start(f, offset, size):
+    """Offset of the first line after a blank line at or after ``offset`` (or ``size``)."""
+    if offset == 0:
+        return 0
+    f.seek(offset)
+    position = offset + len(f.readline())  # finish the line the offset falls in
+    for line in iter(f.readline, b""):
+        position += len(line)
+        if not line.strip():
+            return position
+    return size
+
+
+def _ranges_between(files, start, end):
+    (first_file, first_offset), (last_file, last_offset) = start, end
+    ranges = []
+    for file_index in range(first_file, last_file + 1):
+        path, size = files[file_index]
+        lo = first_offset if file_index == first_file else 0
+        hi = last_offset if file_index == last_file else size
+        if hi > lo:
+            ranges.append((path, lo, hi))
+    return ranges
+
+
+def read_line_blocks(path, start, end, skipped):
+    """Yield ``(lines, num_bytes)`` for bytes [start, end) of a file, about 4 MiB at a time.
+
+    Undecodable lines are skipped; their (path, line number) go to ``skipped``.
+    """
+    with storage.open_read(path, binary=True) as f:
+        f.seek(start)
+        position = start
+        while position < end:
+            data = f.read(min(READ_BLOCK_BYTES, end - position))
+            if not data:
+                break
+            if position + len(data) < end and not data.endswith(b"\n"):
+                data += f.readline()
+            yield _decode_lines(data, path, position, skipped), len(data)
+            position += len(data)
+
+
+def _decode_lines(data, path, offset, skipped):
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    try:
+        return data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    first_line_number = None
+    for index, raw in enumerate(data.split(b"\n")):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            if first_line_number is None:
+                first_line_number = _line_number_at(path, offset)
+            skipped.append((path, first_line_number + index))
+    return lines
+
+
+def _line_number_at(path, offset):
+    """1-based number of the line starting at ``offset`` (only needed to report bad bytes)."""
+    newlines = 0
+    with storage.open_read(path, binary=True) as f:
+        remaining = offset
+        while remaining:
+            chunk = f.read(min(remaining, READ_BLOCK_BYTES))
+            if not chunk:
+                break
+            newlines += chunk.count(b"\n")
+            remaining -= len(chunk)
+    return newlines + 1
+
+
+# --------------------------------------------------------------------------- one shard
+
+
+def shard_name(index, num_shards, compression):
+    suffix = ".gz" if compression == tfrecord.GZIP else ""
+    return f"{SHARD_PREFIX}-{index:05d}-of-{num_shards:05d}{suffix}"
+
+
+def shard_rng(seed, index):
+    """The shard's own RNG: its draws do not depend on which worker builds it or when."""
+    return random.Random(f"electra_ko.build_data/{seed}/{index}")
+
+
+def build_shard(job, index, ranges, tokenizer, report_progress):
+    """Tokenise, pack and write one shard; returns its manifest entry."""
+    packer = ExamplePacker(job["max_seq_length"], shard_rng(job["seed"], index))
+    stats = {"file": shard_name(index, job["num_shards"], job["compression"]),
+             "examples": 0, "tokens": 0, "documents": 0, "lines": 0, "skipped_lines": 0}
+    skipped = []
+    path = storage.join(job["output_dir"], stats["file"])
+    with storage.atomic_writer(path, binary=True) as out, \
+            tfrecord.RecordWriter(out, job["compression"]) as writer:
+        for source, start, end in ranges:
+            for lines, num_bytes in read_line_blocks(source, start, end, skipped):
+                documents_before = packer.documents
+                examples = _pack_block(lines, tokenizer, packer)
+                _write_examples(writer, examples, job, tokenizer, stats)
+                stats["lines"] += len(lines)
+                report_progress(num_bytes, packer.documents - documents_before, len(examples))
+            last = packer.end_document()  # a file's end ends its last document
+            _write_examples(writer, [last] if last else [], job, tokenizer, stats)
+            report_progress(0, 1 if last else 0, 1 if last else 0)
+    stats["documents"] = packer.documents
+    stats["skipped_lines"] = len(skipped)
+    stats["bad_lines"] = [f"{source}:{line}" for source, line in skipped[:MAX_REPORTED_BAD_LINES]]
+    return stats
+
+
+def _pack_block(lines, tokenizer, packer):
+    """Examples completed by a block of lines (blank lines end documents)."""
+    token_ids = iter(tokenizer.encode_batch([line for line in lines if line.strip()]))
+    examples = []
+    for line in lines:
+        example = packer.add_sentence(next(token_ids)) if line.strip() else packer.end_document()
+        if example:
+            examples.append(example)
+    return examples
+
+
+def _write_examples(writer, examples, job, tokenizer, stats):
+    if not examples:
+        return
+    features = examples_to_features(examples, job["max_seq_length"], tokenizer.special_ids)
+    writer.write(tfrecord.serialize_int64_examples(features))
+    stats["examples"] += len(examples)
+    stats["tokens"] += int(features["input_mask"].sum())
+
+
+# --------------------------------------------------------------------------- workers
+
+_worker_state = {}
+
+
+def _init_worker(job, progress_queue):
+    os.environ["RAYON_NUM_THREADS"] = "1"  # one process per core already
+    _worker_state.update(job=job, queue=progress_queue,
+                         tokenizer=load_vocab(job["vocab"]))
+
+
+def _build_shard_in_worker(index, ranges):
+    state = _worker_state
+    return build_shard(state["job"], index, ranges, state["tokenizer"],
+                       lambda *delta: state["queue"].put(delta))
+
+
+def run_shards(job, plans, pending, tokenizer, num_workers, on_progress, on_done):
+    """Build the pending shards in this process or in ``num_workers`` forked processes."""
+    if num_workers <= 1:
+        for index in pending:
+            on_done(build_shard(job, index, plans[index], tokenizer, on_progress))
+        return
+    context = multiprocessing.get_context("fork")
+    progress_queue = context.Queue()
+    with context.Pool(num_workers, _init_worker, (job, progress_queue)) as pool:
+        running = [pool.apply_async(_build_shard_in_worker, (index, plans[index]))
+                   for index in pending]
+        while running:
+            try:
+                on_progress(*progress_queue.get(timeout=0.1))
+            except queue.Empty:
+                pass
+            for result in [r for r in running if r.ready()]:
+                running.remove(result)
+                on_done(result.get())
+        while not progress_queue.empty():
+            on_progress(*progress_queue.get())
+
+
+# --------------------------------------------------------------------------- run
+
+
+def load_vocab(path):
+    """The tokenizer; a gs:// vocab dir is copied to a local temp dir first."""
+    if not storage.is_gcs(path):
+        return vocab.load_tokenizer(path)
+    local = tempfile.mkdtemp(prefix="electra_ko_vocab_")
+    try:
+        directory = path if not path.endswith(".txt") else path.rsplit("/", 1)[0]
+        for name in (vocab.VOCAB_FILE, vocab.META_FILE, vocab.SPM_FILE):
+            remote = storage.join(directory, name)
+            if storage.exists(remote):
+                with storage.open_read(remote, binary=True) as src, \
+                        open(os.path.join(local, name), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        return vocab.load_tokenizer(local)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def check_existing_output(output_dir, settings, overwrite):
+    """Finished shards of an earlier run with the same settings (``{index: entry}``).
+
+    Refuses an output dir built with other settings, or holding shards of unknown
+    origin, unless ``overwrite`` (which deletes them).
+    """
+    shard_files = storage.glob(storage.join(output_dir, SHARD_PREFIX + "-*"))
+    manifests = [storage.join(output_dir, name) for name in (MANIFEST, PARTIAL_MANIFEST)]
+    manifests = [path for path in manifests if storage.exists(path)]
+    if overwrite:
+        for path in shard_files + manifests:
+            storage.remove(path)
+        return {}
+    if not manifests:
+        if shard_files:
+            raise BuildError(f"{output_dir} holds {len(shard_files)} {SHARD_PREFIX} shards but "
+                             f"no {MANIFEST}: cannot tell how they were built; pass --overwrite "
+                             f"to replace them")
+        return {}
+    previous = json.loads(storage.read_text(manifests[0]))
+    differences = [f"{key}: {previous.get(key)!r} there, {settings[key]!r} now"
+                   for key in SETTING_KEYS if previous.get(key) != settings[key]]
+    if differences:
+        raise BuildError(f"{output_dir} holds shards built with different settings "
+                         f"({'; '.join(differences)}); pass --overwrite to replace them")
+    present = set(shard_files)
+    return {index: entry for index, entry in enumerate(previous.get("shards", []))
+            if entry and storage.join(output_dir, entry["file"]) in present}
+
+
+def write_manifest(output_dir, settings, done, command, complete):
+    shards = [done.get(index) for index in range(settings["num_shards"])]
+    finished = [entry for entry in shards if entry]
+    manifest = dict(settings, command=command, complete=complete, shards=shards,
+                    examples=sum(e["examples"] for e in finished),
+                    tokens=sum(e["tokens"] for e in finished),
+                    skipped_lines=sum(e["skipped_lines"] for e in finished))
+    name = MANIFEST if complete else PARTIAL_MANIFEST
+    storage.write_text(storage.join(output_dir, name),
+                       json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    return manifest
+
+
+def build(args, command):
+    """Build (or finish) every shard; returns the final manifest."""
+    if args.num_shards < 1 or args.num_workers < 1:
+        raise BuildError("--num_shards and --num_workers must be at least 1")
+    if args.max_seq_length < 5:
+        raise BuildError(f"--max_seq_length {args.max_seq_length} is too short (needs >= 5)")
+    tokenizer = load_vocab(args.vocab)
+    files = corpus_files(args.corpus)
+    compression = tfrecord.GZIP if args.gzip else ""
+    settings = {"max_seq_length": args.max_seq_length, "seed": args.seed,
+                "vocab_sha256": tokenizer.vocab_sha256, "vocab_size": tokenizer.vocab_size,
+                "num_shards": args.num_shards, "compression": compression,
+                "corpus": [{"path": path, "bytes": size} for path, size in files]}
+    storage.makedirs(args.output_dir)
+    done = check_existing_output(args.output_dir, settings, args.overwrite)
+    pending = [index for index in range(args.num_shards) if index not in done]
+    manifest_path = storage.join(args.output_dir, MANIFEST)
+    if not pending and storage.exists(manifest_path):
+        print(f"build_data: all {args.num_shards} shards in {args.output_dir} are already complete",
+              file=sys.stderr)
+        return json.loads(storage.read_text(manifest_path))
+    plans = plan_shards(files, args.num_shards)
+    job = {"max_seq_length": args.max_seq_length, "seed": args.seed, "num_shards": args.num_shards,
+           "compression": compression, "output_dir": args.output_dir, "vocab": args.vocab}
+    if done:
+        print(f"build_data: resuming, {len(done)} of {args.num_shards} shards already complete",
+              file=sys.stderr)
+    total_bytes = sum(end - start for index in pending for _, start, end in plans[index])
+    with _ProgressBar(total_bytes) as bar:
+        def on_done(entry):
+            done[_shard_index(entry["file"])] = entry
+            write_manifest(args.output_dir, settings, done, command, complete=False)
+        run_shards(job, plans, pending, tokenizer, args.num_workers, bar.update, on_done)
+    if sum(entry["examples"] for entry in done.values()) == 0:
+        raise BuildError(f"empty corpus: {', '.join(args.corpus)} hold no non-blank lines")
+    manifest = write_manifest(args.output_dir, settings, done, command, complete=True)
+    partial_path = storage.join(args.output_dir, PARTIAL_MANIFEST)
+    if storage.exists(partial_path):
+        storage.remove(partial_path)
+    _report_skipped(manifest)
+    return manifest
+
+
+def _shard_index(name):
+    return int(name[len(SHARD_PREFIX) + 1:].split("-of-")[0])
+
+
+def _report_skipped(manifest):
+    if not manifest["skipped_lines"]:
+        return
+    bad_lines = [where for entry in manifest["shards"] for where in entry["bad_lines"]]
+    listed = ", ".join(bad_lines[:MAX_REPORTED_BAD_LINES])
+    print(f"build_data: skipped {manifest['skipped_lines']} lines that are not valid UTF-8 "
+          f"(e.g. {listed})", file=sys.stderr)
+
+
+class _ProgressBar:
+    """tqdm over corpus bytes, with documents, examples and tokens/s in the postfix."""
+
+    def __init__(self, total_bytes):
+        self._bar = tqdm.tqdm(total=total_bytes, unit="B", unit_scale=True, desc="build_data",
+                              mininterval=0.5, disable=None)
+        self._documents = self._examples = 0
+        self._start = time.perf_counter()
+
+    def update(self, num_bytes, documents, examples):
+        self._documents += documents
+        self._examples += examples
+        self._bar.set_postfix(documents=self._documents, examples=self._examples, refresh=False)
+        self._bar.update(num_bytes)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._bar.close()
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m electra_ko.build_data",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", nargs="+", required=True,
+                        help="corpus files or globs, local or gs:// (one sentence per line, "
+                             "blank line between documents)")
+    parser.add_argument("--vocab", required=True, help="vocab dir or its vocab.txt")
+    parser.add_argument("--output_dir", required=True, help="local dir or gs://bucket/prefix")
+    parser.add_argument("--num_shards", type=int, default=8)
+    parser.add_argument("--num_workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--gzip", action="store_true", help="GZIP-compressed shards (.gz)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace shards built with other settings")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    command = "python -m electra_ko.build_data " + shlex.join(argv)
+    try:
+        manifest = build(args, command)
+    except (BuildError, vocab.VocabError) as err:
+        sys.exit(f"build_data: error: {err}")
+    print(f"build_data: wrote {manifest['examples']} examples ({manifest['tokens']} tokens) in "
+          f"{args.num_shards} shards to {args.output_dir}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
