@@ -1,0 +1,573 @@
+"""ELECTRA in Keras 3: a BERT-style encoder, a small generator and a discriminator.
+
+Architecture (as google-research/electra and Hugging Face's `ElectraModel`):
+
+    Embeddings      word + position + token type, LayerNorm, dropout (shared by both
+                    encoders, LayerNorm included, as in the original)
+    ElectraEncoder  [embeddings_project] + N post-LayerNorm Transformer layers
+                    (separate query/key/value projections, exact erf GELU in the FFN)
+    MaskedLMHead    dense(embedding_size) + GELU + LayerNorm, logits = h @ word_embeddings^T + bias
+    DiscriminatorHead  dense(hidden) + GELU + dense(1): one replaced-token logit per token
+
+`ElectraPretrainer` owns the shared embeddings, the generator and discriminator encoders
+and both heads. With `electra_objective=False` it is a plain masked LM: the
+discriminator-sized encoder (scope "electra") with the MLM head, as the original builds it.
+
+Dropout is stateless: every call that trains takes a `seed` (int tensor of shape [2]),
+so a training step is a pure function of (weights, batch, seed). This makes resumed,
+multi-replica and XLA-compiled runs reproducible. Random bits come from Philox through
+`random_uniform`, which gives the same numbers with and without XLA.
+
+Weight names. `checkpoint_weights(model)` lists `(tf1_name, variable)` for every weight,
+named as in google-research/electra TF1 checkpoints:
+
+    electra/embeddings/{word_embeddings, position_embeddings, token_type_embeddings}
+    electra/embeddings/LayerNorm/{gamma, beta}
+    {electra|generator}/embeddings_project/{kernel, bias}       (only if projected)
+    {electra|generator}/encoder/layer_<i>/attention/self/{query,key,value}/{kernel,bias}
+    {electra|generator}/encoder/layer_<i>/attention/output/dense/{kernel,bias}
+    {electra|generator}/encoder/layer_<i>/attention/output/LayerNorm/{gamma,beta}
+    {electra|generator}/encoder/layer_<i>/intermediate/dense/{kernel,bias}
+    {electra|generator}/encoder/layer_<i>/output/dense/{kernel,bias}
+    {electra|generator}/encoder/layer_<i>/output/LayerNorm/{gamma,beta}
+    generator_predictions/dense/{kernel,bias}, generator_predictions/LayerNorm/{gamma,beta}
+    generator_predictions/output_bias
+    discriminator_predictions/dense/{kernel,bias}, discriminator_predictions/dense_1/{kernel,bias}
+
+`huggingface_weights(model, "discriminator"|"generator")` gives the same variables under
+Hugging Face `ElectraForPreTraining` / `ElectraForMaskedLM` state-dict names, with a flag
+telling whether the tensor is transposed there (Dense kernels are [in, out]; a torch
+Linear weight is [out, in]). Every kernel keeps the reference shape, so both mappings are
+plain copies (plus a transpose for torch).
+"""
+import dataclasses
+import math
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+RNG_ALG = "philox"  # explicit: "auto_select" picks different generators with and without XLA
+ATTENTION_MASK_BIAS = -10000.0  # added to scores of padding keys; fits float16
+
+
+# ----------------------------------------------------------------------------- config
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Sizes of one encoder; independent of the project's Config so checkpoints and
+    exporters can build a model from a plain dict (`EncoderConfig(**d)`)."""
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    embedding_size: int
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
+                             f"num_attention_heads {self.num_attention_heads}")
+        for key in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+                    "embedding_size", "max_position_embeddings", "type_vocab_size"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) <= 0:
+                raise ValueError(f"EncoderConfig.{key} must be a positive int, "
+                                 f"got {getattr(self, key)!r}")
+
+    @classmethod
+    def from_config(cls, cfg) -> "EncoderConfig":
+        """The discriminator (or fine-tuned model) described by a project `Config`."""
+        if cfg.vocab_size is None:
+            raise ValueError("config key 'vocab_size' is not set: set it or give vocab_file")
+        return cls(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+                   num_hidden_layers=cfg.num_hidden_layers,
+                   num_attention_heads=cfg.num_attention_heads,
+                   intermediate_size=cfg.intermediate_size,
+                   embedding_size=cfg.embedding_size or cfg.hidden_size,
+                   max_position_embeddings=cfg.max_position_embeddings,
+                   type_vocab_size=cfg.type_vocab_size,
+                   hidden_dropout_prob=cfg.hidden_dropout_prob,
+                   attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
+                   initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps)
+
+    @classmethod
+    def generator_from_config(cls, cfg) -> "EncoderConfig":
+        return cls.from_config(cfg).generator(cfg.generator_hidden_size, cfg.generator_layers)
+
+    def generator(self, hidden_fraction: float, layers_fraction: float = 1.0) -> "EncoderConfig":
+        """The generator's sizes, derived exactly as google-research/electra's
+        `get_generator_config` (published checkpoints depend on the rounding): it keeps
+        the embedding size, so it projects when that differs from its own hidden size."""
+        hidden = int(round(self.hidden_size * hidden_fraction))
+        return dataclasses.replace(
+            self, hidden_size=hidden,
+            num_hidden_layers=int(round(self.num_hidden_layers * layers_fraction)),
+            intermediate_size=4 * hidden, num_attention_heads=max(1, hidden // 64))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def initializer(config: EncoderConfig):
+    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
+
+def dense(units: int, config: EncoderConfig, name: str, activation=None) -> keras.layers.Dense:
+    return keras.layers.Dense(units, activation=activation, name=name,
+                              kernel_initializer=initializer(config))
+
+
+def layer_norm(config: EncoderConfig, name: str = "LayerNorm") -> keras.layers.LayerNormalization:
+    return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
+
+
+PHILOX = 1  # tf.random.Algorithm.PHILOX: the same bits with and without XLA
+
+
+def global_row_offset(batch_size):
+    """Index of this replica's first example in the global batch (0 without a strategy)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tf.constant(0, tf.uint64)
+    replica = tf.cast(context.replica_id_in_sync_group, tf.uint64)
+    return replica * tf.cast(batch_size, tf.uint64)
+
+
+def random_bits(shape, seed) -> tf.Tensor:
+    """uint32 Philox bits for a batch-major `shape`, keyed by `seed` ([2] ints).
+
+    Every example (row) draws from its own counter range, numbered across replicas, so
+    a global batch split over N replicas gets exactly the numbers it gets on one device
+    (same seed on every replica). Philox gets its key and counter directly from the
+    seed: TensorFlow's own seed scrambling differs between devices and XLA.
+    """
+    shape = tf.cast(shape, tf.int32)
+    batch, row = shape[0], tf.reduce_prod(shape[1:])
+    padded_row = (row + 3) // 4 * 4  # one counter step yields 4 words
+    seed = tf.bitcast(tf.cast(seed, tf.int64), tf.uint64)
+    first_counter = global_row_offset(batch) * tf.cast(padded_row // 4, tf.uint64)
+    bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
+        shape=tf.stack([batch, padded_row]), key=seed[:1],
+        counter=tf.stack([first_counter, seed[1]]), alg=PHILOX, dtype=tf.uint32)
+    return tf.reshape(bits[:, :row], shape)
+
+
+def random_uniform(shape, seed) -> tf.Tensor:
+    """Uniform float32 in (0, 1) from `random_bits`: never exactly 0 or 1, so log(u)
+    and log(1 - u) are finite."""
+    high_bits = tf.bitwise.right_shift(random_bits(shape, seed), 8)
+    return (tf.cast(high_bits, tf.float32) + 0.5) * (1.0 / (1 << 24))
+
+
+def split_seed(seed, num: int) -> list:
+    """`num` independent seeds (each of shape [2]) derived from `seed`."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed, num, alg=RNG_ALG))
+
+
+def dropout(x, rate: float, seed, training):
+    """Inverted dropout driven by an explicit seed."""
+    if not training or rate == 0.0:
+        return x
+    keep = random_uniform(tf.shape(x), seed) >= rate
+    return tf.where(keep, x / tf.cast(1.0 - rate, x.dtype), tf.zeros_like(x))
+
+
+def resolve_seed(seed, training):
+    """Training without a seed (e.g. under `model.fit`) draws one from the global RNG."""
+    if training and seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    return seed
+
+
+def dense_weights(layer: keras.layers.Dense, name: str):
+    return [(f"{name}/kernel", layer.kernel), (f"{name}/bias", layer.bias)]
+
+
+def layer_norm_weights(layer: keras.layers.LayerNormalization, name: str):
+    return [(f"{name}/gamma", layer.gamma), (f"{name}/beta", layer.beta)]
+
+
+# ----------------------------------------------------------------------------- layers
+
+class Embeddings(keras.layers.Layer):
+    """Word + position + token-type embeddings, LayerNorm, dropout -> [B, L, embedding_size]."""
+
+    def __init__(self, config: EncoderConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.layer_norm = layer_norm(config)
+
+    def build(self, input_shape=None):
+        c = self.config
+        self.word_embeddings = self.add_weight(
+            name="word_embeddings", shape=(c.vocab_size, c.embedding_size), initializer=initializer(c))
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings", shape=(c.max_position_embeddings, c.embedding_size),
+            initializer=initializer(c))
+        self.token_type_embeddings = self.add_weight(
+            name="token_type_embeddings", shape=(c.type_vocab_size, c.embedding_size),
+            initializer=initializer(c))
+        self.layer_norm.build((None, None, c.embedding_size))
+
+    def call(self, input_ids, segment_ids, training=False, seed=None):
+        seq_length = input_ids.shape[1]
+        if seq_length > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {seq_length} exceeds max_position_embeddings "
+                             f"{self.config.max_position_embeddings}")
+        dtype = self.compute_dtype
+        x = tf.gather(tf.cast(self.word_embeddings, dtype), input_ids)
+        x += tf.cast(self.position_embeddings, dtype)[tf.newaxis, :seq_length]
+        x += tf.gather(tf.cast(self.token_type_embeddings, dtype), segment_ids)
+        return dropout(self.layer_norm(x), self.config.hidden_dropout_prob, seed, training)
+
+    def canonical_weights(self, prefix: str):
+        return ([(f"{prefix}/word_embeddings", self.word_embeddings),
+                 (f"{prefix}/position_embeddings", self.position_embeddings),
+                 (f"{prefix}/token_type_embeddings", self.token_type_embeddings)]
+                + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm"))
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(EncoderConfig(**config.pop("config")), **config)
+
+
+class TransformerLayer(keras.layers.Layer):
+    """Post-LayerNorm block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+
+    def __init__(self, config: EncoderConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        h = config.hidden_size
+        self.query = dense(h, config, "query")
+        self.key = dense(h, config, "key")
+        self.value = dense(h, config, "value")
+        self.attention_output = dense(h, config, "attention_output")
+        self.attention_layer_norm = layer_norm(config, "attention_LayerNorm")
+        self.intermediate = dense(config.intermediate_size, config, "intermediate", "gelu")
+        self.output_dense = dense(h, config, "output")
+        self.output_layer_norm = layer_norm(config, "output_LayerNorm")
+
+    def build(self, input_shape=None):
+        h = self.config.hidden_size
+        for layer in (self.query, self.key, self.value, self.attention_output, self.intermediate):
+            layer.build((None, None, h))
+        self.output_dense.build((None, None, self.config.intermediate_size))
+        self.attention_layer_norm.build((None, None, h))
+        self.output_layer_norm.build((None, None, h))
+
+    def split_heads(self, x):
+        heads = self.config.num_attention_heads
+        return tf.reshape(x, [-1, x.shape[1], heads, self.config.hidden_size // heads])
+
+    def attention(self, x, attention_bias, training, seed):
+        q, k, v = (self.split_heads(layer(x)) for layer in (self.query, self.key, self.value))
+        scale = 1.0 / math.sqrt(self.config.hidden_size // self.config.num_attention_heads)
+        scores = tf.einsum("bqhd,bkhd->bhqk", q * tf.cast(scale, q.dtype), k) + attention_bias
+        probs = dropout(tf.nn.softmax(scores, axis=-1),
+                        self.config.attention_probs_dropout_prob, seed, training)
+        context = tf.einsum("bhqk,bkhd->bqhd", probs, v)
+        return tf.reshape(context, tf.shape(x))
+
+    def call(self, x, attention_bias, training=False, seed=None):
+        seeds = split_seed(seed, 3) if training else [None] * 3
+        rate = self.config.hidden_dropout_prob
+        attended = self.attention(x, attention_bias, training, seeds[0])
+        x = self.attention_layer_norm(
+            x + dropout(self.attention_output(attended), rate, seeds[1], training))
+        ffn = self.output_dense(self.intermediate(x))
+        return self.output_layer_norm(x + dropout(ffn, rate, seeds[2], training))
+
+    def canonical_weights(self, prefix: str):
+        return (dense_weights(self.query, f"{prefix}/attention/self/query")
+                + dense_weights(self.key, f"{prefix}/attention/self/key")
+                + dense_weights(self.value, f"{prefix}/attention/self/value")
+                + dense_weights(self.attention_output, f"{prefix}/attention/output/dense")
+                + layer_norm_weights(self.attention_layer_norm, f"{prefix}/attention/output/LayerNorm")
+                + dense_weights(self.intermediate, f"{prefix}/intermediate/dense")
+                + dense_weights(self.output_dense, f"{prefix}/output/dense")
+                + layer_norm_weights(self.output_layer_norm, f"{prefix}/output/LayerNorm"))
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    from_config = Embeddings.from_config
+
+
+class ElectraEncoder(keras.layers.Layer):
+    """Embeddings -> [embeddings_project] -> Transformer layers (Hugging Face `ElectraModel`).
+
+    call(input_ids, input_mask, segment_ids) returns {"sequence_output": [B, L, hidden],
+    "cls_output": [B, hidden]} (the [CLS] vector, no pooler, as ELECTRA). `embeddings`
+    lets two encoders share one embedding layer; a deserialised encoder owns its own.
+    """
+
+    def __init__(self, config: EncoderConfig, embeddings: Optional[Embeddings] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.embeddings = embeddings or Embeddings(config, name="embeddings")
+        if self.embeddings.config.embedding_size != config.embedding_size:
+            raise ValueError(f"shared embeddings have width {self.embeddings.config.embedding_size}, "
+                             f"config says embedding_size {config.embedding_size}")
+        self.embeddings_project = (dense(config.hidden_size, config, "embeddings_project")
+                                   if config.embedding_size != config.hidden_size else None)
+        self.encoder_layers = [TransformerLayer(config, name=f"layer_{i}")
+                               for i in range(config.num_hidden_layers)]
+
+    def build(self, input_shape=None):
+        if not self.embeddings.built:
+            self.embeddings.build()
+        if self.embeddings_project is not None:
+            self.embeddings_project.build((None, None, self.config.embedding_size))
+        for layer in self.encoder_layers:
+            layer.build()
+
+    def call(self, input_ids, input_mask=None, segment_ids=None, training=False, seed=None):
+        input_mask = tf.ones_like(input_ids) if input_mask is None else input_mask
+        segment_ids = tf.zeros_like(input_ids) if segment_ids is None else segment_ids
+        seed = resolve_seed(seed, training)
+        seeds = split_seed(seed, 1 + len(self.encoder_layers)) if training else [None] * (
+            1 + len(self.encoder_layers))
+        x = self.embeddings(input_ids, segment_ids, training=training, seed=seeds[0])
+        if self.embeddings_project is not None:
+            x = self.embeddings_project(x)
+        bias = (1.0 - tf.cast(input_mask, x.dtype)[:, tf.newaxis, tf.newaxis, :]) * tf.cast(
+            ATTENTION_MASK_BIAS, x.dtype)
+        for layer, layer_seed in zip(self.encoder_layers, seeds[1:]):
+            x = layer(x, bias, training=training, seed=layer_seed)
+        return {"sequence_output": x, "cls_output": x[:, 0]}
+
+    def canonical_weights(self, scope: str, include_embeddings: bool = True):
+        """TF1 names under `scope` ("electra" or "generator"); shared embeddings are
+        always named "electra/embeddings", as the original stores them once."""
+        weights = self.embeddings.canonical_weights("electra/embeddings") if include_embeddings else []
+        if self.embeddings_project is not None:
+            weights += dense_weights(self.embeddings_project, f"{scope}/embeddings_project")
+        for i, layer in enumerate(self.encoder_layers):
+            weights += layer.canonical_weights(f"{scope}/encoder/layer_{i}")
+        return weights
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    from_config = Embeddings.from_config
+
+
+class MaskedLMHead(keras.layers.Layer):
+    """dense(embedding_size) + GELU + LayerNorm, then logits tied to the word embeddings."""
+
+    def __init__(self, config: EncoderConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.dense = dense(config.embedding_size, config, "dense", "gelu")
+        self.layer_norm = layer_norm(config)
+
+    def build(self, input_shape=None):
+        self.dense.build((None, None, self.config.hidden_size))
+        self.layer_norm.build((None, None, self.config.embedding_size))
+        self.output_bias = self.add_weight(name="output_bias", shape=(self.config.vocab_size,),
+                                           initializer="zeros")
+
+    def call(self, hidden, word_embeddings):
+        """hidden [B, N, hidden] -> float32 logits [B, N, vocab]."""
+        h = self.layer_norm(self.dense(hidden))
+        logits = tf.matmul(h, tf.cast(word_embeddings, h.dtype), transpose_b=True)
+        return tf.cast(logits, tf.float32) + tf.cast(self.output_bias, tf.float32)
+
+    def canonical_weights(self, prefix: str = "generator_predictions"):
+        return (dense_weights(self.dense, f"{prefix}/dense")
+                + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm")
+                + [(f"{prefix}/output_bias", self.output_bias)])
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    from_config = Embeddings.from_config
+
+
+class DiscriminatorHead(keras.layers.Layer):
+    """dense(hidden) + GELU + dense(1) -> float32 logit per token, [B, L]."""
+
+    def __init__(self, config: EncoderConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.dense = dense(config.hidden_size, config, "dense", "gelu")
+        self.dense_prediction = dense(1, config, "dense_prediction")
+
+    def build(self, input_shape=None):
+        self.dense.build((None, None, self.config.hidden_size))
+        self.dense_prediction.build((None, None, self.config.hidden_size))
+
+    def call(self, sequence_output):
+        return tf.cast(tf.squeeze(self.dense_prediction(self.dense(sequence_output)), -1), tf.float32)
+
+    def canonical_weights(self, prefix: str = "discriminator_predictions"):
+        return (dense_weights(self.dense, f"{prefix}/dense")
+                + dense_weights(self.dense_prediction, f"{prefix}/dense_1"))
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    from_config = Embeddings.from_config
+
+
+# ----------------------------------------------------------------------------- model
+
+class ElectraPretrainer(keras.Model):
+    """Generator + discriminator with shared embeddings; weights exist after construction.
+
+    With `electra_objective=False` there is no separate generator: the masked LM is the
+    discriminator-sized encoder (`self.discriminator`) with the MLM head.
+    """
+
+    def __init__(self, discriminator_config: EncoderConfig,
+                 generator_config: Optional[EncoderConfig] = None,
+                 electra_objective: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if electra_objective and generator_config is None:
+            raise ValueError("the ELECTRA objective needs a generator_config")
+        self.discriminator_config = discriminator_config
+        self.generator_config = generator_config if electra_objective else None
+        self.electra_objective = electra_objective
+        self.embeddings = Embeddings(discriminator_config, name="embeddings")
+        self.discriminator = ElectraEncoder(discriminator_config, self.embeddings, name="electra")
+        if electra_objective:
+            if (generator_config.vocab_size, generator_config.embedding_size) != (
+                    discriminator_config.vocab_size, discriminator_config.embedding_size):
+                raise ValueError("generator and discriminator must share vocab_size and "
+                                 "embedding_size (they share the embedding layers)")
+            self.generator = ElectraEncoder(generator_config, self.embeddings, name="generator")
+            self.discriminator_predictions = DiscriminatorHead(
+                discriminator_config, name="discriminator_predictions")
+        mlm_config = generator_config if electra_objective else discriminator_config
+        self.generator_predictions = MaskedLMHead(mlm_config, name="generator_predictions")
+        self.build()
+
+    @classmethod
+    def from_project_config(cls, cfg) -> "ElectraPretrainer":
+        disc = EncoderConfig.from_config(cfg)
+        gen = disc.generator(cfg.generator_hidden_size, cfg.generator_layers)
+        return cls(disc, gen, electra_objective=cfg.electra_objective, name="electra_pretrainer")
+
+    def build(self, input_shape=None):
+        self.embeddings.build()
+        self.discriminator.build()
+        self.mlm_encoder.build()
+        self.generator_predictions.build()
+        if self.electra_objective:
+            self.discriminator_predictions.build()
+
+    @property
+    def mlm_encoder(self) -> ElectraEncoder:
+        return self.generator if self.electra_objective else self.discriminator
+
+    def generator_logits(self, input_ids, input_mask, segment_ids, masked_lm_positions,
+                         training=False, seed=None):
+        """float32 MLM logits at `masked_lm_positions`: [B, N, vocab]."""
+        hidden = self.mlm_encoder(input_ids, input_mask, segment_ids, training=training,
+                                  seed=seed)["sequence_output"]
+        hidden = tf.gather(hidden, masked_lm_positions, batch_dims=1)
+        return self.generator_predictions(hidden, self.embeddings.word_embeddings)
+
+    def discriminator_logits(self, input_ids, input_mask, segment_ids, training=False, seed=None):
+        """float32 replaced-token logits: [B, L]."""
+        hidden = self.discriminator(input_ids, input_mask, segment_ids, training=training,
+                                    seed=seed)["sequence_output"]
+        return self.discriminator_predictions(hidden)
+
+    def call(self, features, training=False):
+        """Inference on unmasked features: MLM logits at `masked_lm_positions` (default:
+        every position) and, with the ELECTRA objective, discriminator logits."""
+        input_ids = features["input_ids"]
+        positions = features.get("masked_lm_positions")
+        if positions is None:
+            positions = tf.broadcast_to(tf.range(input_ids.shape[1]), tf.shape(input_ids))
+        args = (input_ids, features["input_mask"], features["segment_ids"])
+        outputs = {"mlm_logits": self.generator_logits(*args, positions, training=training)}
+        if self.electra_objective:
+            outputs["disc_logits"] = self.discriminator_logits(*args, training=training)
+        return outputs
+
+    def get_config(self):
+        return {"discriminator_config": self.discriminator_config.to_dict(),
+                "generator_config": self.generator_config and self.generator_config.to_dict(),
+                "electra_objective": self.electra_objective, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        gen = config.get("generator_config")
+        return cls(EncoderConfig(**config["discriminator_config"]),
+                   gen and EncoderConfig(**gen), config["electra_objective"],
+                   name=config.get("name"))
+
+
+# ----------------------------------------------------------------------------- names
+
+def checkpoint_weights(model: ElectraPretrainer):
+    """[(google-research/electra TF1 variable name, variable)] for every weight, once."""
+    weights = model.discriminator.canonical_weights("electra")
+    if model.electra_objective:
+        weights += model.generator.canonical_weights("generator", include_embeddings=False)
+        weights += model.discriminator_predictions.canonical_weights()
+    return weights + model.generator_predictions.canonical_weights()
+
+
+_HF_RENAMES = {
+    "discriminator_predictions/dense_1/": "discriminator_predictions/dense_prediction/",
+    "generator_predictions/output_bias": "generator_lm_head/bias",
+    "generator/": "electra/",  # Hugging Face's ElectraForMaskedLM calls its encoder "electra"
+}
+_HF_LEAVES = {"kernel": "weight", "gamma": "weight", "beta": "bias", "bias": "bias"}
+
+
+def tf1_to_huggingface(tf1_name: str) -> tuple:
+    """"electra/encoder/layer_3/output/dense/kernel" -> ("electra.encoder.layer.3.output.dense.weight", True).
+
+    The bool says the torch tensor is the transpose of ours (Dense kernels).
+    """
+    for old, new in _HF_RENAMES.items():
+        if tf1_name.startswith(old):
+            tf1_name = new + tf1_name[len(old):]
+            break
+    *scopes, leaf = tf1_name.split("/")
+    scopes = [s.replace("layer_", "layer.") if s.startswith("layer_") else s for s in scopes]
+    tail = [leaf, "weight"] if leaf.endswith("embeddings") else [_HF_LEAVES[leaf]]
+    return ".".join(scopes + tail), leaf == "kernel"
+
+
+def huggingface_weights(model: ElectraPretrainer, part: str):
+    """[(HF state-dict name, variable, transposed)] for `ElectraForPreTraining` ("discriminator")
+    or `ElectraForMaskedLM` ("generator"). The tied `generator_lm_head.weight` is the word
+    embedding matrix, listed under `electra.embeddings.word_embeddings.weight`."""
+    if part not in ("discriminator", "generator"):
+        raise ValueError(f"part must be 'discriminator' or 'generator', got {part!r}")
+    if part == "discriminator":
+        if not model.electra_objective:
+            raise ValueError("a masked-LM model (electra_objective=False) has no discriminator head")
+        names = (model.discriminator.canonical_weights("electra")
+                 + model.discriminator_predictions.canonical_weights())
+    else:
+        scope = "generator" if model.electra_objective else "electra"
+        names = (model.mlm_encoder.canonical_weights(scope)
+                 + model.generator_predictions.canonical_weights())
+    rows = []
+    for name, variable in names:
+        hf_name, transposed = tf1_to_huggingface(name)
+        rows.append((hf_name, variable, transposed))
+    return rows
+
+
+def count_params(variables) -> int:
+    return sum(int(tf.size(v)) for v in variables)
