@@ -347,6 +347,9 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=32000, num_u
         tokens, model_proto = train_sentencepiece(training, vocab_size, reserved,
                                                   do_lower_case, **trainer_options)
     built = _write_vocab_files(output_dir, tokens, model_proto, do_lower_case)
+    if built.vocab_size < vocab_size:
+        logging.warning("the corpus yields only %d tokens of the %d asked for (corpus too "
+                        "small or --min_frequency too high)", built.vocab_size, vocab_size)
     report = heldout_report(built, split.heldout(corpus_lines(inputs)))
     meta = {
         "tokenizer": tokenizer,
