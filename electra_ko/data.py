@@ -90,11 +90,12 @@ def host_files(files, input_context):
     return files[i::n]
 
 
-def make_dataset(files, batch_size, max_seq_length, compression="", training=True, seed=0):
+def make_dataset(files, batch_size, max_seq_length, compression="", training=True, seed=0,
+                 num_batches=None):
     """Batches of parsed examples from `files`.
 
     Training: files and examples shuffled with `seed`, repeated forever. Evaluation:
-    one ordered pass. `drop_remainder` keeps shapes static either way.
+    one ordered pass (at most `num_batches`). `drop_remainder` keeps shapes static.
     """
     files_ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
@@ -105,13 +106,15 @@ def make_dataset(files, batch_size, max_seq_length, compression="", training=Tru
     if training:
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed + 1)
     batches = records.batch(batch_size, drop_remainder=True)
+    if num_batches:
+        batches = batches.take(num_batches)
     batches = batches.map(lambda s: parse_examples(s, max_seq_length),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def distributed_dataset(strategy, files, global_batch_size, max_seq_length, compression="",
-                        training=True, seed=0):
+                        training=True, seed=0, num_batches=None):
     """Per-replica batches over all hosts: each host reads its own shards."""
     if global_batch_size % strategy.num_replicas_in_sync:
         raise DataError(f"batch size {global_batch_size} is not a multiple of the "
@@ -120,7 +123,8 @@ def distributed_dataset(strategy, files, global_batch_size, max_seq_length, comp
     def dataset_fn(input_context):
         batch = input_context.get_per_replica_batch_size(global_batch_size)
         return make_dataset(host_files(files, input_context), batch, max_seq_length,
-                            compression, training, seed + input_context.input_pipeline_id)
+                            compression, training, seed + input_context.input_pipeline_id,
+                            num_batches)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 
