@@ -523,7 +523,8 @@ def main(argv=None):
     try:
         manifest = build(args, command)
     except (BuildError, vocab.VocabError) as err:
-        sys.exit(f"build_data: error: {err}")
+        print(f"build_data: error: {err}", file=sys.stderr)
+        sys.exit(1)
     print(f"build_data: wrote {manifest['examples']} examples ({manifest['tokens']} tokens) in "
           f"{args.num_shards} shards to {args.output_dir}", file=sys.stderr)
 

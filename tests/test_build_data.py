@@ -1,0 +1,356 @@
+"""build_data + tfrecord: ELECTRA packing, byte-level TF compatibility, determinism, resume, bad input."""
+import json
+import os
+import random
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+from electra_ko import build_data, storage, tfrecord
+
+NUM_UNUSED = 3
+FIRST_WORD_ID = 5 + NUM_UNUSED
+SYLLABLES = [chr(0xAC00 + i) for i in range(600)]  # one Hangul syllable = one vocab word
+MAX_LEN = 32
+
+
+@pytest.fixture(scope="module")
+def tf():
+    import tensorflow
+
+    return tensorflow
+
+
+@pytest.fixture(scope="module")
+def vocab_dir(tmp_path_factory):
+    """Bare vocab.txt: specials 0-4, [unusedN], then single-syllable words."""
+    directory = tmp_path_factory.mktemp("vocab")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += [f"[unused{i}]" for i in range(NUM_UNUSED)] + SYLLABLES
+    (directory / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    return str(directory)
+
+
+def make_corpus(num_docs=12, seed=0):
+    """Documents over disjoint syllable ranges (doc d uses syllables 40d..40d+39), so every
+    token id tells which document it came from; sentence lengths 1-30 words."""
+    rng = random.Random(seed)
+    docs = []
+    for d in range(num_docs):
+        words = SYLLABLES[40 * d:40 * d + 40]
+        docs.append([" ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
+                     for _ in range(rng.randint(3, 25))])
+    return docs
+
+
+def write_corpus(path, docs):
+    path.write_text("\n\n".join("\n".join(doc) for doc in docs) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def run(*args):
+    build_data.main([str(a) for a in args])
+
+
+def build(corpus, vocab_dir, out, *extra, num_shards=3):
+    run("--corpus", corpus, "--vocab", vocab_dir, "--output_dir", out,
+        "--max_seq_length", MAX_LEN, "--num_shards", num_shards, *extra)
+    return json.loads(storage.read_text(storage.join(out, "manifest.json")))
+
+
+def shard_bytes(out):
+    return {os.path.basename(p): storage.open_read(p, binary=True).read()
+            for p in storage.glob(storage.join(out, "pretrain_data.tfrecord-*"))}
+
+
+def parse_shards(tf, paths, compression=""):
+    """All examples of the shards, parsed by TensorFlow itself."""
+    spec = {name: tf.io.FixedLenFeature([MAX_LEN], tf.int64)
+            for name in ("input_ids", "input_mask", "segment_ids")}
+    dataset = tf.data.TFRecordDataset(paths, compression_type=compression)
+    dataset = dataset.map(lambda record: tf.io.parse_single_example(record, spec)).batch(100000)
+    batch = next(iter(dataset))
+    return {name: batch[name].numpy() for name in spec}
+
+
+class ScriptedRng:
+    """Stands in for random.Random with a fixed list of draws."""
+
+    def __init__(self, draws, randint_values=()):
+        self._draws = list(draws)
+        self._randints = list(randint_values)
+
+    def random(self):
+        return self._draws.pop(0)
+
+    def randint(self, low, high):
+        value = self._randints.pop(0)
+        assert low <= value <= high
+        return value
+
+
+# --------------------------------------------------------------------------- packing rules
+
+
+def test_packer_splits_sentences_between_segments():
+    # target 20 -> first segment target (20-3)//2 = 8. Draws: 0.5 two segments, 0.7 coin
+    # flip sends the crossing sentence to B, 0.9 keeps the full target for the next one.
+    packer = build_data.ExamplePacker(20, ScriptedRng([0.5, 0.7, 0.9]))
+    assert packer.add_sentence([1, 2, 3]) is None
+    assert packer.add_sentence([4, 5, 6, 7]) is None
+    assert packer.add_sentence(list(range(8, 21))) == (
+        [1, 2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15, 16, 17])  # B cut to 20 - 7 - 3
+
+
+def test_packer_coin_flip_sends_crossing_sentence_to_first_segment():
+    # 3 + 6 crosses the first target 8 while B is empty: draw 0.2 < 0.5 keeps it in A
+    packer = build_data.ExamplePacker(20, ScriptedRng([0.5, 0.2, 0.9]))
+    packer.add_sentence([1, 2, 3])
+    packer.add_sentence([4, 5, 6, 7, 8, 9])
+    assert packer.add_sentence(list(range(10, 22))) == (
+        [1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 17])
+
+
+def test_packer_single_segment_and_short_target():
+    # draw 0.05 < 0.1: A-only; draw 0.01 < 0.05: next target is randint -> 6
+    packer = build_data.ExamplePacker(10, ScriptedRng([0.05, 0.01, 0.5, 0.9], [6]))
+    first, second = packer.add_sentence(list(range(1, 13)))
+    assert (first, second) == (list(range(1, 9)), [])  # truncated to max_len - 2
+    assert packer.add_sentence([1, 2, 3, 4, 5]) is None
+    assert packer.add_sentence([6]) == ([1, 2, 3, 4, 5], [6])  # 6 >= short target 6
+
+
+def test_packer_flushes_document_end_and_counts_documents():
+    packer = build_data.ExamplePacker(50, ScriptedRng([0.5, 0.9]))
+    packer.add_sentence([7, 8])
+    assert packer.end_document() == ([7, 8], [])
+    assert packer.end_document() is None  # blank line after blank line: nothing to flush
+    assert packer.documents == 1
+
+
+def test_examples_to_features_layout():
+    features = build_data.examples_to_features([([10, 11], [12]), ([13], [])], 8,
+                                               {"cls": 2, "sep": 3, "pad": 0})
+    np.testing.assert_array_equal(features["input_ids"],
+                                  [[2, 10, 11, 3, 12, 3, 0, 0], [2, 13, 3, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(features["input_mask"],
+                                  [[1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(features["segment_ids"],
+                                  [[0, 0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]])
+
+
+# --------------------------------------------------------------------------- TFRecord format
+
+
+def test_examples_serialize_like_tensorflow(tf):
+    rng = np.random.default_rng(0)
+    features = {"input_ids": rng.integers(0, 40000, size=(4, 9)),
+                "input_mask": rng.integers(0, 2, size=(4, 9)),
+                "segment_ids": np.array([[0, 1, 127, 128, 16383, 16384, 2**40, -1, -(2**63)]] * 4)}
+    ours = tfrecord.serialize_int64_examples(features)
+    for row, record in enumerate(ours):
+        theirs = tf.train.Example(features=tf.train.Features(feature={
+            name: tf.train.Feature(int64_list=tf.train.Int64List(value=values[row].tolist()))
+            for name, values in features.items()}))
+        assert record == theirs.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("compression", ["", tfrecord.GZIP])
+def test_record_files_read_by_tensorflow(tf, tmp_path, compression):
+    records = [b"", b"x", bytes(range(256)) * 40]
+    path = tmp_path / "records"
+    with open(path, "wb") as f, tfrecord.RecordWriter(f, compression) as writer:
+        writer.write(records)
+    read = [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type=compression)]
+    assert read == records
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_shards_follow_electra_layout_without_mixing_documents(tf, tmp_path, vocab_dir):
+    docs = make_corpus()
+    corpus = write_corpus(tmp_path / "corpus.txt", docs)
+    manifest = build(corpus, vocab_dir, tmp_path / "out")
+    paths = storage.glob(str(tmp_path / "out" / "pretrain_data.tfrecord-*"))
+    assert [os.path.basename(p) for p in paths] == [
+        f"pretrain_data.tfrecord-0000{i}-of-00003" for i in range(3)]
+    features = parse_shards(tf, paths)
+    ids, mask, segments = features["input_ids"], features["input_mask"], features["segment_ids"]
+    assert ids.shape == (manifest["examples"], MAX_LEN)
+    assert manifest["tokens"] == mask.sum()
+    lengths = mask.sum(axis=1)
+    has_second = segments.any(axis=1)
+    for row, n, two in zip(ids, lengths, has_second):
+        assert row[0] == 2 and row[n - 1] == 3 and (row[n:] == 0).all()
+        words = row[(row >= FIRST_WORD_ID)]
+        assert len(words) == n - 2 - two  # [CLS], one [SEP] per segment
+        assert len(set((words - FIRST_WORD_ID) // 40)) == 1  # one document only
+    a_lengths = lengths - segments.sum(axis=1)
+    for row, a, n, two in zip(ids, a_lengths, lengths, has_second):
+        if two:
+            assert row[a - 1] == 3 and 3 not in row[1:a - 1].tolist()
+    np.testing.assert_array_equal(segments, (np.arange(MAX_LEN) >= a_lengths[:, None]) & (mask == 1))
+    streams = [[FIRST_WORD_ID + SYLLABLES.index(w) for s in doc for w in s.split()] for doc in docs]
+    for row in ids:
+        words = row[row >= FIRST_WORD_ID].tolist()
+        stream = iter(streams[(words[0] - FIRST_WORD_ID) // 40])
+        assert all(word in stream for word in words)  # in document order (truncation may skip)
+
+
+def test_documents_stay_whole_within_one_shard(tf, tmp_path, vocab_dir):
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus(num_docs=9))
+    build(corpus, vocab_dir, tmp_path / "out")
+    docs_per_shard = []
+    for path in storage.glob(str(tmp_path / "out" / "pretrain_data.tfrecord-*")):
+        ids = parse_shards(tf, [path])["input_ids"]
+        docs_per_shard.append(set(((ids[ids >= FIRST_WORD_ID] - FIRST_WORD_ID) // 40).tolist()))
+    assert sum(map(len, docs_per_shard)) == 9
+    assert set.union(*docs_per_shard) == set(range(9))
+
+
+def test_manifest_contents(tmp_path, vocab_dir):
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus())
+    manifest = build(corpus, vocab_dir, tmp_path / "out", "--seed", 7, "--gzip")
+    from electra_ko.vocab import load_tokenizer
+
+    tokenizer = load_tokenizer(vocab_dir)
+    assert manifest["complete"] is True
+    assert (manifest["max_seq_length"], manifest["seed"], manifest["num_shards"]) == (MAX_LEN, 7, 3)
+    assert manifest["vocab_sha256"] == tokenizer.vocab_sha256
+    assert manifest["vocab_size"] == len(SYLLABLES) + 5 + NUM_UNUSED
+    assert manifest["compression"] == "GZIP"
+    assert manifest["corpus"] == [{"path": corpus, "bytes": os.path.getsize(corpus)}]
+    assert manifest["command"].startswith("python -m electra_ko.build_data --corpus ")
+    assert [s["file"] for s in manifest["shards"]] == [
+        f"pretrain_data.tfrecord-0000{i}-of-00003.gz" for i in range(3)]
+    assert manifest["examples"] == sum(s["examples"] for s in manifest["shards"]) > 0
+    assert sum(s["documents"] for s in manifest["shards"]) == 12
+    assert not (tmp_path / "out" / "manifest.partial.json").exists()
+
+
+def test_gzip_shards_parse_in_tensorflow(tf, tmp_path, vocab_dir):
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus())
+    plain = build(corpus, vocab_dir, tmp_path / "plain")
+    build(corpus, vocab_dir, tmp_path / "gz", "--gzip")
+    unzipped = parse_shards(tf, storage.glob(str(tmp_path / "plain" / "pretrain_data*")))
+    zipped = parse_shards(tf, storage.glob(str(tmp_path / "gz" / "pretrain_data*.gz")), "GZIP")
+    assert len(zipped["input_ids"]) == plain["examples"]
+    for name in unzipped:
+        np.testing.assert_array_equal(zipped[name], unzipped[name])
+
+
+def test_same_bytes_whatever_the_worker_count(tmp_path, vocab_dir):
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus(num_docs=14))
+    build(corpus, vocab_dir, tmp_path / "one")
+    subprocess.run([sys.executable, "-m", "electra_ko.build_data", "--corpus", corpus,
+                    "--vocab", vocab_dir, "--output_dir", str(tmp_path / "two"), "--num_shards", "3",
+                    "--max_seq_length", str(MAX_LEN), "--num_workers", "2"],
+                   check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    one, two = shard_bytes(str(tmp_path / "one")), shard_bytes(str(tmp_path / "two"))
+    assert len(one) == 3 and one == two
+    build(corpus, vocab_dir, tmp_path / "other_seed", "--seed", 99)
+    assert shard_bytes(str(tmp_path / "other_seed")) != one
+
+
+def test_resume_after_crash_keeps_finished_shards(tmp_path, vocab_dir, monkeypatch):
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus(num_docs=14))
+    clean = tmp_path / "clean"
+    build(corpus, vocab_dir, clean, num_shards=4)
+    real_build_shard = build_data.build_shard
+    crash_at = [2]
+    built = []
+
+    def crashing_build_shard(job, index, *rest):
+        if index in crash_at:
+            raise KeyboardInterrupt("simulated crash")
+        built.append(index)
+        return real_build_shard(job, index, *rest)
+
+    monkeypatch.setattr(build_data, "build_shard", crashing_build_shard)
+    out = tmp_path / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        build(corpus, vocab_dir, out, num_shards=4)
+    assert sorted(os.listdir(out)) == ["manifest.partial.json", "pretrain_data.tfrecord-00000-of-00004",
+                                       "pretrain_data.tfrecord-00001-of-00004"]
+    crash_at.clear()
+    built.clear()
+    build(corpus, vocab_dir, out, num_shards=4)
+    assert built == [2, 3]  # finished shards were not rebuilt
+    assert shard_bytes(str(out)) == shard_bytes(str(clean))
+    rerun = json.loads((out / "manifest.json").read_text())
+    assert rerun["shards"] == json.loads((clean / "manifest.json").read_text())["shards"]
+
+
+def test_refuses_output_built_with_other_settings(tmp_path, vocab_dir, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus())
+    build(corpus, vocab_dir, tmp_path / "out", "--seed", 1)
+    with pytest.raises(SystemExit):
+        build(corpus, vocab_dir, tmp_path / "out", "--seed", 2)
+    assert "seed: 1 there, 2 now" in capsys.readouterr().err
+    manifest = build(corpus, vocab_dir, tmp_path / "out", "--seed", 2, "--overwrite")
+    assert manifest["seed"] == 2
+
+
+def test_refuses_shards_without_manifest(tmp_path, vocab_dir, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pretrain_data.tfrecord-00000-of-00003").write_bytes(b"stale")
+    with pytest.raises(SystemExit):
+        build(corpus, vocab_dir, out)
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_gcs_round_trip(gcs_emulator, tmp_path, vocab_dir):
+    docs = make_corpus()
+    local_corpus = write_corpus(tmp_path / "corpus.txt", docs)
+    root = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
+    remote_corpus = storage.join(root, "corpus", "part-0.txt")
+    storage.write_text(remote_corpus, (tmp_path / "corpus.txt").read_text(encoding="utf-8"))
+    local = build(local_corpus, vocab_dir, tmp_path / "out")
+    remote = build(storage.join(root, "corpus", "*.txt"), vocab_dir, storage.join(root, "data"))
+    assert remote["examples"] == local["examples"]
+    assert shard_bytes(storage.join(root, "data")) == shard_bytes(str(tmp_path / "out"))
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_missing_corpus_is_named(tmp_path, vocab_dir, capsys):
+    with pytest.raises(SystemExit):
+        build(str(tmp_path / "nope*.txt"), vocab_dir, tmp_path / "out")
+    assert f"corpus input not found: {tmp_path / 'nope*.txt'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["", "\n \n\n"])
+def test_empty_corpus_is_refused(tmp_path, vocab_dir, capsys, content):
+    (tmp_path / "empty.txt").write_text(content)
+    with pytest.raises(SystemExit):
+        build(str(tmp_path / "empty.txt"), vocab_dir, tmp_path / "out")
+    assert "empty corpus" in capsys.readouterr().err
+
+
+def test_vocab_without_specials_is_refused(tmp_path, capsys):
+    (tmp_path / "vocab.txt").write_text("가\n나\n", encoding="utf-8")
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus(num_docs=1))
+    with pytest.raises(SystemExit):
+        build(corpus, str(tmp_path), tmp_path / "out")
+    assert "lacks special tokens [PAD], [UNK], [CLS], [SEP], [MASK]" in capsys.readouterr().err
+
+
+def test_undecodable_line_is_reported_skipped_and_counted(tmp_path, vocab_dir, capsys):
+    good = tmp_path / "good.txt"
+    write_corpus(good, [["가 나", "다 라"], ["마 바"]])
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xea\xb0\x80 \xeb\x82\x98\n\xff\xfe broken\n\xeb\x8b\xa4 \xeb\x9d\xbc\n\n"
+                    b"\xeb\xa7\x88 \xeb\xb0\x94\n")
+    manifest = build(str(bad), vocab_dir, tmp_path / "out", num_shards=1)
+    assert f"skipped 1 lines that are not valid UTF-8 (e.g. {bad}:2)" in capsys.readouterr().err
+    assert manifest["skipped_lines"] == 1
+    build(str(good), vocab_dir, tmp_path / "good_out", num_shards=1)
+    assert list(shard_bytes(str(tmp_path / "out")).values()) == \
+        list(shard_bytes(str(tmp_path / "good_out")).values())
