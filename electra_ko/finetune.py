@@ -1,0 +1,793 @@
+"""Fine-tune ELECTRA on a Korean task: `python -m electra_ko.finetune --task nsmc ...`.
+
+The ELECTRA recipe: AdamW, linear warm-up over `warmup_proportion` of the steps then
+linear decay to 0, layer-wise learning-rate decay (google-research/electra's
+`_get_layer_lrs`), a Hugging Face style classification head on [CLS]
+(dropout, dense, GELU, dropout, out_proj), evaluation after every epoch and the best
+epoch kept. `--seeds 1,2,3` repeats the run and reports mean, std and best.
+
+Layout of `--output_dir`:
+
+    results.json     task, metrics per epoch and seed, final metrics, aggregate over seeds,
+                     resolved config, identity (path + sha256) of the initial checkpoint and
+                     vocab, example counts (empty texts skipped), wall time, examples/s
+    predictions.tsv  the best model's predictions on the test file (when there is one)
+    model/           the best model as a Hugging Face `ElectraForSequenceClassification`
+                     directory: model.safetensors, config.json (labels in id2label and
+                     under "electra_ko"), the vocabulary files
+    seed_<n>/        with several seeds: each seed's results.json and predictions.tsv
+
+For speed on CPU the forward/backward pass is XLA-compiled and batches are padded to a
+few static widths (16, 32, 64, ... up to max_seq_length) instead of always to the max;
+examples of similar length are batched together. No example is dropped: a last partial
+batch is padded with zero-weight rows.
+"""
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Optional, Sequence
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from electra_ko import checkpoints, modeling, optimization, tasks  # noqa: E402
+from electra_ko import config as config_lib  # noqa: E402
+from electra_ko import vocab as vocab_lib  # noqa: E402
+
+WEIGHTS_FILE = "model.safetensors"
+MODEL_DIR = "model"
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "predictions.tsv"
+VOCAB_FILES = (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE)
+# Keys a `--model_config` file may contribute (a pretraining config holds many more).
+ARCHITECTURE_KEYS = ("model_size", "model_hparam_overrides") + config_lib._BERT_CONFIG_KEYS
+MIN_BUCKET = 16
+
+
+class FinetuneError(ValueError):
+    """The run cannot start or go on (the message says which file, key or flag)."""
+
+
+# --------------------------------------------------------------------------- model
+
+
+class SequenceClassifier(keras.Model):
+    """ELECTRA encoder + Hugging Face `ElectraClassificationHead` on the [CLS] vector.
+
+    Regression (KorSTS) is one output unit. Float32 outputs [B, num_outputs].
+    """
+
+    def __init__(self, encoder_config: modeling.EncoderConfig, num_outputs: int, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_config = encoder_config
+        self.num_outputs = num_outputs
+        self.electra = modeling.ElectraEncoder(encoder_config, name="electra")
+        self.head_dense = modeling.dense(encoder_config.hidden_size, encoder_config, "dense", "gelu")
+        self.out_proj = modeling.dense(num_outputs, encoder_config, "out_proj")
+        self.electra.build()
+        self.head_dense.build((None, encoder_config.hidden_size))
+        self.out_proj.build((None, encoder_config.hidden_size))
+
+    def call(self, input_ids, input_mask, segment_ids, training=False, seed=None):
+        seeds = modeling.split_seed(seed, 3) if training else [None] * 3
+        cls = self.electra(input_ids, input_mask, segment_ids, training=training,
+                           seed=seeds[0])["cls_output"]
+        rate = self.encoder_config.hidden_dropout_prob
+        x = self.head_dense(modeling.dropout(cls, rate, seeds[1], training))
+        x = self.out_proj(modeling.dropout(x, rate, seeds[2], training))
+        return tf.cast(x, tf.float32)
+
+    def named_weights(self):
+        """[(TF1-style name, variable)]: encoder names as google-research/electra, the head
+        under `classifier/` (Hugging Face's `classifier.dense` / `classifier.out_proj`)."""
+        head = (modeling.dense_weights(self.head_dense, "classifier/dense")
+                + modeling.dense_weights(self.out_proj, "classifier/out_proj"))
+        return self.electra.canonical_weights("electra") + head
+
+
+def huggingface_name(tf1_name: str):
+    """(HF state-dict name, transposed?) of one of `SequenceClassifier.named_weights`."""
+    if tf1_name.startswith("classifier/"):
+        *scopes, leaf = tf1_name.split("/")
+        return ".".join(scopes + [{"kernel": "weight", "bias": "bias"}[leaf]]), leaf == "kernel"
+    return modeling.tf1_to_huggingface(tf1_name)
+
+
+def layer_depth(tf1_name: str, num_layers: int) -> int:
+    """google-research/electra's depths: embeddings 0, layer i -> i + 1, task head L + 2."""
+    if "/embeddings/" in tf1_name or "/embeddings_project/" in tf1_name:
+        return 0
+    parts = tf1_name.split("/")
+    if "encoder" in parts:
+        return int(parts[parts.index("encoder") + 1][len("layer_"):]) + 1
+    return num_layers + 2
+
+
+def layerwise_lr_multipliers(named_weights, num_layers: int, decay: float) -> dict:
+    """{variable path: decay ** (L + 2 - depth)}; decay 1 or None gives 1 everywhere.
+
+    As the original, the top Transformer layer already gets decay**2 and the embeddings
+    decay**(L + 2); only the task head trains at the full learning rate.
+    """
+    decay = 1.0 if not decay else decay
+    return {variable.path: decay ** (num_layers + 2 - layer_depth(name, num_layers))
+            for name, variable in named_weights}
+
+
+@keras.saving.register_keras_serializable(package="electra_ko")
+class LayerwiseAdamW(optimization.AdamW):
+    """AdamW whose learning rate, and so its decoupled weight decay, is scaled per variable.
+
+    The decay is applied inside `update_step`, at the variable's own rate, as
+    google-research/electra does (`lr * (adam_update + weight_decay * param)`).
+    """
+
+    def __init__(self, lr_multipliers: Optional[dict] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+        self._ordered_multipliers = []
+
+    def build(self, var_list):
+        missing = [v.path for v in var_list if v.path not in self.lr_multipliers]
+        if missing:
+            raise ValueError(f"no learning-rate multiplier for {', '.join(missing)}")
+        self._ordered_multipliers = [self.lr_multipliers[v.path] for v in var_list]
+        super().build(var_list)
+
+    def _apply_weight_decay(self, variables):
+        """Done per variable in `update_step`."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        multiplier = self._ordered_multipliers[self._get_variable_index(variable)]
+        lr = tf.cast(learning_rate, variable.dtype) * multiplier
+        if self.weight_decay and self._use_weight_decay(variable):
+            variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * lr)
+        super().update_step(gradient, variable, lr)
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+
+
+def create_optimizer(cfg, model: SequenceClassifier, num_train_steps: int, precision: str):
+    schedule = optimization.WarmupPolynomialDecay(
+        cfg.learning_rate, num_train_steps,
+        num_warmup_steps=int(round(cfg.warmup_proportion * num_train_steps)))
+    multipliers = layerwise_lr_multipliers(model.named_weights(),
+                                           model.encoder_config.num_hidden_layers,
+                                           cfg.layerwise_lr_decay)
+    optimizer = LayerwiseAdamW(lr_multipliers=multipliers, learning_rate=schedule,
+                               weight_decay=cfg.weight_decay_rate, epsilon=cfg.adam_epsilon)
+    optimizer.exclude_from_weight_decay(var_names=list(optimization.NO_DECAY_PATTERNS))
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimization.build_optimizer(optimizer, model.trainable_variables)
+    return optimizer
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@dataclasses.dataclass
+class InitCheckpoint:
+    """Encoder weights to start from, by Hugging Face name (torch layout), and the sizes
+    they imply."""
+    path: str
+    tensors: dict
+    sizes: dict
+    sha256: str
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_init_checkpoint(path: str) -> InitCheckpoint:
+    """A Hugging Face ELECTRA directory (ours included) or a google-research TF1 checkpoint."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
+        hf_config, tensors = checkpoints.read_hf_dir(path)
+        sizes = dict(checkpoints.infer_sizes(tensors),
+                     num_attention_heads=hf_config.get("num_attention_heads"))
+        weights_file = next((os.path.join(path, f) for f in (checkpoints.HF_SAFETENSORS,
+                                                             checkpoints.HF_PYTORCH)
+                             if os.path.exists(os.path.join(path, f))), None)
+        sha = file_sha256(weights_file) if weights_file else ""
+        return InitCheckpoint(path, tensors, sizes, sha)
+    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
+        raise FinetuneError(f"--init_checkpoint {path}: neither a directory with "
+                            f"{checkpoints.HF_CONFIG} nor a TF checkpoint")
+    towers = checkpoints.read_tf1_checkpoint(prefix)
+    if checkpoints.DISCRIMINATOR not in towers:
+        raise FinetuneError(f"--init_checkpoint {path}: no discriminator (electra/...) in it")
+    tensors = towers[checkpoints.DISCRIMINATOR]
+    return InitCheckpoint(prefix, tensors, checkpoints.infer_sizes(tensors),
+                          file_sha256(prefix + ".index"))
+
+
+def assign_encoder_weights(model: SequenceClassifier, init: InitCheckpoint):
+    """Copy the encoder's tensors; heads of the checkpoint (discriminator, classifier) are
+    not used. Missing tensors or wrong shapes are an error naming them."""
+    problems = []
+    for tf1_name, variable in model.electra.canonical_weights("electra"):
+        hf_name, transposed = modeling.tf1_to_huggingface(tf1_name)
+        value = init.tensors.get(hf_name)
+        if value is None:
+            problems.append(f"missing {hf_name}")
+            continue
+        value = value.T if transposed else value
+        if tuple(value.shape) != tuple(variable.shape):
+            problems.append(f"{hf_name} has shape {tuple(value.shape)}, model wants "
+                            f"{tuple(variable.shape)}")
+            continue
+        variable.assign(value)
+    if problems:
+        raise FinetuneError(f"--init_checkpoint {init.path} does not fit the model: "
+                            + "; ".join(problems))
+
+
+# --------------------------------------------------------------------------- config
+
+
+def resolve_config(config_file=None, overrides=(), model_config=None, **values):
+    """The FINETUNE config: --config <- --model_config <- --set <- flags. The initial
+    checkpoint's architecture is applied later, by `finetune` (its weights fix it)."""
+    hparams = None
+    if model_config:
+        data = config_lib.read_json_file(model_config)
+        hparams = json.dumps({k: v for k, v in data.items() if k in ARCHITECTURE_KEYS})
+    return config_lib.load_config(config_lib.FINETUNE, config_file, overrides, hparams, **values)
+
+
+def check_vocab_size(cfg, tokenizer, init):
+    if init is not None and init.sizes["vocab_size"] != tokenizer.vocab_size:
+        raise FinetuneError(
+            f"--init_checkpoint {init.path} has {init.sizes['vocab_size']} word embeddings but "
+            f"--vocab {cfg.vocab_file} has {tokenizer.vocab_size} tokens: use the vocabulary "
+            "the model was pretrained with")
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def bucket_widths(max_seq_length: int) -> list:
+    widths, width = [], MIN_BUCKET
+    while width < max_seq_length:
+        widths.append(width)
+        width *= 2
+    return widths + [max_seq_length]
+
+
+@dataclasses.dataclass
+class Encoded:
+    """One split encoded to max_seq_length; labels int32 ids or float32 scores (or None)."""
+    features: dict
+    labels: Optional[np.ndarray]
+
+    def __len__(self):
+        return len(self.features["lengths"])
+
+
+def encode_split(tokenizer, examples: tasks.Examples, max_seq_length: int) -> Encoded:
+    return Encoded(tasks.encode(tokenizer, examples.text_a, examples.text_b, max_seq_length),
+                   examples.labels)
+
+
+def batch_order(lengths, batch_size, rng=None, chunk_batches=50):
+    """Index batches. With `rng` (training): shuffled, then sorted by length within chunks
+    of `chunk_batches` batches so each batch pads little, then batches shuffled. Without:
+    sorted by length (evaluation; outputs are put back in order by index)."""
+    n = len(lengths)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    order = rng.permutation(n)
+    chunk = batch_size * chunk_batches
+    batches = []
+    for start in range(0, n, chunk):
+        part = order[start:start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def make_batch(data: Encoded, indices, batch_size, widths, regression):
+    """Arrays of one batch padded to `batch_size` rows and the smallest bucket width.
+
+    `weight` is 1/n_real for real rows and 0 for padding rows, so the summed weighted
+    loss is the mean over real examples however the batch is split across replicas.
+    """
+    longest = int(data.features["lengths"][indices].max())
+    width = next(w for w in widths if w >= longest)
+    pad_rows = batch_size - len(indices)
+    batch = {}
+    for key in ("input_ids", "input_mask", "segment_ids"):
+        array = data.features[key][indices, :width]
+        batch[key] = np.pad(array, ((0, pad_rows), (0, 0)))
+    weight = np.full(len(indices), 1.0 / len(indices), dtype=np.float32)
+    batch["weight"] = np.pad(weight, (0, pad_rows))
+    label_dtype = np.float32 if regression else np.int32
+    labels = data.labels[indices] if data.labels is not None else np.zeros(len(indices))
+    batch["labels"] = np.pad(labels.astype(label_dtype), (0, pad_rows))
+    return batch
+
+
+def batch_signature(regression):
+    ids = tf.TensorSpec([None, None], tf.int32)
+    return {"input_ids": ids, "input_mask": ids, "segment_ids": ids,
+            "weight": tf.TensorSpec([None], tf.float32),
+            "labels": tf.TensorSpec([None], tf.float32 if regression else tf.int32)}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def create_strategy(cfg):
+    """The pretraining driver's strategy choice (TPU, several GPUs, else default)."""
+    from electra_ko import pretrain
+    return pretrain.create_strategy("auto", cfg=cfg)
+
+
+class Runner:
+    """Model, optimizer and compiled steps of one seed's fine-tuning run."""
+
+    def __init__(self, cfg, spec: tasks.TaskSpec, strategy, device_kind, num_train_steps,
+                 init: Optional[InitCheckpoint]):
+        self.cfg, self.spec, self.strategy = cfg, spec, strategy
+        self.regression = spec.task_type == tasks.REGRESSION
+        precision = optimization.precision_policy(cfg.mixed_precision, device_kind)
+        keras.mixed_precision.set_global_policy(precision)
+        num_outputs = 1 if self.regression else len(spec.labels)
+        with strategy.scope():
+            keras.utils.set_random_seed(cfg.seed)
+            self.model = SequenceClassifier(modeling.EncoderConfig.from_config(cfg), num_outputs,
+                                            name="electra_classifier")
+            if init is not None:
+                assign_encoder_weights(self.model, init)
+            self.optimizer = create_optimizer(cfg, self.model, num_train_steps, precision)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self._grads = tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
+        self._forward = tf.function(self._outputs, jit_compile=cfg.jit_compile)
+        self._train_fn = tf.function(self._distributed_train_step)
+        self._eval_fn = tf.function(self._distributed_eval_step)
+
+    def _loss(self, outputs, batch):
+        if self.regression:
+            losses = tf.square(outputs[:, 0] - batch["labels"])
+        else:
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], outputs)
+        return tf.reduce_sum(losses * batch["weight"])
+
+    def _loss_and_grads(self, batch, seed):
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                                 training=True, seed=seed)
+            loss = self._loss(outputs, batch)
+            scaled = self.optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled, variables)
+
+    def _train_step(self, batch):
+        seed = tf.stack([tf.constant(self.cfg.seed, tf.int64), self.step.read_value()])
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        loss, grads = self._grads(batch, tf.random.experimental.stateless_fold_in(seed, replica))
+        grads, _ = optimization.reduce_and_clip(grads, self.cfg.clip_norm,
+                                                optimization.loss_scale(self.optimizer))
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        return loss
+
+    def _distributed_train_step(self, batch):
+        losses = self.strategy.run(self._train_step, args=(batch,))
+        self.step.assign_add(1)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def _outputs(self, batch):
+        return self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
+
+    def _distributed_eval_step(self, batch):
+        return self.strategy.gather(self.strategy.run(self._forward, args=(batch,)), axis=0)
+
+    def _dataset(self, data, batches, size):
+        widths = bucket_widths(self.cfg.max_seq_length)
+
+        def generate():
+            for indices in batches:
+                yield make_batch(data, indices, size, widths, self.regression)
+
+        dataset = tf.data.Dataset.from_generator(
+            generate, output_signature=batch_signature(self.regression)).prefetch(2)
+        return self.strategy.experimental_distribute_dataset(dataset)
+
+    def train_epoch(self, data: Encoded, batches, description):
+        """Run the given batches; returns the mean training loss."""
+        total, steps = 0.0, 0
+        bar = tqdm(total=len(batches), desc=description, unit="batch", leave=False)
+        for batch in self._dataset(data, batches, self.cfg.train_batch_size):
+            total += float(self._train_fn(batch))
+            steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / steps:.4f}")
+        bar.close()
+        return total / max(steps, 1)
+
+    def predict(self, data: Encoded, description="eval") -> np.ndarray:
+        """Outputs for every example, in the input order (last partial batch included)."""
+        batches = batch_order(data.features["lengths"], self.cfg.eval_batch_size)
+        outputs = np.zeros((len(data), self.model.num_outputs), dtype=np.float32)
+        bar = tqdm(total=len(batches), desc=description, unit="batch", leave=False)
+        for indices, batch in zip(batches, self._dataset(data, batches, self.cfg.eval_batch_size)):
+            outputs[indices] = self._eval_fn(batch).numpy()[:len(indices)]
+            bar.update(1)
+        bar.close()
+        return outputs
+
+    def get_weights(self):
+        return [v.numpy() for v in self.model.weights]
+
+    def set_weights(self, values):
+        for variable, value in zip(self.model.weights, values):
+            variable.assign(value)
+
+
+# --------------------------------------------------------------------------- one seed
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything shared by the seeds: config, task, encoded splits, initial weights."""
+    cfg: object
+    splits: tasks.Splits
+    train: Encoded
+    eval: Optional[Encoded]
+    test: Optional[Encoded]
+    tokenizer: object
+    init: Optional[InitCheckpoint]
+
+
+def count_steps(num_examples, batch_size, epochs):
+    batches_per_epoch = math.ceil(num_examples / batch_size)
+    return batches_per_epoch, max(1, math.ceil(batches_per_epoch * epochs))
+
+
+def run_seed(prepared: Prepared, seed: int, strategy, device_kind) -> dict:
+    """Train one seed, evaluating after every epoch; returns its results and best outputs."""
+    cfg = prepared.cfg.replace(seed=seed)
+    spec = prepared.splits.spec
+    batches_per_epoch, total_steps = count_steps(len(prepared.train), cfg.train_batch_size,
+                                                 cfg.num_train_epochs)
+    runner = Runner(cfg, spec, strategy, device_kind, total_steps, prepared.init)
+    rng = np.random.RandomState(seed)
+    epochs, best = [], None
+    done = 0
+    for epoch in range(1, math.ceil(total_steps / batches_per_epoch) + 1):
+        batches = batch_order(prepared.train.features["lengths"], cfg.train_batch_size, rng)
+        batches = batches[:total_steps - done]
+        started = time.time()
+        loss = runner.train_epoch(prepared.train, batches,
+                                  f"seed {seed} epoch {epoch}")
+        seconds = time.time() - started
+        done += len(batches)
+        examples = sum(len(b) for b in batches)
+        record = {"epoch": epoch, "steps": done, "train_loss": loss,
+                  "train_seconds": round(seconds, 2),
+                  "train_examples_per_second": round(examples / seconds, 1)}
+        if prepared.eval is not None:
+            outputs = runner.predict(prepared.eval, f"seed {seed} eval {epoch}")
+            record["eval"] = tasks.compute_metrics(spec, prepared.eval.labels, outputs)
+            score = record["eval"][spec.main_metric]
+            if best is None or score > best["score"]:
+                best = {"score": score, "epoch": epoch, "weights": runner.get_weights(),
+                        "eval_outputs": outputs}
+        logging.info("seed %d epoch %d: %s", seed, epoch, json.dumps(record))
+        epochs.append(record)
+    if best is None:  # no eval file: the last epoch is the model
+        best = {"epoch": epochs[-1]["epoch"], "weights": runner.get_weights(), "eval_outputs": None}
+    runner.set_weights(best["weights"])
+    result = {"seed": seed, "epochs": epochs, "best_epoch": best["epoch"],
+              "eval": epochs[best["epoch"] - 1].get("eval")}
+    test_outputs = None
+    if prepared.test is not None:
+        test_outputs = runner.predict(prepared.test, f"seed {seed} test")
+        if prepared.test.labels is not None:
+            result["test"] = tasks.compute_metrics(spec, prepared.test.labels, test_outputs)
+    return {"result": result, "runner": runner, "test_outputs": test_outputs}
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def aggregate(results: Sequence[dict], split: str) -> dict:
+    """{metric: mean, std (sample, 0 for one seed), best, values} over seeds."""
+    scored = [r[split] for r in results if r.get(split)]
+    if not scored:
+        return {}
+    summary = {}
+    for metric in scored[0]:
+        values = np.array([s[metric] for s in scored], dtype=np.float64)
+        summary[metric] = {"mean": float(values.mean()),
+                           "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                           "best": float(values.max()), "values": values.tolist()}
+    return summary
+
+
+def prediction_frame(spec: tasks.TaskSpec, examples: tasks.Examples, outputs) -> pd.DataFrame:
+    """One row per test example: its file line, prediction, [label], text(s)."""
+    frame = pd.DataFrame({"line": examples.line_numbers})
+    if spec.task_type == tasks.REGRESSION:
+        frame["prediction"] = np.round(outputs[:, 0], 4)
+    else:
+        probabilities = tf.nn.softmax(outputs, axis=-1).numpy()
+        frame["prediction"] = [spec.labels[i] for i in outputs.argmax(-1)]
+        frame["probability"] = np.round(probabilities.max(-1), 4)
+    if examples.labels is not None:
+        frame["label"] = (examples.labels if spec.task_type == tasks.REGRESSION
+                          else [spec.labels[i] for i in examples.labels])
+    frame[spec.text_a] = examples.text_a
+    if spec.text_b:
+        frame[spec.text_b] = examples.text_b
+    return frame
+
+
+def write_predictions(path, spec, examples, outputs):
+    prediction_frame(spec, examples, outputs).to_csv(path, sep="\t", index=False)
+
+
+def huggingface_config(cfg, spec: tasks.TaskSpec, tokenizer) -> dict:
+    """config.json readable by transformers' ElectraConfig, plus our task under electra_ko."""
+    regression = spec.task_type == tasks.REGRESSION
+    labels = ["score"] if regression else list(spec.labels)
+    return {
+        "architectures": ["ElectraForSequenceClassification"], "model_type": "electra",
+        "vocab_size": cfg.vocab_size, "embedding_size": cfg.embedding_size or cfg.hidden_size,
+        "hidden_size": cfg.hidden_size, "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "intermediate_size": cfg.intermediate_size, "hidden_act": cfg.hidden_act,
+        "hidden_dropout_prob": cfg.hidden_dropout_prob,
+        "attention_probs_dropout_prob": cfg.attention_probs_dropout_prob,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "type_vocab_size": cfg.type_vocab_size, "initializer_range": cfg.initializer_range,
+        "layer_norm_eps": cfg.layer_norm_eps, "pad_token_id": tokenizer.special_ids["pad"],
+        "summary_type": "first", "summary_use_proj": True, "summary_activation": "gelu",
+        "summary_last_dropout": cfg.hidden_dropout_prob,
+        "problem_type": "regression" if regression else "single_label_classification",
+        "id2label": {str(i): label for i, label in enumerate(labels)},
+        "label2id": {label: i for i, label in enumerate(labels)},
+        "electra_ko": {"task": spec.name, "task_type": spec.task_type, "labels": labels,
+                       "text_a_column": spec.text_a, "text_b_column": spec.text_b,
+                       "label_column": spec.label, "max_seq_length": cfg.max_seq_length,
+                       "do_lower_case": tokenizer.do_lower_case},
+    }
+
+
+def save_model(model_dir, model: SequenceClassifier, cfg, spec, tokenizer) -> str:
+    """Weights (safetensors, HF names and torch layout), config.json, vocabulary files."""
+    from safetensors.numpy import save_file
+    os.makedirs(model_dir, exist_ok=True)
+    tensors = {}
+    for tf1_name, variable in model.named_weights():
+        name, transposed = huggingface_name(tf1_name)
+        value = variable.numpy().astype(np.float32)
+        tensors[name] = np.ascontiguousarray(value.T if transposed else value)
+    weights_path = os.path.join(model_dir, WEIGHTS_FILE)
+    save_file(tensors, weights_path, metadata={"format": "pt"})
+    with open(os.path.join(model_dir, checkpoints.HF_CONFIG), "w", encoding="utf-8") as f:
+        json.dump(huggingface_config(cfg, spec, tokenizer), f, ensure_ascii=False, indent=2)
+    vocab_dir = os.path.dirname(cfg.vocab_file) if os.path.isfile(cfg.vocab_file) else cfg.vocab_file
+    for name in VOCAB_FILES:
+        if os.path.exists(os.path.join(vocab_dir, name)):
+            shutil.copyfile(os.path.join(vocab_dir, name), os.path.join(model_dir, name))
+    return weights_path
+
+
+def write_json(path, data):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=2, default=str)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def prepare(cfg, spec: tasks.TaskSpec, tokenizer, init, max_train_examples=None,
+            max_eval_examples=None) -> Prepared:
+    splits = tasks.load_splits(spec, cfg.data_dir, max_train_examples, max_eval_examples)
+    for name, count in splits.empty_counts().items():
+        if count:
+            logging.warning("%s: skipped %d example(s) with an empty text", name, count)
+    encode = lambda split: split and encode_split(tokenizer, split, cfg.max_seq_length)  # noqa: E731
+    return Prepared(cfg, splits, encode(splits.train), encode(splits.eval), encode(splits.test),
+                    tokenizer, init)
+
+
+def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_examples=None,
+             max_eval_examples=None, init_checkpoint=None, command=None) -> dict:
+    """Run every seed, write the outputs; returns the results.json content."""
+    started = time.time()
+    if not cfg.output_dir:
+        raise FinetuneError("--output_dir is required")
+    if not cfg.vocab_file:
+        raise FinetuneError("--vocab is required (the vocabulary the model was pretrained with)")
+    tokenizer = vocab_lib.load_tokenizer(cfg.vocab_file)
+    init = read_init_checkpoint(init_checkpoint) if init_checkpoint else None
+    if init is None:
+        logging.warning("no --init_checkpoint: fine-tuning a RANDOMLY INITIALISED %s model "
+                        "(a baseline, not a pretrained ELECTRA)", cfg.model_size)
+    else:
+        cfg = cfg.replace(**{k: v for k, v in init.sizes.items() if v is not None})
+    check_vocab_size(cfg, tokenizer, init)
+    cfg = cfg.replace(vocab_size=tokenizer.vocab_size, init_checkpoint=init_checkpoint)
+    prepared = prepare(cfg, spec, tokenizer, init, max_train_examples, max_eval_examples)
+    spec = prepared.splits.spec
+    strategy, device_kind = create_strategy(cfg)
+    seeds = list(seeds) or [cfg.seed]
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    runs, best_run = [], None
+    for seed in seeds:
+        run = run_seed(prepared, seed, strategy, device_kind)
+        runs.append(run["result"])
+        if len(seeds) > 1:
+            seed_dir = os.path.join(cfg.output_dir, f"seed_{seed}")
+            os.makedirs(seed_dir, exist_ok=True)
+            write_json(os.path.join(seed_dir, RESULTS_FILE), run["result"])
+            if run["test_outputs"] is not None:
+                write_predictions(os.path.join(seed_dir, PREDICTIONS_FILE), spec,
+                                  prepared.splits.test, run["test_outputs"])
+        score = (run["result"]["eval"] or {}).get(spec.main_metric, -math.inf)
+        if best_run is None or score > best_run[0]:
+            best_run = (score, run)
+    _, best = best_run
+    weights_path = save_model(os.path.join(cfg.output_dir, MODEL_DIR), best["runner"].model,
+                              cfg, spec, tokenizer)
+    if best["test_outputs"] is not None:
+        write_predictions(os.path.join(cfg.output_dir, PREDICTIONS_FILE), spec,
+                          prepared.splits.test, best["test_outputs"])
+    wall = time.time() - started
+    train_seconds = sum(e["train_seconds"] for r in runs for e in r["epochs"])
+    train_examples = sum(e["train_examples_per_second"] * e["train_seconds"]
+                         for r in runs for e in r["epochs"])
+    results = {
+        "task": spec.name, "task_type": spec.task_type, "main_metric": spec.main_metric,
+        "labels": list(spec.labels) if spec.labels else None,
+        "seeds": runs, "best_seed": best["result"]["seed"],
+        "final": {"eval": best["result"]["eval"], "test": best["result"].get("test")},
+        "aggregate": {"eval": aggregate(runs, "eval"), "test": aggregate(runs, "test")},
+        "examples": {name: len(split) for name, split in
+                     (("train", prepared.train), ("eval", prepared.eval), ("test", prepared.test))
+                     if split is not None},
+        "skipped_empty": prepared.splits.empty_counts(),
+        "files": {"train": prepared.splits.train.path,
+                  "eval": prepared.splits.eval.path if prepared.splits.eval else None,
+                  "test": prepared.splits.test.path if prepared.splits.test else None},
+        "init_checkpoint": ({"path": init.path, "sha256": init.sha256} if init
+                            else {"path": None, "random_init": True}),
+        "vocab": {"path": cfg.vocab_file, "sha256": tokenizer.vocab_sha256,
+                  "size": tokenizer.vocab_size},
+        "model": {"path": weights_path, "sha256": file_sha256(weights_path)},
+        "config": cfg.to_dict(),
+        "wall_seconds": round(wall, 2),
+        "train_examples_per_second": round(train_examples / max(train_seconds, 1e-9), 1),
+        "command": command,
+    }
+    write_json(os.path.join(cfg.output_dir, RESULTS_FILE), results)
+    return results
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def define_flags(fv=flags.FLAGS):
+    """The CLI's flags, on `fv` (the global FLAGS for `python -m`, a fresh set in tests)."""
+    d = dict(flag_values=fv)
+    flags.DEFINE_enum("task", None, list(tasks.TASK_NAMES), "Task to fine-tune on.", **d)
+    flags.DEFINE_string("data_dir", None, "Directory holding the task's files.", **d)
+    flags.DEFINE_string("init_checkpoint", None, "Pretrained discriminator: a Hugging Face "
+                        "ELECTRA directory (ours included) or a google-research TF1 checkpoint. "
+                        "Absent: random initialisation (a baseline).", **d)
+    flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt the model was pretrained with "
+                        "(default: the --init_checkpoint directory's).", **d)
+    flags.DEFINE_string("output_dir", None, "Where results.json, predictions.tsv and model/ go.", **d)
+    flags.DEFINE_string("config", None, "JSON config (FINETUNE keys, google-research names).", **d)
+    flags.DEFINE_multi_string("set", [], "Config override key=value (JSON value); repeatable.", **d)
+    flags.DEFINE_string("model_config", None, "Config whose architecture keys (model_size, "
+                        "hidden_size, ...) size a randomly initialised model, e.g. "
+                        "configs/tiny.json.", **d)
+    flags.DEFINE_integer("max_train_examples", None, "Use the first N training examples.", **d)
+    flags.DEFINE_integer("max_eval_examples", None, "Use the first N eval and test examples.", **d)
+    flags.DEFINE_float("epochs", None, "num_train_epochs (default 3).", **d)
+    flags.DEFINE_float("learning_rate", None, "Peak learning rate (default by model size).", **d)
+    flags.DEFINE_integer("batch_size", None, "train_batch_size (default 32).", **d)
+    flags.DEFINE_integer("max_seq_length", None, "Tokens per example (default 128).", **d)
+    flags.DEFINE_list("seeds", [], "Comma-separated seeds; several -> mean, std and best.", **d)
+    flags.DEFINE_list("train_file", [], "Training file(s) relative to --data_dir, overriding "
+                      "the task's default (comma-separated to concatenate).", **d)
+    flags.DEFINE_string("eval_file", None, "Eval file ('' for none).", **d)
+    flags.DEFINE_string("test_file", None, "Test file ('' for none).", **d)
+    flags.DEFINE_string("text_a_column", None, "custom: column of the (first) text.", **d)
+    flags.DEFINE_string("text_b_column", None, "custom: column of the second text, if pairs.", **d)
+    flags.DEFINE_string("label_column", None, "custom: label (or score) column.", **d)
+    flags.DEFINE_enum("task_type", tasks.CLASSIFICATION, [tasks.CLASSIFICATION, tasks.REGRESSION],
+                      "custom: classification (labels from the training file) or regression.", **d)
+
+
+def task_from_flags(fv) -> tasks.TaskSpec:
+    if fv.task == "custom":
+        return tasks.custom_task(fv.text_a_column, fv.label_column, fv.task_type,
+                                 fv.text_b_column, ",".join(fv.train_file) or None, fv.eval_file,
+                                 fv.test_file).with_files(train_files=fv.train_file)
+    return tasks.get_task(fv.task).with_files(fv.train_file, fv.eval_file, fv.test_file)
+
+
+def default_vocab(fv):
+    """--vocab, else the vocabulary stored next to the initial checkpoint."""
+    if fv.vocab:
+        return fv.vocab
+    if fv.init_checkpoint and os.path.isdir(fv.init_checkpoint):
+        return fv.init_checkpoint
+    return None
+
+
+def parse_seeds(values) -> list:
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise FinetuneError(f"--seeds must be comma-separated integers, got {','.join(values)}") \
+            from None
+
+
+def run_from_flags(fv, command=None) -> dict:
+    if not fv.task:
+        raise FinetuneError("--task is required")
+    spec = task_from_flags(fv)
+    if fv.model_config and fv.init_checkpoint:
+        logging.warning("--model_config %s ignored: the architecture comes from "
+                        "--init_checkpoint %s", fv.model_config, fv.init_checkpoint)
+    cfg = resolve_config(fv.config, fv.set, fv.model_config, task=spec.name,
+                         data_dir=fv.data_dir, output_dir=fv.output_dir,
+                         vocab_file=default_vocab(fv), num_train_epochs=fv.epochs,
+                         learning_rate=fv.learning_rate, train_batch_size=fv.batch_size,
+                         eval_batch_size=fv.batch_size, max_seq_length=fv.max_seq_length)
+    return finetune(cfg, spec, parse_seeds(fv.seeds), fv.max_train_examples,
+                    fv.max_eval_examples, fv.init_checkpoint, command)
+
+
+def format_summary(results) -> str:
+    lines = [f"task {results['task']}: best seed {results['best_seed']}"]
+    for split in ("eval", "test"):
+        metrics = results["final"].get(split)
+        if metrics:
+            lines.append(f"{split} " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
+        if len(results["seeds"]) > 1 and results["aggregate"][split]:
+            lines.append(f"{split} over {len(results['seeds'])} seeds: " + " ".join(
+                f"{k}={s['mean']:.2f}±{s['std']:.2f} (best {s['best']:.2f})"
+                for k, s in results["aggregate"][split].items()))
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    try:
+        results = run_from_flags(flags.FLAGS, command=" ".join(sys.argv))
+    except (FinetuneError, tasks.TaskError, config_lib.ConfigError, vocab_lib.VocabError,
+            checkpoints.CheckpointError) as err:
+        sys.exit(f"error: {err}")
+    print(format_summary(results))
+    print(f"results: {os.path.join(flags.FLAGS.output_dir, RESULTS_FILE)}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
