@@ -2,9 +2,9 @@
 
     python -m electra_ko.corpus --input reviews.txt --input 'wiki/*.jsonl' --output corpus.txt
 
-Everything streams (generators over lines, pandas in chunks), so memory stays bounded by
-the de-duplication set (about 80 bytes per distinct sentence, capped by
-`dedup_max_entries`), whatever the corpus size. No TensorFlow here.
+Everything streams (generators over lines, pandas in chunks), so memory is bounded by the
+de-duplication set (about 80 bytes per distinct sentence, at most `dedup_max_entries`)
+plus the longest input line, whatever the corpus size. No TensorFlow here.
 
 Cleaning order per input line: NFC -> e-mails -> URLs -> phone numbers -> character
 filter -> repeat collapse -> whitespace squeeze -> sentence split; then each sentence is
@@ -37,7 +37,7 @@ _FORMAT_BY_EXTENSION = {
 }
 _CSV_CHUNK_ROWS = 10_000
 _PROGRESS_EVERY_BYTES = 1 << 20
-_MAX_WARNINGS_PER_FILE = 10
+_MAX_LOGGED_SKIPS = 10
 DOCUMENT_BREAK = None  # what readers yield between documents
 
 
@@ -213,9 +213,9 @@ class CorpusStats:
 def _skip(stats, kind, location, reason):
     """Count a skipped input unit and log it; only the first few per kind are logged."""
     stats.skipped[kind] += 1
-    if stats.skipped[kind] <= _MAX_WARNINGS_PER_FILE:
+    if stats.skipped[kind] <= _MAX_LOGGED_SKIPS:
         logging.warning("%s: %s; skipped", location, reason)
-    if stats.skipped[kind] == _MAX_WARNINGS_PER_FILE:
+    if stats.skipped[kind] == _MAX_LOGGED_SKIPS:
         logging.warning("further %s are counted in the stats but not logged", kind)
 
 
