@@ -473,7 +473,7 @@ def format_report(report):
 def define_flags():
     """Register the CLI flags (only when run as a program, so importing stays flag-free)."""
     defaults = CorpusOptions()
-    flags.DEFINE_multi_string("input", None, "Input file, glob or comma-separated list; repeatable.")
+    flags.DEFINE_multi_string("input", None, "Input file, glob or comma-separated list (repeatable)")
     flags.DEFINE_string("output", None, "Output corpus file (local path or gs://).")
     flags.DEFINE_enum("format", defaults.format, FORMATS,
                       "Input format; auto picks it from the extension (.txt .jsonl .tsv .csv).")
