@@ -282,14 +282,16 @@ def build_shard(job, index, ranges, tokenizer, report_progress):
             tfrecord.RecordWriter(out, job["compression"]) as writer:
         for source, start, end in ranges:
             for lines, num_bytes in read_line_blocks(source, start, end, skipped):
-                documents_before = packer.documents
+                documents_before, tokens_before = packer.documents, stats["tokens"]
                 examples = _pack_block(lines, tokenizer, packer)
                 _write_examples(writer, examples, job, tokenizer, stats)
                 stats["lines"] += len(lines)
-                report_progress(num_bytes, packer.documents - documents_before, len(examples))
+                report_progress(num_bytes, packer.documents - documents_before, len(examples),
+                                stats["tokens"] - tokens_before)
+            tokens_before = stats["tokens"]
             last = packer.end_document()  # a file's end ends its last document
             _write_examples(writer, [last] if last else [], job, tokenizer, stats)
-            report_progress(0, 1 if last else 0, 1 if last else 0)
+            report_progress(0, 1 if last else 0, 1 if last else 0, stats["tokens"] - tokens_before)
     stats["documents"] = packer.documents
     stats["skipped_lines"] = len(skipped)
     stats["bad_lines"] = [f"{source}:{line}" for source, line in skipped[:MAX_REPORTED_BAD_LINES]]
@@ -477,18 +479,21 @@ def _report_skipped(manifest):
 
 
 class _ProgressBar:
-    """tqdm over corpus bytes, with documents, examples and tokens/s in the postfix."""
+    """tqdm over corpus bytes (ETA), with documents, examples and tokens/s in the postfix."""
 
     def __init__(self, total_bytes):
         self._bar = tqdm.tqdm(total=total_bytes, unit="B", unit_scale=True, desc="build_data",
                               mininterval=0.5, disable=None)
-        self._documents = self._examples = 0
+        self._documents = self._examples = self._tokens = 0
         self._start = time.perf_counter()
 
-    def update(self, num_bytes, documents, examples):
+    def update(self, num_bytes, documents, examples, tokens):
         self._documents += documents
         self._examples += examples
-        self._bar.set_postfix(documents=self._documents, examples=self._examples, refresh=False)
+        self._tokens += tokens
+        tokens_per_s = self._tokens / max(time.perf_counter() - self._start, 1e-9)
+        self._bar.set_postfix(documents=self._documents, examples=self._examples,
+                              tokens_per_s=f"{tokens_per_s:,.0f}", refresh=False)
         self._bar.update(num_bytes)
 
     def __enter__(self):
