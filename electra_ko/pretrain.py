@@ -224,10 +224,11 @@ class Trainer:
     # --- host side
 
     def _checkpoint_dir(self):
-        """Non-chief workers write their (identical) copy to a throw-away directory."""
+        """Every worker must take part in saving; non-chief ones write their (identical)
+        copy to `model_dir/.worker-<id>`, which nothing reads back."""
         if self.chief:
             return self.model_dir
-        return tempfile.mkdtemp(prefix="electra_ko_worker_ckpt_")
+        return f"{self.model_dir.rstrip('/')}/.worker-{self.strategy.cluster_resolver.task_id}"
 
     def restore(self):
         """Continue from the newest checkpoint in model_dir, if any; returns the step."""
@@ -254,7 +255,7 @@ class Trainer:
         step = int(self.global_step.numpy())
         writer = self._summary_writer("train")
         started, start_step = time.time(), step
-        while step < end and not self._stop_requested:
+        while step < end:
             next_save = (step // self.cfg.save_checkpoints_steps + 1) * self.cfg.save_checkpoints_steps
             n = min(self.cfg.iterations_per_loop, end - step, next_save - step)
             self.sums.reset()
@@ -268,6 +269,8 @@ class Trainer:
             write_summaries(writer, metrics, step)
             if step % self.cfg.save_checkpoints_steps == 0 or step == end or self._stop_requested:
                 self.save()
+            if self._stop_requested:
+                break
         return step
 
     def _run_loop(self, n):
@@ -456,6 +459,29 @@ def resolve_config():
     return cfg
 
 
+def prepare_from_corpus(cfg):
+    """Run the vocab and data stages for `cfg.corpus` when their outputs are missing.
+
+    The data stage itself skips complete shards after checking its manifest (vocab
+    sha256, sequence length, seed) and refuses shards built otherwise.
+    """
+    from electra_ko import build_data  # local: only the one-command path needs it
+    if not cfg.pretrain_tfrecords:
+        raise config_lib.ConfigError("config key 'corpus' needs 'pretrain_tfrecords' or "
+                                     "'data_dir' for the shards it builds")
+    if storage.exists(cfg.vocab_file):
+        logging.info("vocab stage: %s exists, skipped", cfg.vocab_file)
+    else:
+        vocab_dir = cfg.vocab_file.rsplit("/", 1)[0] if "/" in cfg.vocab_file else "."
+        vocab_lib.build_vocab([cfg.corpus], vocab_dir, vocab_size=cfg.vocab_size or 32000,
+                              num_unused=cfg.num_unused, do_lower_case=cfg.do_lower_case,
+                              limit_alphabet=cfg.limit_alphabet, min_frequency=cfg.min_frequency)
+    argv = ["--corpus", cfg.corpus, "--vocab", cfg.vocab_file, "--output_dir",
+            cfg.pretrain_tfrecords, "--num_shards", str(cfg.num_shards),
+            "--max_seq_length", str(cfg.max_seq_length), "--seed", str(cfg.seed)]
+    build_data.build(build_data.parse_args(argv), "python -m electra_ko.pretrain (corpus stage)")
+
+
 def with_vocab(cfg):
     """(cfg with vocab_size from the vocab, tokenizer); a set vocab_size must agree."""
     tokenizer = vocab_lib.load_tokenizer(cfg.vocab_file)
@@ -507,6 +533,8 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     keras.utils.set_random_seed(cfg.seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    if cfg.corpus and not dry_run:
+        prepare_from_corpus(cfg)
     cfg, tokenizer = with_vocab(cfg)
     shards = checked_shards(cfg, tokenizer, cfg.pretrain_tfrecords) if (
         cfg.pretrain_tfrecords and (not dry_run or tf.io.gfile.exists(cfg.pretrain_tfrecords))) \
@@ -570,6 +598,11 @@ def _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files):
     return metrics
 
 
+def _build_error():
+    from electra_ko import build_data
+    return build_data.BuildError
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -578,7 +611,7 @@ def main(argv):
         summary = run(cfg, FLAGS.strategy, FLAGS.tpu, FLAGS.dry_run, FLAGS.deterministic,
                       FLAGS.eval_tfrecords, FLAGS.stop_at_step)
     except (config_lib.ConfigError, data_lib.DataError, vocab_lib.VocabError,
-            TrainingError) as e:
+            TrainingError, _build_error()) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,279 @@
+"""Pretraining driver: loop, checkpoints, exact resume, strategies, XLA, NaN stop, CLI."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from electra_ko import config, data, modeling, pretrain, vocab
+from test_data import write_shards
+
+SEQ = 16
+FLAGS = flags.FLAGS
+if "dry_run" not in FLAGS:
+    pretrain.define_flags()
+FLAGS.mark_as_parsed()
+
+# A debug-size ELECTRA shrunk further: seconds to trace on two shared cores.
+TINY = dict(model_size="debug", max_seq_length=SEQ, train_batch_size=8, hidden_size=16,
+            embedding_size=16, num_hidden_layers=1, num_attention_heads=1, intermediate_size=32,
+            generator_hidden_size=0.5, num_warmup_steps=2, iterations_per_loop=2,
+            save_checkpoints_steps=4, jit_compile=False, learning_rate=1e-3)
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """vocab.txt + 3 shards built with its sha256."""
+    directory = tmp_path_factory.mktemp("pretrain_data")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"tok{i}" for i in range(59)]
+    (directory / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    tokenizer = vocab.load_tokenizer(str(directory / "vocab.txt"))
+    write_shards(str(directory / "shards"), num_shards=3, per_shard=16, seq_len=SEQ,
+                 vocab_size=tokenizer.vocab_size, vocab_sha256=tokenizer.vocab_sha256)
+    return directory
+
+
+def _cfg(corpus_dir, model_dir, **values):
+    paths = dict(vocab_file=str(corpus_dir / "vocab.txt"),
+                 pretrain_tfrecords=str(corpus_dir / "shards"), model_dir=str(model_dir))
+    return config.load_config(config.PRETRAIN, **{**TINY, **paths, **values})
+
+
+def _checkpoint_values(model_dir):
+    reader = tf.train.load_checkpoint(str(model_dir))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if "model/" in name or "optimizer/" in name or "global_step" in name}
+
+
+# ------------------------------------------------------------------ stand-in model
+
+class StandIn(keras.Model):
+    """Embedding -> LayerNorm -> stateless dropout -> Dense, predicting the input ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = keras.layers.Embedding(64, 8)
+        self.norm = keras.layers.LayerNormalization()
+        self.out = keras.layers.Dense(64)
+        self.out(self.norm(self.embed(tf.zeros([1, SEQ], tf.int32))))
+
+
+def stand_in_task(model, global_batch, poison_after=None):
+    def loss_fn(features, seed, training):
+        ids = features["input_ids"]
+        hidden = modeling.dropout(model.norm(model.embed(ids)), 0.1, seed, training)
+        nll = keras.losses.sparse_categorical_crossentropy(ids, model.out(hidden),
+                                                           from_logits=True)
+        loss = tf.reduce_sum(tf.reduce_mean(nll, axis=1)) / global_batch
+        if poison_after is not None:
+            loss += tf.math.log(tf.cast(poison_after - tf.reduce_sum(seed * 0) > 0, tf.float32))
+        return loss, {}
+    return pretrain.Task(model, loss_fn, lambda sums: {}, {})
+
+
+def _stand_in_trainer(corpus_dir, model_dir, strategy=None, **values):
+    strategy = strategy or tf.distribute.get_strategy()
+    cfg = _cfg(corpus_dir, model_dir, **values)
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = StandIn()
+    files = data.shard_files(cfg.pretrain_tfrecords)
+    dataset = data.distributed_dataset(strategy, files, cfg.train_batch_size, SEQ, seed=1)
+    return pretrain.Trainer(strategy, cfg, stand_in_task(model, cfg.train_batch_size), dataset,
+                            cfg.model_dir,
+                            data_error=lambda e: data.corrupt_shard_error(files, "", e))
+
+
+def test_stand_in_trains_saves_numbered_checkpoints_and_logs(corpus_dir, tmp_path, caplog):
+    trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=8, keep_checkpoint_max=5)
+    with caplog.at_level("INFO"):
+        assert trainer.train() == 8
+    assert sorted(os.path.basename(p) for p in trainer.manager.checkpoints) == ["ckpt-4", "ckpt-8"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train step=")]
+    assert [line.split()[1] for line in lines] == ["step=2/8", "step=4/8", "step=6/8", "step=8/8"]
+    assert all(" loss=" in line and " lr=" in line and " eta=" in line for line in lines)
+    assert os.listdir(tmp_path / "train")  # TensorBoard events
+
+
+def test_sigterm_request_saves_after_the_current_loop(corpus_dir, tmp_path):
+    trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=100)
+    trainer.request_stop()
+    assert trainer.train() == 2
+    assert trainer.manager.latest_checkpoint.endswith("ckpt-2")
+
+
+def test_nan_loss_stops_with_clear_message_keeping_last_checkpoint(corpus_dir, tmp_path):
+    trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=8)
+    trainer.train(stop_at=4)
+    poisoned = stand_in_task(trainer.task.model, 8, poison_after=0)
+    trainer.task = poisoned
+    trainer._grad_fn = tf.function(trainer._loss_and_grads)
+    trainer._loop_fn = tf.function(trainer._train_loop)
+    with pytest.raises(pretrain.TrainingError,
+                       match=r"NaN or Inf between steps 4 and 6.*last good checkpoint is .*ckpt-4"):
+        trainer.train()
+    assert trainer.manager.latest_checkpoint.endswith("ckpt-4")
+
+
+def test_corrupt_shard_during_training_is_named(tmp_path, corpus_dir):
+    shards = tmp_path / "shards"
+    write_shards(str(shards), num_shards=2, per_shard=16, seq_len=SEQ)
+    victim = sorted(shards.glob("pretrain_data*"))[1]
+    victim.write_bytes(victim.read_bytes()[:-5])
+    trainer = _stand_in_trainer(corpus_dir, tmp_path / "model", num_train_steps=40,
+                                pretrain_tfrecords=str(shards))
+    with pytest.raises(data.DataError, match=f"corrupt pretraining shard: {victim}"):
+        trainer.train()
+
+
+def test_two_replicas_match_one_device_for_the_same_global_batch(corpus_dir, tmp_path):
+    """Loss sum over replicas, all-reduced + clipped gradients: the same update."""
+    results = []
+    for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                           ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+        trainer = _stand_in_trainer(corpus_dir, tmp_path / name, strategy, num_train_steps=4,
+                                    clip_norm=0.5)
+        trainer.train()
+        results.append(_checkpoint_values(tmp_path / name))
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        np.testing.assert_allclose(results[0][key], results[1][key], rtol=2e-5, atol=1e-6,
+                                   err_msg=key)
+
+
+# ------------------------------------------------------------------ real ELECTRA model
+
+def test_exact_resume_matches_uninterrupted_run(corpus_dir, tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    whole = pretrain.run(_cfg(corpus_dir, tmp_path / "whole", num_train_steps=8),
+                         deterministic=True)
+    assert whole["step"] == 8
+    assert pretrain.run(_cfg(corpus_dir, tmp_path / "parts", num_train_steps=8),
+                        deterministic=True, stop_at=4)["step"] == 4
+    assert not (tmp_path / "parts" / "discriminator").exists()
+    pretrain.run(_cfg(corpus_dir, tmp_path / "parts", num_train_steps=8), deterministic=True)
+    a, b = _checkpoint_values(tmp_path / "whole"), _checkpoint_values(tmp_path / "parts")
+    assert a.keys() == b.keys() and len(a) > 20
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    for part in ("discriminator", "generator"):
+        hf = json.loads((tmp_path / "whole" / part / "config.json").read_text())
+        assert hf["vocab_size"] == 64 and (tmp_path / "whole" / part / "vocab.txt").exists()
+    saved = json.loads((tmp_path / "whole" / "config.json").read_text())
+    assert saved["vocab_size"] == 64 and saved["num_train_steps"] == 8
+
+
+def test_xla_step_gives_the_same_loss_as_without(corpus_dir, tmp_path):
+    cfg = _cfg(corpus_dir, tmp_path, num_train_steps=4)
+    cfg, tokenizer = pretrain.with_vocab(cfg)
+    keras.utils.set_random_seed(0)
+    model = modeling.ElectraPretrainer.from_project_config(cfg)
+    from electra_ko import masking
+    objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids)
+    task = pretrain.electra_task(cfg, model, objective)
+    batch = next(iter(data.make_dataset(data.shard_files(cfg.pretrain_tfrecords), 8, SEQ)))
+    seed = masking.step_seed(cfg.seed, 3)
+    def loss_and_grad_norm(features):
+        with tf.GradientTape() as tape:
+            loss, _ = task.loss_fn(features, seed, True)
+        return loss, tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables))
+    plain = tf.function(loss_and_grad_norm)(batch)
+    xla = tf.function(loss_and_grad_norm, jit_compile=True)(batch)
+    np.testing.assert_allclose(plain[0], xla[0], rtol=1e-5)
+    np.testing.assert_allclose(plain[1], xla[1], rtol=1e-4)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_with_multi_worker_mirrored_end_identical(corpus_dir, tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    args = [sys.executable, "-m", "electra_ko.pretrain", "--strategy", "multi_worker",
+            "--vocab_file", str(corpus_dir / "vocab.txt"),
+            "--pretrain_tfrecords", str(corpus_dir / "shards"), "--model_dir", str(tmp_path),
+            "--set", "num_train_steps=4", "--deterministic"]
+    args += [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            CUDA_VISIBLE_DEVICES="")
+        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "replicas=2" in outputs[0]
+    chief, other = _checkpoint_values(tmp_path), _checkpoint_values(tmp_path / ".worker-1")
+    assert chief.keys() == other.keys()
+    for key in chief:
+        np.testing.assert_array_equal(chief[key], other[key], err_msg=key)
+
+
+# ------------------------------------------------------------------ CLI
+
+def _main(capsys, *argv):
+    FLAGS.unparse_flags()
+    FLAGS(["pretrain", *argv])
+    code = pretrain.main(["pretrain"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_unknown_config_key_is_named(capsys, corpus_dir, tmp_path):
+    code, _, err = _main(capsys, "--vocab_file", str(corpus_dir / "vocab.txt"),
+                         "--model_dir", str(tmp_path), "--set", "learning_rat=1e-4")
+    assert code == 1
+    assert "unknown config key 'learning_rat' in --set (did you mean 'learning_rate'?)" in err
+
+
+def test_cli_vocab_mismatch_with_shards_is_refused(capsys, corpus_dir, tmp_path):
+    shards = tmp_path / "other"
+    write_shards(str(shards), seq_len=SEQ, vocab_size=64, vocab_sha256="f00")
+    code, _, err = _main(capsys, "--vocab_file", str(corpus_dir / "vocab.txt"),
+                         "--pretrain_tfrecords", str(shards), "--model_dir", str(tmp_path),
+                         "--set", "max_seq_length=16", "--dry_run")
+    assert code == 1 and "vocab_sha256='f00' but the model uses" in err
+
+
+def test_original_electra_config_file_loads_and_dry_run_reports_sizes(capsys, corpus_dir,
+                                                                      tmp_path):
+    """Keys of a KoSentELECTRA-style `pretrain_config/base-v1.json` load unchanged."""
+    original = {"use_tpu": False, "num_tpu_cores": 8, "tpu_name": "my-tpu",
+                "tpu_zone": "europe-west4-a", "model_size": "base", "vocab_size": 64,
+                "do_lower_case": False, "learning_rate": 2e-4, "keep_checkpoint_max": 3,
+                "train_batch_size": 256, "save_checkpoints_steps": 50000,
+                "num_train_steps": 700000, "max_seq_length": 512,
+                "generator_hidden_size": 0.33333,
+                "model_hparam_overrides": {"num_hidden_layers": 1}}
+    path = tmp_path / "base-v1.json"
+    path.write_text(json.dumps(original))
+    code, out, _ = _main(capsys, "--config", str(path), "--vocab_file",
+                         str(corpus_dir / "vocab.txt"), "--model_dir", str(tmp_path / "m"),
+                         "--dry_run")
+    assert code == 0
+    printed = json.loads(out[:out.index("\n}\n") + 2])
+    assert printed["hidden_size"] == 768 and printed["num_hidden_layers"] == 1
+    assert printed["keep_checkpoint_max"] == 3 and printed["tpu_zone"] == "europe-west4-a"
+    model = modeling.ElectraPretrainer.from_project_config(config.load_config(
+        config.PRETRAIN, str(path)))
+    expected = pretrain.parameter_counts(model)
+    assert f"parameters: total={expected['total']:,}" in out
+    assert json.loads(out.strip().splitlines()[-1])["parameters"] == expected
+    assert not (tmp_path / "m").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("name", ["debug", "tiny", "small", "base", "large"])
+def test_shipped_configs_are_valid(name):
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.json")
+    cfg = config.load_config(config.PRETRAIN, path)
+    assert cfg.model_size == name
