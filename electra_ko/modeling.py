@@ -198,12 +198,27 @@ def layer_norm_weights(layer: keras.layers.LayerNormalization, name: str):
 
 # ----------------------------------------------------------------------------- layers
 
-class Embeddings(keras.layers.Layer):
-    """Word + position + token-type embeddings, LayerNorm, dropout -> [B, L, embedding_size]."""
+class ConfigLayer(keras.layers.Layer):
+    """A layer built from one EncoderConfig; serialises it in `get_config`."""
 
     def __init__(self, config: EncoderConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(EncoderConfig(**config.pop("config")), **config)
+
+
+class Embeddings(ConfigLayer):
+    """Word + position + token-type embeddings, LayerNorm, dropout -> [B, L, embedding_size]."""
+
+    def __init__(self, config: EncoderConfig, **kwargs):
+        super().__init__(config, **kwargs)
         self.layer_norm = layer_norm(config)
 
     def build(self, input_shape=None):
@@ -235,21 +250,13 @@ class Embeddings(keras.layers.Layer):
                  (f"{prefix}/token_type_embeddings", self.token_type_embeddings)]
                 + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm"))
 
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(EncoderConfig(**config.pop("config")), **config)
 
 
-class TransformerLayer(keras.layers.Layer):
+class TransformerLayer(ConfigLayer):
     """Post-LayerNorm block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
     def __init__(self, config: EncoderConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         h = config.hidden_size
         self.query = dense(h, config, "query")
         self.key = dense(h, config, "key")
@@ -300,13 +307,9 @@ class TransformerLayer(keras.layers.Layer):
                 + dense_weights(self.output_dense, f"{prefix}/output/dense")
                 + layer_norm_weights(self.output_layer_norm, f"{prefix}/output/LayerNorm"))
 
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    from_config = Embeddings.from_config
 
 
-class ElectraEncoder(keras.layers.Layer):
+class ElectraEncoder(ConfigLayer):
     """Embeddings -> [embeddings_project] -> Transformer layers (Hugging Face `ElectraModel`).
 
     call(input_ids, input_mask, segment_ids) returns {"sequence_output": [B, L, hidden],
@@ -315,8 +318,7 @@ class ElectraEncoder(keras.layers.Layer):
     """
 
     def __init__(self, config: EncoderConfig, embeddings: Optional[Embeddings] = None, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.embeddings = embeddings or Embeddings(config, name="embeddings")
         if self.embeddings.config.embedding_size != config.embedding_size:
             raise ValueError(f"shared embeddings have width {self.embeddings.config.embedding_size}, "
@@ -359,18 +361,13 @@ class ElectraEncoder(keras.layers.Layer):
             weights += layer.canonical_weights(f"{scope}/encoder/layer_{i}")
         return weights
 
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    from_config = Embeddings.from_config
 
 
-class MaskedLMHead(keras.layers.Layer):
+class MaskedLMHead(ConfigLayer):
     """dense(embedding_size) + GELU + LayerNorm, then logits tied to the word embeddings."""
 
     def __init__(self, config: EncoderConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.dense = dense(config.embedding_size, config, "dense", "gelu")
         self.layer_norm = layer_norm(config)
 
@@ -391,18 +388,13 @@ class MaskedLMHead(keras.layers.Layer):
                 + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm")
                 + [(f"{prefix}/output_bias", self.output_bias)])
 
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    from_config = Embeddings.from_config
 
 
-class DiscriminatorHead(keras.layers.Layer):
+class DiscriminatorHead(ConfigLayer):
     """dense(hidden) + GELU + dense(1) -> float32 logit per token, [B, L]."""
 
     def __init__(self, config: EncoderConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.dense = dense(config.hidden_size, config, "dense", "gelu")
         self.dense_prediction = dense(1, config, "dense_prediction")
 
@@ -417,10 +409,6 @@ class DiscriminatorHead(keras.layers.Layer):
         return (dense_weights(self.dense, f"{prefix}/dense")
                 + dense_weights(self.dense_prediction, f"{prefix}/dense_1"))
 
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    from_config = Embeddings.from_config
 
 
 # ----------------------------------------------------------------------------- model
@@ -462,12 +450,11 @@ class ElectraPretrainer(keras.Model):
         return cls(disc, gen, electra_objective=cfg.electra_objective, name="electra_pretrainer")
 
     def build(self, input_shape=None):
-        self.embeddings.build()
-        self.discriminator.build()
-        self.mlm_encoder.build()
-        self.generator_predictions.build()
+        parts = [self.embeddings, self.discriminator, self.generator_predictions]
         if self.electra_objective:
-            self.discriminator_predictions.build()
+            parts += [self.generator, self.discriminator_predictions]
+        for part in parts:
+            part.build()
 
     @property
     def mlm_encoder(self) -> ElectraEncoder:

@@ -1,0 +1,235 @@
+"""ELECTRA model: derived sizes, shared/tied weights, names, parity with Hugging Face."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from electra_ko import config, modeling
+
+try:  # two logical CPUs for the MirroredStrategy test; impossible once TF has started
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+except RuntimeError:
+    pass
+
+TINY = modeling.EncoderConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=4, intermediate_size=64, embedding_size=16,
+                              max_position_embeddings=40)
+IDS = np.array([[2, 7, 8, 9, 3, 0, 0], [2, 11, 12, 13, 14, 15, 3]], np.int32)
+MASK = (IDS > 0).astype(np.int32)
+SEGMENTS = np.array([[0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1]], np.int32)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    return modeling.ElectraPretrainer(TINY, TINY.generator(0.5))
+
+
+def size_config(size, **overrides):
+    return config.load_config(config.PRETRAIN, model_size=size, vocab_size=30522, **overrides)
+
+
+@pytest.mark.parametrize("size, hidden, layers, heads, ffn", [
+    ("small", 64, 12, 1, 256), ("base", 256, 12, 4, 1024), ("large", 256, 24, 4, 1024)])
+def test_generator_sizes_match_google_research_electra(size, hidden, layers, heads, ffn):
+    cfg = size_config(size)
+    generator = modeling.EncoderConfig.generator_from_config(cfg)
+    assert (generator.hidden_size, generator.num_hidden_layers, generator.num_attention_heads,
+            generator.intermediate_size) == (hidden, layers, heads, ffn)
+    assert generator.embedding_size == cfg.embedding_size  # shares the discriminator's tables
+    assert cfg.generator_sizes() == dict(hidden_size=hidden, num_hidden_layers=layers,
+                                         num_attention_heads=heads, intermediate_size=ffn)
+
+
+def test_generator_rounds_fractions_like_the_original():
+    # 768 * 0.333 = 255.7 -> 256 (int() alone would give 255); 12 * 0.4 = 4.8 -> 5 layers
+    base = modeling.EncoderConfig(**{**TINY.to_dict(), "hidden_size": 768, "num_hidden_layers": 12,
+                                     "num_attention_heads": 12})
+    generator = base.generator(0.333, 0.4)
+    assert (generator.hidden_size, generator.num_hidden_layers) == (256, 5)
+
+
+def test_electra_small_parameter_count():
+    small = modeling.EncoderConfig.from_config(size_config("small"))
+    encoder, head = modeling.ElectraEncoder(small), modeling.DiscriminatorHead(small)
+    encoder.build(), head.build()
+    # the ELECTRA paper's "14M" small discriminator (transformers' ElectraForPreTraining agrees)
+    assert modeling.count_params(encoder.weights) == 13_483_008
+    assert modeling.count_params(encoder.weights + head.weights) == 13_549_057
+
+
+def test_generator_projects_only_when_sizes_differ():
+    equal = modeling.EncoderConfig(**{**TINY.to_dict(), "embedding_size": 32})
+    model = modeling.ElectraPretrainer(equal, equal.generator(0.5))
+    assert model.discriminator.embeddings_project is None
+    assert model.generator.embeddings_project is not None
+
+
+def test_embeddings_are_shared_variables(tiny_model):
+    assert tiny_model.generator.embeddings is tiny_model.discriminator.embeddings
+    ids = {id(v) for v in tiny_model.generator.weights} & {id(v) for v in tiny_model.discriminator.weights}
+    assert ids == {id(v) for v in tiny_model.embeddings.weights}
+    assert len(ids) == 5  # word, position, token type, LayerNorm gamma and beta
+
+
+def test_every_weight_has_one_tf1_name(tiny_model):
+    named = modeling.checkpoint_weights(tiny_model)
+    assert len({name for name, _ in named}) == len(named)
+    assert sorted(id(v) for _, v in named) == sorted(id(v) for v in tiny_model.trainable_variables)
+    names = dict(named)
+    assert names["electra/embeddings/word_embeddings"].shape == (50, 16)
+    assert names["generator/encoder/layer_1/attention/self/query/kernel"].shape == (16, 16)
+    assert "generator/embeddings_project/kernel" not in names  # generator hidden == 16
+    assert names["electra/encoder/layer_0/intermediate/dense/kernel"].shape == (32, 64)
+    assert names["discriminator_predictions/dense_1/kernel"].shape == (32, 1)
+    assert names["generator_predictions/output_bias"].shape == (50,)
+    assert not any(n.startswith("generator/embeddings/") for n in names)
+
+
+@pytest.mark.parametrize("tf1_name, hf_name, transposed", [
+    ("electra/embeddings/word_embeddings", "electra.embeddings.word_embeddings.weight", False),
+    ("electra/embeddings/LayerNorm/gamma", "electra.embeddings.LayerNorm.weight", False),
+    ("generator/encoder/layer_11/attention/self/value/kernel",
+     "electra.encoder.layer.11.attention.self.value.weight", True),
+    ("electra/encoder/layer_0/output/LayerNorm/beta", "electra.encoder.layer.0.output.LayerNorm.bias", False),
+    ("discriminator_predictions/dense_1/bias", "discriminator_predictions.dense_prediction.bias", False),
+    ("generator_predictions/output_bias", "generator_lm_head.bias", False),
+])
+def test_tf1_to_huggingface_names(tf1_name, hf_name, transposed):
+    assert modeling.tf1_to_huggingface(tf1_name) == (hf_name, transposed)
+
+
+def test_matches_hugging_face_electra_numerically(tiny_model):
+    """Copy our weights into transformers' ELECTRA by name: same logits."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+
+    def hf_model(cls, c):
+        hf_config = transformers.ElectraConfig(
+            vocab_size=c.vocab_size, embedding_size=c.embedding_size, hidden_size=c.hidden_size,
+            num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+            intermediate_size=c.intermediate_size, max_position_embeddings=c.max_position_embeddings,
+            hidden_act="gelu", layer_norm_eps=c.layer_norm_eps)
+        model = cls(hf_config).eval()
+        return model, model.state_dict()
+
+    inputs = dict(input_ids=torch.tensor(IDS, dtype=torch.long),
+                  attention_mask=torch.tensor(MASK, dtype=torch.long),
+                  token_type_ids=torch.tensor(SEGMENTS, dtype=torch.long))
+    positions = np.tile(np.arange(IDS.shape[1], dtype=np.int32), (2, 1))
+    ours = {"discriminator": tiny_model.discriminator_logits(IDS, MASK, SEGMENTS).numpy(),
+            "generator": tiny_model.generator_logits(IDS, MASK, SEGMENTS, positions).numpy()}
+    for part, cls, c in (("discriminator", transformers.ElectraForPreTraining, TINY),
+                         ("generator", transformers.ElectraForMaskedLM, tiny_model.generator_config)):
+        model, state = hf_model(cls, c)
+        rows = modeling.huggingface_weights(tiny_model, part)
+        tied = {"generator_lm_head.weight"} if part == "generator" else set()
+        assert set(state) - tied == {name for name, _, _ in rows}
+        with torch.no_grad():
+            for name, variable, transposed in rows:
+                value = variable.numpy().T if transposed else variable.numpy()
+                state[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            theirs = model(**inputs).logits.numpy()
+        np.testing.assert_allclose(ours[part][MASK > 0], theirs[MASK > 0], atol=1e-5)
+
+
+def test_mlm_logits_are_tied_to_word_embeddings(tiny_model):
+    head = tiny_model.generator_predictions
+    hidden = tf.random.stateless_normal([2, 3, 16], seed=[1, 2])
+    h = head.layer_norm(head.dense(hidden)).numpy()
+    expected = h @ tiny_model.embeddings.word_embeddings.numpy().T + head.output_bias.numpy()
+    np.testing.assert_allclose(head(hidden, tiny_model.embeddings.word_embeddings), expected,
+                               rtol=1e-5, atol=1e-5)
+    assert not any(v.shape == (16, 50) or v.shape == (50, 16) for v in head.weights)
+
+
+def test_padding_does_not_change_real_positions(tiny_model):
+    other = IDS.copy()
+    other[0, 5:] = [33, 44]  # different ids under input_mask == 0
+    a = tiny_model.discriminator(IDS, MASK, SEGMENTS)["sequence_output"].numpy()
+    b = tiny_model.discriminator(other, MASK, SEGMENTS)["sequence_output"].numpy()
+    np.testing.assert_allclose(a[0, :5], b[0, :5], atol=1e-6)
+
+
+def test_encoder_exposes_sequence_and_cls_output(tiny_model):
+    out = tiny_model.discriminator(IDS, MASK, SEGMENTS)
+    assert out["sequence_output"].shape == (2, 7, 32)
+    np.testing.assert_array_equal(out["cls_output"], out["sequence_output"][:, 0])
+
+
+def test_dropout_is_a_function_of_the_seed(tiny_model):
+    def run(seed, training=True):
+        return tiny_model.discriminator_logits(IDS, MASK, SEGMENTS, training=training,
+                                               seed=tf.constant(seed)).numpy()
+    np.testing.assert_array_equal(run([1, 2]), run([1, 2]))
+    assert not np.allclose(run([1, 2]), run([1, 3]))
+    np.testing.assert_array_equal(run([1, 2], training=False), run([5, 6], training=False))
+
+
+def test_random_uniform_range_and_xla_parity():
+    seed = tf.constant([3, 4])
+    eager = modeling.random_uniform([64, 3, 5], seed).numpy()
+    compiled = tf.function(lambda s: modeling.random_uniform([64, 3, 5], s), jit_compile=True)(seed)
+    np.testing.assert_array_equal(eager, compiled.numpy())
+    assert 0.0 < eager.min() and eager.max() < 1.0
+    assert abs(eager.mean() - 0.5) < 0.03
+
+
+def test_random_bits_are_per_example_across_replicas():
+    """Two replicas holding halves of a batch draw what one device draws for all of it."""
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("TensorFlow started before two logical CPUs could be configured")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    seed = tf.constant([9, 9])
+    whole = modeling.random_bits([4, 3, 5], seed).numpy()
+    halves = strategy.run(tf.function(lambda: modeling.random_bits([2, 3, 5], seed)))
+    parts = strategy.experimental_local_results(halves)
+    np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), whole)
+
+
+def test_serialisation_round_trip(tiny_model):
+    encoder = modeling.ElectraEncoder.from_config(tiny_model.discriminator.get_config())
+    assert encoder.config == TINY and encoder.name == "electra"
+    encoder.build()
+    assert [v.shape for v in encoder.weights] == [v.shape for v in tiny_model.discriminator.weights]
+    clone = modeling.ElectraPretrainer.from_config(tiny_model.get_config())
+    assert clone.generator_config == tiny_model.generator_config
+    assert modeling.count_params(clone.weights) == modeling.count_params(tiny_model.weights)
+
+
+def test_masked_lm_variant_uses_discriminator_sized_encoder():
+    model = modeling.ElectraPretrainer(TINY, electra_objective=False)
+    assert model.mlm_encoder is model.discriminator and not hasattr(model, "generator")
+    names = [n for n, _ in modeling.checkpoint_weights(model)]
+    assert "generator_predictions/dense/kernel" in names
+    assert not any(n.startswith(("generator/", "discriminator_predictions")) for n in names)
+    with pytest.raises(ValueError, match="no discriminator head"):
+        modeling.huggingface_weights(model, "discriminator")
+
+
+def test_mixed_precision_keeps_logits_float32():
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = modeling.ElectraPretrainer(TINY, TINY.generator(0.5))
+        assert model.embeddings.word_embeddings.dtype == "float32"
+        out = model({"input_ids": IDS, "input_mask": MASK, "segment_ids": SEGMENTS})
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert out["mlm_logits"].dtype == tf.float32 and out["disc_logits"].dtype == tf.float32
+    assert np.isfinite(out["disc_logits"].numpy()).all()
+
+
+def test_bad_sizes_fail_clearly():
+    with pytest.raises(ValueError, match="hidden_size 30 is not a multiple of num_attention_heads 4"):
+        modeling.EncoderConfig(**{**TINY.to_dict(), "hidden_size": 30})
+    with pytest.raises(ValueError, match="vocab_size"):
+        modeling.EncoderConfig.from_config(config.load_config(config.PRETRAIN, model_size="debug"))
+    with pytest.raises(ValueError, match="share vocab_size and embedding_size"):
+        modeling.ElectraPretrainer(TINY, modeling.EncoderConfig(**{**TINY.to_dict(), "vocab_size": 60}))
+
+
+def test_too_long_sequence_fails_clearly(tiny_model):
+    ids = np.ones([1, 41], np.int32)
+    with pytest.raises(ValueError, match="sequence length 41 exceeds max_position_embeddings 40"):
+        tiny_model.discriminator(ids, ids, np.zeros_like(ids))
