@@ -355,7 +355,9 @@ def expand_inputs(patterns):
             if not matches:
                 raise CorpusError(f"no input file matches {pattern!r}")
             paths.extend(matches)
-        elif storage.exists(pattern) and not os.path.isdir(pattern):
+        elif os.path.isdir(pattern):
+            raise CorpusError(f"{pattern} is a directory; pass a glob such as '{pattern}/*.txt'")
+        elif storage.exists(pattern):
             paths.append(pattern)
         else:
             raise CorpusError(f"input file not found: {pattern}")

@@ -251,15 +251,15 @@ def test_undecodable_table_rows_and_invalid_json_are_counted(tmp_path):
     assert stats["lines_out"] == 2
 
 
-@pytest.mark.parametrize("inputs, message", [
-    (["missing.txt"], "input file not found: .*missing.txt"),
-    (["nothing-*.txt"], "no input file matches '.*nothing-\\*.txt'"),
-    ([" , "], "no input file given"),
-])
-def test_missing_inputs_are_named(tmp_path, inputs, message):
-    inputs = [str(tmp_path / i) if i.strip(" ,") else i for i in inputs]
-    with pytest.raises(CorpusError, match=message):
-        corpus.prepare_corpus(inputs, str(tmp_path / "out.txt"))
+def test_missing_inputs_are_named(tmp_path):
+    with pytest.raises(CorpusError, match=f"input file not found: {tmp_path}/missing.txt"):
+        corpus.expand_inputs([str(tmp_path / "missing.txt")])
+    with pytest.raises(CorpusError, match=r"no input file matches '.*/nothing-\*\.txt'"):
+        corpus.expand_inputs([str(tmp_path / "nothing-*.txt")])
+    with pytest.raises(CorpusError, match=f"{tmp_path} is a directory; pass a glob such as"):
+        corpus.expand_inputs([str(tmp_path)])
+    with pytest.raises(CorpusError, match="no input file given"):
+        corpus.expand_inputs([" , "])
 
 
 def test_missing_column_and_field_are_named(tmp_path):
