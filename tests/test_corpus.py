@@ -26,9 +26,10 @@ def only(**switches):
 
 
 def write(path, content):
-    mode = "wb" if isinstance(content, bytes) else "w"
-    with open(path, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as handle:
-        handle.write(content)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
     return str(path)
 
 
@@ -128,6 +129,14 @@ def test_deduplicator_stops_remembering_at_the_cap():
     dedup = corpus.Deduplicator(max_entries=1)
     assert [dedup.is_duplicate(s) for s in ["가나", "가나", "다라", "다라"]] == [False, True, False, False]
     assert dedup.capped and len(dedup) == 1
+
+
+def test_dedup_cap_is_reported_in_stats(tmp_path):
+    source = write(tmp_path / "in.txt", "가나다\n가나다\n라마바\n라마바\n")
+    options = dataclasses.replace(DEFAULTS, dedup_max_entries=1)
+    stats = corpus.prepare_corpus([source], str(tmp_path / "out.txt"), options)
+    assert read(tmp_path / "out.txt") == "가나다\n라마바\n라마바\n"
+    assert (stats["dedup_entries"], stats["dedup_capped"]) == (1, True)
 
 
 # ----------------------------------------------------------------------------- sentence splitter
