@@ -79,7 +79,9 @@ class CorpusOptions:
 
 # ----------------------------------------------------------------------------- cleaning
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Lookbehinds start a match only at the beginning of a token: without them a long
+# letter run (base64, minified text) costs quadratic time.
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # A URL ends at whitespace, quotes or Hangul (Korean text often follows it without a
 # space) and never on trailing sentence punctuation.
 _URL_BODY = r"[^\s<>\"'가-힣ㄱ-ㅎㅏ-ㅣ]*[^\s<>\"'가-힣ㄱ-ㅎㅏ-ㅣ.,!?)\]]"

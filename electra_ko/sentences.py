@@ -24,7 +24,8 @@ _SENTENCE_END = re.compile(
 _PROTECTED = re.compile(
     r'"[^"]*"|“[^”]*”|‘[^’]*’|「[^」]*」|『[^』]*』|\([^()]*\)|\[[^\[\]]*\]'
     r"|(?<![A-Za-z0-9])'[^']*'(?![A-Za-z0-9])"  # not an apostrophe as in don't
-    r"|(?:(?:https?|ftp)://|www\.)\S*[^\s.,!?]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|(?:(?:https?|ftp)://|www\.)\S*[^\s.,!?]"
+    r"|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # starts at a token start only: linear time
 )
 _MAY_PROTECT = re.compile(r"[\"“‘「『(\[']|://|www\.|@")
 _ABBREVIATION = re.compile(

@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import unicodedata
 import uuid
 
@@ -169,6 +170,14 @@ def test_splitter_splits_after_sentence_final_punctuation(text, expected):
 ])
 def test_splitter_never_splits_inside_numbers_quotes_urls_or_abbreviations(text):
     assert split_sentences(text) == [text]
+
+
+def test_long_unspaced_tokens_take_linear_time():
+    """A 200k-letter token (base64, minified text) once took minutes in the e-mail regexes."""
+    line = '"' + "a" * 200_000 + '. 끝 "' + "b" * 200_000 + "@"
+    started = time.perf_counter()
+    assert split_sentences(normalize_text(line, DEFAULTS)) == [line]
+    assert time.perf_counter() - started < 10
 
 
 def test_split_min_chars_keeps_short_lines_whole():
