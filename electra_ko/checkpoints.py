@@ -148,6 +148,29 @@ def read_tf1_checkpoint(path):
             for tower, pairs in layouts.items()}
 
 
+def read_tf1_towers(path, num_attention_heads, **encoder_keys):
+    """Towers of a TF1 checkpoint (a file prefix, or a directory with a `checkpoint` file).
+
+    Shapes give every size but the number of attention heads, which the caller passes (from
+    --config/--set); the generator's follows google-research/electra: hidden // 64.
+    """
+    import tensorflow as tf
+
+    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    if not prefix:
+        raise CheckpointError(f"{path}: directory without a TF `checkpoint` file")
+    towers = []
+    for kind, tensors in read_tf1_checkpoint(prefix).items():
+        sizes = infer_sizes(tensors)
+        heads = num_attention_heads if kind == DISCRIMINATOR else max(1, sizes["hidden_size"] // 64)
+        try:
+            config = modeling.EncoderConfig(num_attention_heads=heads, **sizes, **encoder_keys)
+        except ValueError as err:
+            raise CheckpointError(f"{prefix} ({kind}): {err}") from None
+        towers.append(Tower(kind, config, tensors))
+    return towers
+
+
 def _tf1_layout(tower, names):
     """The tower's (TF1, HF) name pairs as the checkpoint's names describe it, or None."""
     scope = TF1_SCOPES[tower]

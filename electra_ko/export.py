@@ -9,6 +9,8 @@ disk; the SavedModel writer loads it into the Keras models below.
 """
 import json
 import os
+import shutil
+import sys
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
@@ -34,6 +36,7 @@ class DiscriminatorModel(keras.Model):
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
+        self.encoder_config = config
         self.encoder = modeling.ElectraEncoder(config, name="electra")
         self.head = modeling.DiscriminatorHead(config, name="discriminator_predictions")
         self.encoder.build()
@@ -53,6 +56,7 @@ class GeneratorModel(keras.Model):
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
+        self.encoder_config = config
         self.encoder = modeling.ElectraEncoder(config, name="generator")
         self.head = modeling.MaskedLMHead(config, name="generator_predictions")
         self.encoder.build()
@@ -67,11 +71,45 @@ class GeneratorModel(keras.Model):
         return self.encoder.canonical_weights("generator") + self.head.canonical_weights()
 
 
-KERAS_MODELS = {DISCRIMINATOR: DiscriminatorModel, GENERATOR: GeneratorModel}
+class ClassifierModel(keras.Model):
+    """`ElectraForSequenceClassification`: the fine-tuning model (`finetune.SequenceClassifier`,
+    whose head is transformers' dense + GELU + out_proj on [CLS]) -> logits [B, outputs]."""
+
+    def __init__(self, config, num_outputs, **kwargs):
+        from electra_ko import finetune  # heavy module, needed only for classifiers
+
+        super().__init__(**kwargs)
+        self.encoder_config = config
+        self.classifier = finetune.SequenceClassifier(config, num_outputs, name="classifier")
+
+    def call(self, features):
+        return self.classifier(features["input_ids"], features["input_mask"],
+                               features["segment_ids"])
+
+    def hf_weights(self):
+        from electra_ko import finetune
+
+        rows = []
+        for tf1_name, variable in self.classifier.named_weights():
+            hf_name, transposed = finetune.huggingface_name(tf1_name)
+            rows.append((hf_name, variable, transposed))
+        return rows
+
+
+KERAS_MODELS = {DISCRIMINATOR: DiscriminatorModel, GENERATOR: GeneratorModel,
+                CLASSIFIER: ClassifierModel}
+
+
+def build_model(kind, config, labels=None):
+    if kind == CLASSIFIER:  # regression (labels None) has one output
+        return ClassifierModel(config, len(labels) if labels else 1, name=kind)
+    return KERAS_MODELS[kind](config, name=kind)
 
 
 def hf_weights(model):
     """[(HF name, variable, transposed)] of one of the Keras models above."""
+    if isinstance(model, ClassifierModel):
+        return model.hf_weights()
     rows = []
     for tf1_name, variable in model.tf1_weights():
         hf_name, transposed = modeling.tf1_to_huggingface(tf1_name)
@@ -81,14 +119,24 @@ def hf_weights(model):
 
 def tower_from_model(kind, model, labels=None):
     """Tower of a Keras model: its weights as HF-layout arrays (a copy, never a view)."""
-    tensors = {name: _to_torch_layout(variable.numpy(), transposed)
-               for name, variable, transposed in hf_weights(model)}
-    return Tower(kind, model.encoder.config, tensors, labels)
+    return Tower(kind, model.encoder_config, hf_tensors(hf_weights(model)), labels)
+
+
+def tower_from_pretrainer(model, part):
+    """The discriminator or generator of a `modeling.ElectraPretrainer` as a tower."""
+    config = model.discriminator_config if part == DISCRIMINATOR else (
+        model.generator_config or model.discriminator_config)
+    return Tower(part, config, hf_tensors(modeling.huggingface_weights(model, part)))
+
+
+def hf_tensors(rows):
+    return {name: _to_torch_layout(variable.numpy(), transposed)
+            for name, variable, transposed in rows}
 
 
 def model_from_tower(tower):
     """A Keras model holding the tower's weights; every tensor must be used exactly once."""
-    model = KERAS_MODELS[tower.kind](tower.config, name=tower.kind)
+    model = build_model(tower.kind, tower.config, tower.labels)
     rows = hf_weights(model)
     tensors = _without_tied_lm_weight(tower.tensors)
     checkpoints.check_names([name for name, _, _ in rows], tensors, f"{tower.kind} weights")
@@ -200,15 +248,172 @@ def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None):
     files.update(tokenizer_files(tokenizer, max_seq_length or tower.config.max_position_embeddings))
     for name, content in files.items():
         _write_json(os.path.join(output_dir, name), content)
-    with open(os.path.join(output_dir, vocab_lib.VOCAB_FILE), "w", encoding="utf-8") as f:
-        f.write("".join(token + "\n" for token in tokenizer.tokens))
+    copy_vocab_files(vocab_path, output_dir)
     if tokenizer.kind == vocab_lib.WORDPIECE:
         with open(os.path.join(output_dir, HF_TOKENIZER_JSON), "w", encoding="utf-8") as f:
             f.write(fast_tokenizer_json(tokenizer))
     return output_dir
 
 
+def copy_vocab_files(vocab_path, output_dir):
+    """vocab.txt byte for byte, with vocab_meta.json (which records its sha256) and spm.model."""
+    vocab_dir = vocab_path if os.path.isdir(vocab_path) else os.path.dirname(vocab_path)
+    for name in (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE):
+        source = os.path.join(vocab_dir, name)
+        if os.path.exists(source):
+            shutil.copyfile(source, os.path.join(output_dir, name))
+
+
 def _write_json(path, content):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(content, f, ensure_ascii=False, indent=2)
         f.write("\n")
+
+
+# --------------------------------------------------------------------------- sources
+
+MODEL_SUBDIRS = (DISCRIMINATOR, GENERATOR, "model")  # pretraining model_dir / fine-tuning output
+
+
+def read_model_dir(path):
+    """(towers, vocab dir, max_seq_length or None) of one of our model directories: a
+    pretraining `model_dir`, a fine-tuning `output_dir`, or one exported model."""
+    if os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
+        model_dirs = [path]
+    else:
+        model_dirs = [os.path.join(path, sub) for sub in MODEL_SUBDIRS
+                      if os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))]
+    if not model_dirs:
+        raise checkpoints.CheckpointError(
+            f"--model_dir {path}: no {checkpoints.HF_CONFIG} in it or in its "
+            f"{', '.join(s + '/' for s in MODEL_SUBDIRS)} subdirectories")
+    towers = [checkpoints.read_hf_tower(d) for d in model_dirs]
+    return towers, model_dirs[0], _recorded_max_seq_length(model_dirs[0])
+
+
+def _recorded_max_seq_length(model_dir):
+    with open(os.path.join(model_dir, checkpoints.HF_CONFIG), encoding="utf-8") as f:
+        return (json.load(f).get("electra_ko") or {}).get("max_seq_length")
+
+
+def read_init_checkpoint(path, cfg):
+    """Towers of a published checkpoint: a transformers directory or a TF1 checkpoint."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
+        return [checkpoints.read_hf_tower(path)]
+    return checkpoints.read_tf1_towers(
+        path, cfg.num_attention_heads, hidden_dropout_prob=cfg.hidden_dropout_prob,
+        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
+        initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps)
+
+
+# --------------------------------------------------------------------------- SavedModel
+
+
+def write_saved_model(tower, vocab_path, output_dir, max_seq_length):
+    """A SavedModel whose signatures take raw strings (see `serving.ServingModule`)."""
+    from electra_ko import serving
+
+    module = serving.ServingModule(serving.InGraphTokenizer(vocab_path, max_seq_length),
+                                   model_from_tower(tower), tower.kind, tower.labels)
+    tf.saved_model.save(module, output_dir, signatures=module.signatures())
+    os.makedirs(os.path.join(output_dir, "assets.extra"), exist_ok=True)
+    copy_vocab_files(vocab_path, os.path.join(output_dir, "assets.extra"))
+    return output_dir
+
+
+def serving_tower(towers):
+    """The model a SavedModel serves: a classifier, else the discriminator."""
+    for kind in (CLASSIFIER, DISCRIMINATOR):
+        for tower in towers:
+            if tower.kind == kind:
+                return tower
+    raise checkpoints.CheckpointError(
+        f"nothing to serve: found {', '.join(t.kind for t in towers)}; a SavedModel needs a "
+        f"discriminator or a fine-tuned classifier")
+
+
+def export(towers, vocab_path, fmt, output_dir, max_seq_length):
+    """Write the towers in `fmt`; returns the directories written."""
+    if fmt == "saved_model":
+        tower = serving_tower(towers)
+        length = max_seq_length or min(128, tower.config.max_position_embeddings)
+        return [write_saved_model(tower, vocab_path, output_dir, length)]
+    if len(towers) == 1:
+        return [write_huggingface(towers[0], vocab_path, output_dir, max_seq_length)]
+    return [write_huggingface(t, vocab_path, os.path.join(output_dir, t.kind), max_seq_length)
+            for t in towers]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def define_flags(fv=None):
+    from absl import flags
+
+    d = dict(flag_values=fv or flags.FLAGS)
+    flags.DEFINE_string("model_dir", None, "Our model: a pretraining model_dir, a fine-tuning "
+                        "output_dir or an exported Hugging Face directory.", **d)
+    flags.DEFINE_string("init_checkpoint", None, "A published model instead: a transformers "
+                        "ELECTRA directory or a google-research/electra TF1 checkpoint.", **d)
+    flags.DEFINE_enum("format", "huggingface", ["huggingface", "saved_model"], "Output format.", **d)
+    flags.DEFINE_string("output_dir", None, "Where to write.", **d)
+    flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt (required for a TF1 checkpoint; "
+                        "default: the one next to the model).", **d)
+    flags.DEFINE_string("config", None, "JSON config; for TF1: num_attention_heads or "
+                        "model_size, which shapes cannot tell.", **d)
+    flags.DEFINE_multi_string("set", [], "Config override key=value; repeatable.", **d)
+    flags.DEFINE_integer("max_seq_length", None, "SavedModel input length (default: the "
+                         "fine-tuning length, else 128).", **d)
+
+
+def resolve_heads_config(config_file, overrides):
+    """The config for a TF1 import, which must say how many attention heads there are."""
+    from electra_ko import config as config_lib
+
+    given = set(config_lib.read_json_file(config_file)) if config_file else set()
+    given |= {o.split("=", 1)[0].strip() for o in overrides}
+    if not given & {"num_attention_heads", "model_size"}:
+        raise checkpoints.CheckpointError(
+            "a TF1 checkpoint does not record the number of attention heads: pass "
+            "--set num_attention_heads=N (or --set model_size=small|base|large, or --config)")
+    return config_lib.load_config(config_lib.PRETRAIN, config_file, overrides)
+
+
+def run(fv):
+    if bool(fv.model_dir) == bool(fv.init_checkpoint):
+        raise checkpoints.CheckpointError("give exactly one of --model_dir and --init_checkpoint")
+    if not fv.output_dir:
+        raise checkpoints.CheckpointError("--output_dir is required")
+    if fv.model_dir:
+        towers, vocab_path, recorded_length = read_model_dir(fv.model_dir)
+    else:
+        is_hf = os.path.exists(os.path.join(fv.init_checkpoint, checkpoints.HF_CONFIG))
+        cfg = None if is_hf else resolve_heads_config(fv.config, fv.set)
+        towers, vocab_path, recorded_length = (read_init_checkpoint(fv.init_checkpoint, cfg),
+                                               fv.init_checkpoint if is_hf else None, None)
+    vocab_path = fv.vocab or vocab_path
+    if not vocab_path:
+        raise checkpoints.CheckpointError("a TF1 checkpoint holds no vocabulary: pass --vocab")
+    return export(towers, vocab_path, fv.format, fv.output_dir,
+                  fv.max_seq_length or recorded_length)
+
+
+def main(argv):
+    from absl import flags
+
+    del argv
+    from electra_ko import config as config_lib
+
+    try:
+        written = run(flags.FLAGS)
+    except (checkpoints.CheckpointError, config_lib.ConfigError, vocab_lib.VocabError) as err:
+        sys.exit(f"error: {err}")
+    for path in written:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
+    app.run(main)

@@ -93,3 +93,54 @@ class InGraphTokenizer(tf.Module):
         return {"input_ids": tf.cast(input_ids, tf.int32),
                 "input_mask": tf.cast(input_mask, tf.int32),
                 "segment_ids": tf.cast(segment_ids, tf.int32)}
+
+
+class ServingModule(tf.Module):
+    """A SavedModel's serving functions: raw strings in, predictions out.
+
+    `serve(text)` takes single texts, `serve_pairs(text_a, text_b)` sentence pairs. A
+    classifier returns `probabilities` [B, C], `label_names` [B, C] and `predicted_label`
+    [B] (a regression model its `score` [B]); a discriminator returns per-token
+    `replaced_probability` [B, L] (0 on padding) with the `input_ids` it scored.
+    """
+
+    def __init__(self, tokenizer, model, kind, labels=None):
+        super().__init__(name="electra_ko_serving")
+        if kind not in ("discriminator", "classifier"):
+            raise ValueError(f"a {kind} has no serving signature: export the discriminator "
+                             f"or a fine-tuned classifier")
+        self.tokenizer = tokenizer
+        # Track the weights, not the Keras model: saving a Keras 3 model as a child object
+        # makes TensorFlow trace its call with float placeholders for the int inputs.
+        self.model_weights = list(model.weights)
+        object.__setattr__(self, "_model", model)
+        self.kind = kind
+        self.label_names = tf.constant(list(labels)) if labels else None
+        text = tf.TensorSpec([None], tf.string)
+        self.serve = tf.function(self._serve, input_signature=[text])
+        self.serve_pairs = tf.function(self._serve_pairs, input_signature=[text, text])
+
+    def _serve(self, text):
+        return self.predict(self.tokenizer(text))
+
+    def _serve_pairs(self, text_a, text_b):
+        return self.predict(self.tokenizer(text_a, text_b))
+
+    def predict(self, features):
+        length = self.tokenizer.max_seq_length
+        features = {k: tf.ensure_shape(v, [None, length]) for k, v in features.items()}
+        logits = self._model(features)
+        if self.kind == "discriminator":
+            mask = tf.cast(features["input_mask"], tf.float32)
+            return {"replaced_probability": tf.sigmoid(logits) * mask,
+                    "input_ids": features["input_ids"], "input_mask": features["input_mask"]}
+        if self.label_names is None:
+            return {"score": logits[:, 0]}
+        batch = tf.shape(logits)[0]
+        return {"probabilities": tf.nn.softmax(logits, axis=-1),
+                "label_names": tf.tile(self.label_names[tf.newaxis], [batch, 1]),
+                "predicted_label": tf.gather(self.label_names, tf.argmax(logits, axis=-1))}
+
+    def signatures(self):
+        return {"serving_default": self.serve.get_concrete_function(),
+                "serve_pairs": self.serve_pairs.get_concrete_function()}

@@ -1,6 +1,9 @@
 """Tests for electra_ko.serving: in-graph tokenisation equals the training tokenizer."""
 import hashlib
 import json
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ import tensorflow as tf
 
 from electra_ko import serving, tasks, vocab
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["오늘", "날씨", "##가", "##네요", "좋", "영화", "진짜", "##합니다", "iPhone", "##ro",
          "배터리", "12", "##500", "원", "ㅋㅋ", "##ㅋㅋ", "웃겨", "漢", "字", "##😀"]
@@ -109,3 +113,92 @@ def test_features_equal_fine_tuning_encoding(korean_vocab, in_graph, pairs):
 def test_max_seq_length_below_three_is_refused(korean_vocab):
     with pytest.raises(ValueError, match="max_seq_length must be at least 3"):
         serving.InGraphTokenizer(korean_vocab, max_seq_length=2)
+
+
+# --------------------------------------------------------------------------- SavedModel
+
+PREDICT_SCRIPT = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizer ops the graph uses
+loaded = tf.saved_model.load(sys.argv[1])
+texts = json.loads(sys.argv[2])
+out = loaded.signatures["serving_default"](text=tf.constant(texts))
+pairs = loaded.signatures["serve_pairs"](text_a=tf.constant(texts), text_b=tf.constant(texts[::-1]))
+print(json.dumps({"single": {k: v.numpy().tolist() for k, v in out.items()},
+                  "pairs": {k: v.numpy().tolist() for k, v in pairs.items()}},
+                 default=lambda b: b.decode("utf-8")))
+"""
+
+
+def run_module(*args):
+    """A fresh Python process, as TF Serving would load the export (nothing shared)."""
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def random_weights(model, seed):
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        offset = 1.0 if variable.path.endswith("gamma") else 0.0
+        variable.assign(offset + 0.2 * rng.standard_normal(variable.shape).astype(np.float32))
+    return model
+
+
+def tiny_tower(kind, vocab_dir, labels=None):
+    from electra_ko import export, modeling
+
+    config = modeling.EncoderConfig(
+        vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size, hidden_size=32,
+        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, embedding_size=16,
+        max_position_embeddings=32)
+    model = random_weights(export.build_model(kind, config, labels), seed=3)
+    return model, export.tower_from_model(kind, model, labels)
+
+
+def keras_features(vocab_dir, texts_a, texts_b=None):
+    encoded = tasks.encode(vocab.load_tokenizer(vocab_dir), texts_a, texts_b, 16)
+    return {k: tf.constant(encoded[k]) for k in ("input_ids", "input_mask", "segment_ids")}
+
+
+def test_classifier_saved_model_predicts_like_keras_in_a_fresh_process(tmp_path, korean_vocab):
+    from electra_ko import export
+
+    labels = ("부정", "긍정", "중립")
+    model, tower = tiny_tower("classifier", korean_vocab, labels)
+    export.write_huggingface(tower, korean_vocab, tmp_path / "hf")
+    run_module("-m", "electra_ko.export", "--model_dir", str(tmp_path / "hf"),
+               "--format", "saved_model", "--output_dir", str(tmp_path / "sm"),
+               "--max_seq_length", "16")
+    texts = SENTENCES[:6]
+    served = json.loads(run_module("-c", PREDICT_SCRIPT, str(tmp_path / "sm"),
+                                   json.dumps(texts)))
+    for key, texts_b in (("single", None), ("pairs", texts[::-1])):
+        expected = tf.nn.softmax(model(keras_features(korean_vocab, texts, texts_b))).numpy()
+        np.testing.assert_allclose(served[key]["probabilities"], expected, atol=1e-5)
+        assert served[key]["label_names"] == [list(labels)] * len(texts)
+        assert served[key]["predicted_label"] == [labels[i] for i in expected.argmax(-1)]
+    # different texts get different answers: the served graph really reads its input
+    assert np.ptp(np.asarray(served["single"]["probabilities"])[:, 0]) > 1e-3
+
+
+def test_discriminator_saved_model_scores_each_token(tmp_path, korean_vocab):
+    from electra_ko import export
+
+    model, tower = tiny_tower("discriminator", korean_vocab)
+    export.write_saved_model(tower, korean_vocab, str(tmp_path), max_seq_length=16)
+    texts = SENTENCES[:4]
+    served = json.loads(run_module("-c", PREDICT_SCRIPT, str(tmp_path), json.dumps(texts)))
+    features = keras_features(korean_vocab, texts)
+    mask = features["input_mask"].numpy()
+    expected = tf.sigmoid(model(features)).numpy() * mask
+    np.testing.assert_array_equal(served["single"]["input_ids"], features["input_ids"].numpy())
+    np.testing.assert_allclose(served["single"]["replaced_probability"], expected, atol=1e-5)
+
+
+def test_generator_has_no_serving_signature(korean_vocab, in_graph):
+    model, _ = tiny_tower("generator", korean_vocab)
+    with pytest.raises(ValueError, match="export the discriminator or a fine-tuned classifier"):
+        serving.ServingModule(in_graph, model, "generator")
