@@ -121,9 +121,10 @@ def scatter_positions(sequence, positions, updates, weights):
     Positions with weight > 0 must be distinct within a row (masking guarantees it).
     One-hot arithmetic instead of a scatter: deterministic and XLA friendly.
     """
+    sequence, positions = tf.convert_to_tensor(sequence), tf.convert_to_tensor(positions)
     length = sequence.shape[1]
     hits = tf.one_hot(positions, length, dtype=sequence.dtype) * tf.cast(
-        weights > 0, sequence.dtype)[..., tf.newaxis]                     # [B, N, L]
+        tf.convert_to_tensor(weights) > 0, sequence.dtype)[..., tf.newaxis]                     # [B, N, L]
     written = tf.reduce_max(hits, axis=1) > 0
     values = tf.reduce_sum(hits * tf.cast(updates, sequence.dtype)[..., tf.newaxis], axis=1)
     return tf.where(written, values, sequence)

@@ -1,0 +1,322 @@
+"""Dynamic masking, Gumbel sampling and the ELECTRA / masked-LM losses."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from electra_ko import config, masking, modeling
+
+try:  # two logical CPUs for the MirroredStrategy test; impossible once TF has started
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+except RuntimeError:
+    pass
+
+PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
+SPECIALS = dict(pad_id=PAD, cls_id=CLS, sep_id=SEP, mask_id=MASK)
+VOCAB = 60
+ELECTRA = masking.ObjectiveConfig(max_predictions_per_seq=5, mask_prob=0.15, **SPECIALS)
+BERT = masking.ObjectiveConfig(max_predictions_per_seq=5, mask_prob=0.15, electra_objective=False,
+                               **SPECIALS)
+TINY = modeling.EncoderConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
+                              num_attention_heads=2, intermediate_size=64, embedding_size=16,
+                              max_position_embeddings=32)
+
+
+def make_batch(lengths, seq_len=32, seed=0):
+    """[CLS] tokens [SEP] [PAD]..., with a second segment [SEP] in the middle."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros([len(lengths), seq_len], np.int32)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = rng.integers(5, VOCAB, n)
+        ids[row, [0, n // 2, n - 1]] = [CLS, SEP, SEP]
+    return ids, (ids > 0).astype(np.int32)
+
+
+def features(ids, mask):
+    return dict(input_ids=tf.constant(ids), input_mask=tf.constant(mask),
+                segment_ids=tf.zeros_like(tf.constant(ids)))
+
+
+def test_gather_positions_exact():
+    seq = tf.constant([[10, 11, 12, 13], [20, 21, 22, 23]])
+    np.testing.assert_array_equal(masking.gather_positions(seq, [[3, 0], [1, 1]]),
+                                  [[13, 10], [21, 21]])
+    vectors = tf.reshape(tf.range(16), [2, 4, 2])
+    np.testing.assert_array_equal(masking.gather_positions(vectors, [[2], [0]]), [[[4, 5]], [[8, 9]]])
+
+
+def test_scatter_positions_writes_only_weighted_slots():
+    seq = tf.constant([[10, 11, 12, 13], [20, 21, 22, 23]])
+    out = masking.scatter_positions(seq, positions=[[3, 1, 0], [2, 0, 0]],
+                                    updates=[[7, 8, 9], [5, 6, 6]],
+                                    weights=[[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(out, [[10, 8, 12, 7], [20, 21, 5, 23]])
+
+
+def test_step_seed_depends_on_step_only():
+    a, b = masking.step_seed(42, 7), masking.step_seed(42, tf.constant(7, tf.int64))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, masking.step_seed(42, 8))
+    assert not np.array_equal(a, masking.step_seed(43, 7))
+
+
+def test_mask_count_specials_and_duplicates():
+    lengths = [32, 20, 7, 3, 32, 12]
+    ids, mask = make_batch(lengths)
+    out = masking.mask_inputs(ids, mask, tf.constant([1, 2]), ELECTRA)
+    positions, weights = out.masked_lm_positions.numpy(), out.masked_lm_weights.numpy()
+    masked_ids = out.input_ids.numpy()
+    for row, n in enumerate(lengths):
+        maskable = n - 3
+        expected = min(max(1, round(n * 0.15)), 5, maskable)
+        count = int(weights[row].sum())
+        assert count == expected
+        np.testing.assert_array_equal(weights[row], [1.0] * count + [0.0] * (5 - count))
+        chosen = positions[row, :count]
+        assert len(set(chosen)) == count                           # without replacement
+        assert not np.isin(ids[row, chosen], [PAD, CLS, SEP, MASK]).any()
+        np.testing.assert_array_equal(positions[row, count:], 0)
+        np.testing.assert_array_equal(out.masked_lm_ids[row, :count], ids[row, chosen])
+        np.testing.assert_array_equal(out.masked_lm_ids[row, count:], 0)
+        untouched = np.setdiff1d(np.arange(32), chosen)
+        np.testing.assert_array_equal(masked_ids[row, untouched], ids[row, untouched])
+        assert np.isin(masked_ids[row, chosen], [MASK]).sum() + (
+            masked_ids[row, chosen] == ids[row, chosen]).sum() == count
+
+
+def test_sequence_without_maskable_tokens_gets_no_predictions():
+    ids = np.array([[CLS, SEP, PAD, PAD, PAD, PAD, PAD, PAD]] * 2, np.int32)
+    ids[1, 2] = MASK  # an existing [MASK] is not maskable either
+    out = masking.mask_inputs(ids, (ids > 0).astype(np.int32), tf.constant([1, 2]), ELECTRA)
+    np.testing.assert_array_equal(out.masked_lm_weights, 0.0)
+    np.testing.assert_array_equal(out.input_ids, ids)
+
+
+def test_masking_is_a_function_of_the_seed():
+    ids, mask = make_batch([32] * 4)
+    a = masking.mask_inputs(ids, mask, tf.constant([1, 2]), ELECTRA)
+    b = masking.mask_inputs(ids, mask, tf.constant([1, 2]), ELECTRA)
+    c = masking.mask_inputs(ids, mask, tf.constant([1, 3]), ELECTRA)
+    np.testing.assert_array_equal(a.masked_lm_positions, b.masked_lm_positions)
+    assert not np.array_equal(a.masked_lm_positions, c.masked_lm_positions)
+
+
+def replacement_fractions(objective, seed=5):
+    ids, mask = make_batch([32] * 2000, seed=1)
+    out = masking.mask_inputs(ids, mask, tf.constant([seed, 0]), objective, vocab_size=VOCAB)
+    chosen = out.masked_lm_weights.numpy() > 0
+    now = masking.gather_positions(out.input_ids, out.masked_lm_positions).numpy()[chosen]
+    before = out.masked_lm_ids.numpy()[chosen]
+    positions = out.masked_lm_positions.numpy()[chosen]
+    return np.mean(now == MASK), np.mean(now == before), positions
+
+
+def test_electra_masking_is_85_mask_15_keep_and_uniform():
+    to_mask, kept, positions = replacement_fractions(ELECTRA)
+    assert len(positions) == 2000 * 5
+    assert abs(to_mask - 0.85) < 0.015 and abs(kept - 0.15) < 0.015
+    assert to_mask + kept == pytest.approx(1.0)  # no random tokens
+    # 29 maskable positions (all but 0, 16, 31), each chosen about 10000 / 29 times
+    counts = np.bincount(positions, minlength=32)
+    assert counts[[0, 16, 31]].sum() == 0
+    assert counts[counts > 0].size == 29 and counts[counts > 0].min() > 270 and counts.max() < 420
+
+
+def test_bert_masking_is_80_10_10():
+    to_mask, kept, _ = replacement_fractions(BERT)
+    random_tokens = 1.0 - to_mask - kept
+    assert abs(to_mask - 0.80) < 0.015
+    # a random token equals the original 1/VOCAB of the time: counted as kept
+    assert abs(kept - (0.10 + 0.10 / VOCAB)) < 0.015
+    assert abs(random_tokens - 0.10 * (1 - 1 / VOCAB)) < 0.015
+
+
+def test_bert_masking_needs_vocab_size():
+    ids, mask = make_batch([32])
+    with pytest.raises(ValueError, match="needs vocab_size"):
+        masking.mask_inputs(ids, mask, tf.constant([1, 2]), BERT)
+
+
+def test_continuation_table():
+    tokens = ["[PAD]", "[CLS]", "한국", "##어", "▁한국", "어", "##"]
+    np.testing.assert_array_equal(masking.continuation_table(tokens),
+                                  [False, False, False, True, False, False, True])
+    np.testing.assert_array_equal(masking.continuation_table(tokens, "sentencepiece"),
+                                  [False, False, True, True, False, True, True])
+    with pytest.raises(ValueError, match="unknown tokenizer kind 'bpe'"):
+        masking.continuation_table(tokens, "bpe")
+
+
+def test_whole_word_masking_masks_complete_words():
+    continuation = np.zeros(VOCAB, bool)
+    continuation[30:] = True  # ids 30.. are "##" pieces
+    objective = masking.ObjectiveConfig(max_predictions_per_seq=6, mask_prob=0.15,
+                                        word_continuation=continuation, **SPECIALS)
+    ids, mask = make_batch([32] * 300, seed=3)
+    out = masking.mask_inputs(ids, mask, tf.constant([4, 4]), objective)
+    weights = out.masked_lm_weights.numpy()
+    for row in range(len(ids)):
+        chosen = set(out.masked_lm_positions.numpy()[row, weights[row] > 0])
+        # a word = a maskable start followed by maskable continuations
+        word_of, word = {}, -1
+        for pos in range(32):
+            if ids[row, pos] in (PAD, CLS, SEP):
+                word = -1
+                continue
+            if word < 0 or not continuation[ids[row, pos]]:
+                word = pos
+            word_of[pos] = word
+        words = {}
+        for pos, start in word_of.items():
+            words.setdefault(start, set()).add(pos)
+        for start, pieces in words.items():
+            assert pieces <= chosen or not pieces & chosen, (row, start, pieces, chosen)
+        assert len(chosen) <= 6
+        assert len(chosen) >= min(5, min(len(p) for p in words.values()))  # target reached or a word was too long
+
+
+def test_whole_word_masking_needs_the_table():
+    cfg = config.load_config(config.PRETRAIN, model_size="debug", vocab_size=VOCAB,
+                             whole_word_masking=True)
+    special_ids = dict(pad=PAD, unk=UNK, cls=CLS, sep=SEP, mask=MASK)
+    with pytest.raises(ValueError, match="continuation table"):
+        masking.ObjectiveConfig.from_config(cfg, special_ids)
+    objective = masking.ObjectiveConfig.from_config(cfg, special_ids, np.zeros(VOCAB, bool))
+    assert objective.max_predictions_per_seq == int((0.15 + 0.005) * 64) == 9
+
+
+def test_gumbel_max_samples_the_softmax():
+    logits = tf.math.log(tf.constant([[0.6, 0.3, 0.1]] * 20000))
+    samples = masking.sample_gumbel_max(logits, 1.0, tf.constant([7, 7])).numpy()
+    np.testing.assert_allclose(np.bincount(samples, minlength=3) / 20000, [0.6, 0.3, 0.1], atol=0.015)
+    # temperature 0.5 squares the probabilities: 0.36 : 0.09 : 0.01
+    hot = masking.sample_gumbel_max(logits, 0.5, tf.constant([7, 8])).numpy()
+    np.testing.assert_allclose(np.bincount(hot, minlength=3) / 20000, [0.78261, 0.19565, 0.02174],
+                               atol=0.015)
+
+
+class ScriptedGenerator:
+    """Stands in for the model: the generator is sure of a given token per slot."""
+
+    discriminator_config = TINY
+
+    def __init__(self, originals_fn):
+        self.originals_fn = originals_fn
+
+    def generator_logits(self, input_ids, input_mask, segment_ids, positions, training, seed):
+        originals = self.originals_fn(positions)
+        wrong = (originals + 1 - 5) % (VOCAB - 5) + 5
+        odd_slot = tf.range(positions.shape[1]) % 2 == 1
+        target = tf.where(odd_slot, wrong, originals)   # even slots: the original token
+        return 100.0 * tf.one_hot(target, VOCAB)
+
+    def discriminator_logits(self, input_ids, input_mask, segment_ids, training, seed):
+        self.fake_ids = input_ids
+        return tf.zeros(input_ids.shape)
+
+
+def test_rtd_label_is_zero_where_the_sample_equals_the_original():
+    ids, mask = make_batch([32, 32, 32])
+    model = ScriptedGenerator(lambda positions: masking.gather_positions(tf.constant(ids), positions))
+    _, metrics = masking.pretraining_losses(model, features(ids, mask), tf.constant([1, 2]), ELECTRA)
+    masked = masking.mask_inputs(ids, mask, modeling.split_seed(tf.constant([1, 2]), 4)[0], ELECTRA)
+    labels = metrics["disc_labels"].numpy()
+    positions = masked.masked_lm_positions.numpy()
+    for row in range(3):
+        odd = positions[row, 1::2]
+        expected = np.zeros(32)
+        expected[odd] = 1.0
+        np.testing.assert_array_equal(labels[row], expected)
+        np.testing.assert_array_equal(model.fake_ids.numpy()[row, positions[row, ::2]],
+                                      ids[row, positions[row, ::2]])
+    assert float(metrics["sampled_token_accuracy"]) == pytest.approx(9 / 15)
+    assert float(metrics["disc_loss"]) == pytest.approx(np.log(2.0), rel=1e-6)
+    np.testing.assert_array_equal(metrics["disc_weights"], mask)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    keras.utils.set_random_seed(1)
+    return modeling.ElectraPretrainer(TINY, TINY.generator(0.5))
+
+
+def test_losses_and_metrics_are_consistent(tiny_model):
+    ids, mask = make_batch([32, 25, 18, 10])
+    loss, metrics = masking.pretraining_losses(tiny_model, features(ids, mask), tf.constant([3, 3]),
+                                               ELECTRA, training=False)
+    assert float(loss) == pytest.approx(float(metrics["mlm_loss"] + 50.0 * metrics["disc_loss"]))
+    assert float(loss) == pytest.approx(float(metrics["total_loss"]))
+    assert float(metrics["mlm_loss"]) == pytest.approx(np.log(VOCAB), rel=0.1)  # untrained
+    assert set(metrics) == {"total_loss", "mlm_loss", "mlm_accuracy", "sampled_token_accuracy",
+                            "disc_loss", "disc_accuracy", "disc_precision", "disc_recall",
+                            "disc_probs", "disc_labels", "disc_weights"}
+    assert metrics["disc_probs"].shape == (4, 32) and metrics["disc_labels"].dtype == tf.float32
+
+
+def test_xla_loss_equals_eager_loss(tiny_model):
+    ids, mask = make_batch([32, 25, 18, 10])
+    batch = features(ids, mask)
+
+    def step(seed):
+        return masking.pretraining_losses(tiny_model, batch, seed, ELECTRA, training=True)[0]
+    seed = tf.constant([5, 6])
+    compiled = tf.function(step, jit_compile=True)(seed)
+    assert float(compiled) == pytest.approx(float(step(seed)), rel=1e-5)
+
+
+def overfit(model, objective, steps=30):
+    ids, mask = make_batch([32, 28, 24, 20], seed=2)
+    batch = features(ids, mask)
+    optimizer = keras.optimizers.Adam(learning_rate=1e-2)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step(seed):
+        with tf.GradientTape() as tape:
+            loss, metrics = masking.pretraining_losses(model, batch, seed, objective)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return metrics
+
+    return [step(tf.constant([0, 1])) for _ in range(steps)]
+
+
+def test_loss_falls_when_overfitting_one_batch():
+    keras.utils.set_random_seed(2)
+    history = overfit(modeling.ElectraPretrainer(TINY, TINY.generator(0.5)), ELECTRA)
+    first, last = history[0], history[-1]
+    assert float(last["mlm_loss"]) < 0.5 * float(first["mlm_loss"])
+    assert float(last["total_loss"]) < 0.2 * float(first["total_loss"])
+
+
+def test_masked_lm_objective_trains_the_discriminator_sized_model():
+    keras.utils.set_random_seed(3)
+    model = modeling.ElectraPretrainer(TINY, electra_objective=False)
+    history = overfit(model, BERT, steps=20)
+    assert set(history[0]) == {"total_loss", "mlm_loss", "mlm_accuracy"}
+    assert float(history[-1]["mlm_loss"]) < 0.5 * float(history[0]["mlm_loss"])
+
+
+def test_replicas_see_the_same_masks_and_loss_as_one_device(tiny_model):
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("TensorFlow started before two logical CPUs could be configured")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    ids, mask = make_batch([32, 12, 25, 30])
+    with strategy.scope():
+        model = modeling.ElectraPretrainer(TINY, TINY.generator(0.5))
+    model.set_weights(tiny_model.get_weights())
+    seed = tf.constant([8, 9])
+    single, single_metrics = masking.pretraining_losses(model, features(ids, mask), seed, ELECTRA)
+    dataset = tf.data.Dataset.from_tensor_slices(features(ids, mask)).batch(4)
+    batch = next(iter(strategy.experimental_distribute_dataset(dataset)))
+
+    @tf.function
+    def run(batch):
+        loss, metrics = strategy.run(lambda f: masking.pretraining_losses(model, f, seed, ELECTRA),
+                                     args=(batch,))
+        return strategy.reduce("SUM", loss, None), strategy.experimental_local_results(metrics["mlm_loss"])
+    total, per_replica_mlm = run(batch)
+    assert float(total) == pytest.approx(float(single), rel=1e-5)
+    for value in per_replica_mlm:  # metrics are global-batch values on every replica
+        assert float(value) == pytest.approx(float(single_metrics["mlm_loss"]), rel=1e-5)
