@@ -16,7 +16,9 @@ discriminator-sized encoder (scope "electra") with the MLM head, as the original
 Dropout is stateless: every call that trains takes a `seed` (int tensor of shape [2]),
 so a training step is a pure function of (weights, batch, seed). This makes resumed,
 multi-replica and XLA-compiled runs reproducible. Random bits come from Philox through
-`random_uniform`, which gives the same numbers with and without XLA.
+`random_bits`/`random_uniform`: the same numbers with and without XLA, and drawn per
+example by its index in the global batch, so a batch split over replicas (same seed on
+each) is dropped out exactly as on one device. Without a seed, training draws one.
 
 Weight names. `checkpoint_weights(model)` lists `(tf1_name, variable)` for every weight,
 named as in google-research/electra TF1 checkpoints:
@@ -48,6 +50,7 @@ import keras
 import tensorflow as tf
 
 RNG_ALG = "philox"  # explicit: "auto_select" picks different generators with and without XLA
+PHILOX = 1  # the same, as the raw ops' enum
 ATTENTION_MASK_BIAS = -10000.0  # added to scores of padding keys; fits float16
 
 
@@ -130,8 +133,7 @@ def layer_norm(config: EncoderConfig, name: str = "LayerNorm") -> keras.layers.L
     return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
 
 
-PHILOX = 1  # tf.random.Algorithm.PHILOX: the same bits with and without XLA
-
+# ----------------------------------------------------------------------------- randomness
 
 def global_row_offset(batch_size):
     """Index of this replica's first example in the global batch (0 without a strategy)."""
