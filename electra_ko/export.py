@@ -350,7 +350,7 @@ def export(towers, vocab_path, fmt, output_dir, max_seq_length):
 def define_flags(fv=None):
     from absl import flags
 
-    d = dict(flag_values=fv or flags.FLAGS)
+    d = dict(flag_values=flags.FLAGS if fv is None else fv)
     flags.DEFINE_string("model_dir", None, "Our model: a pretraining model_dir, a fine-tuning "
                         "output_dir or an exported Hugging Face directory.", **d)
     flags.DEFINE_string("init_checkpoint", None, "A published model instead: a transformers "

@@ -137,3 +137,50 @@ def test_bare_electra_model_names_get_the_encoder_prefix(tmp_path):
     _, tensors = checkpoints.read_hf_dir(tmp_path)
     assert list(tensors) == ["electra.embeddings.word_embeddings.weight"]
     assert checkpoints.hf_tower_kind(tensors) == "encoder"
+
+
+def write_vocab(directory, size):
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"가{i}" for i in range(size - 5)]
+    directory.mkdir()
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    return directory
+
+
+def export_flags(**values):
+    from absl import flags
+
+    from electra_ko import export
+
+    fv = flags.FlagValues()
+    export.define_flags(fv)
+    fv(["export"])
+    for key, value in values.items():
+        setattr(fv, key, value)
+    return fv
+
+
+def test_tf1_checkpoint_converts_to_huggingface_in_one_command(tmp_path):
+    from electra_ko import export
+
+    variables = tf1_variables(**SMALL_STYLE)
+    prefix = write_tf1_checkpoint(tmp_path, variables)
+    vocab_dir = write_vocab(tmp_path / "vocab", VOCAB)
+    written = export.run(export_flags(init_checkpoint=prefix, vocab=str(vocab_dir),
+                                      output_dir=str(tmp_path / "hf"),
+                                      set=["num_attention_heads=4"]))
+    assert written == [str(tmp_path / "hf" / "discriminator"), str(tmp_path / "hf" / "generator")]
+    disc = checkpoints.read_hf_tower(written[0])
+    assert (disc.kind, disc.config.hidden_size, disc.config.num_attention_heads) == (
+        "discriminator", 32, 4)
+    np.testing.assert_array_equal(disc.tensors["electra.encoder.layer.0.output.dense.weight"],
+                                  variables["electra/encoder/layer_0/output/dense/kernel"].T)
+    gen = checkpoints.read_hf_tower(written[1])
+    assert (gen.kind, gen.config.hidden_size, gen.config.num_attention_heads) == ("generator", 8, 1)
+
+
+def test_tf1_import_without_head_count_says_how_to_give_it(tmp_path):
+    from electra_ko import export
+
+    prefix = write_tf1_checkpoint(tmp_path, tf1_variables(**BASE_STYLE), False)
+    with pytest.raises(checkpoints.CheckpointError, match="--set num_attention_heads=N"):
+        export.run(export_flags(init_checkpoint=prefix, output_dir=str(tmp_path / "out")))

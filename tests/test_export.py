@@ -121,3 +121,16 @@ def test_tensor_names_that_do_not_fit_are_listed(vocab_dir):
                        match=r"(?s)missing \(1\): electra.encoder.layer.1.output.dense.bias.*"
                              r"unexpected \(1\): electra.pooler.dense.weight"):
         export.model_from_tower(tower)
+
+
+def test_classifier_exports_as_sequence_classification_with_labels(tmp_path, vocab_dir, features):
+    labels = ("부정", "긍정")
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = randomize(export.build_model("classifier", config, labels), seed=2)
+    out = export.write_huggingface(export.tower_from_model("classifier", model, labels),
+                                   vocab_dir, tmp_path)
+    hf_model = transformers.ElectraForSequenceClassification.from_pretrained(out)
+    assert hf_model.config.id2label == {0: "부정", 1: "긍정"}
+    ours = model(features).numpy()
+    assert np.abs(ours - hf_outputs(out, "ElectraForSequenceClassification", features)).max() < 1e-4
+    assert checkpoints.read_hf_tower(out).labels == labels
