@@ -17,9 +17,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
 from tokenizers import processors  # noqa: E402
 
 from electra_ko import checkpoints, modeling  # noqa: E402
+from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR, Tower  # noqa: E402
 
@@ -348,8 +350,6 @@ def export(towers, vocab_path, fmt, output_dir, max_seq_length):
 
 
 def define_flags(fv=None):
-    from absl import flags
-
     d = dict(flag_values=flags.FLAGS if fv is None else fv)
     flags.DEFINE_string("model_dir", None, "Our model: a pretraining model_dir, a fine-tuning "
                         "output_dir or an exported Hugging Face directory.", **d)
@@ -368,8 +368,6 @@ def define_flags(fv=None):
 
 def resolve_heads_config(config_file, overrides):
     """The config for a TF1 import, which must say how many attention heads there are."""
-    from electra_ko import config as config_lib
-
     given = set(config_lib.read_json_file(config_file)) if config_file else set()
     given |= {o.split("=", 1)[0].strip() for o in overrides}
     if not given & {"num_attention_heads", "model_size"}:
@@ -399,11 +397,7 @@ def run(fv):
 
 
 def main(argv):
-    from absl import flags
-
     del argv
-    from electra_ko import config as config_lib
-
     try:
         written = run(flags.FLAGS)
     except (checkpoints.CheckpointError, config_lib.ConfigError, vocab_lib.VocabError) as err:
@@ -413,7 +407,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from absl import app
-
     define_flags()
     app.run(main)
