@@ -1,0 +1,193 @@
+"""Fine-tuning: layer-wise decay, optimizer, batching, seeds, outputs, errors, a real run."""
+import hashlib
+import json
+import random
+
+import numpy as np
+import keras
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from electra_ko import finetune, modeling, tasks
+
+POSITIVE, NEGATIVE, FILLER = ["좋다", "최고", "감동"], ["별로", "최악", "지루"], ["영화", "배우", "연기"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_config(**changes):
+    values = dict(vocab_size=20, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=32, embedding_size=8, max_position_embeddings=32)
+    return modeling.EncoderConfig(**dict(values, **changes))
+
+
+def write_nsmc(path, n, seed):
+    """Reviews of one sentiment word and one filler word: learnable from the word alone."""
+    rng = random.Random(seed)
+    lines = ["id\tdocument\tlabel"]
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(POSITIVE if label else NEGATIVE), rng.choice(FILLER)]
+        rng.shuffle(words)
+        lines.append(f"{i}\t{' '.join(words)}\t{label}")
+    lines.append(f"{n}\t\t1")  # an empty review: skipped and counted
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def parse_flags(argv):
+    fv = flags.FlagValues()
+    finetune.define_flags(fv)
+    fv(["finetune"] + argv)
+    return fv
+
+
+@pytest.fixture(scope="module")
+def nsmc_run(tmp_path_factory):
+    """One real fine-tuning run (1 epoch, debug-size random model) through the CLI flags."""
+    root = tmp_path_factory.mktemp("nsmc")
+    write_nsmc(root / "ratings_train.txt", 800, seed=1)
+    write_nsmc(root / "ratings_test.txt", 60, seed=2)
+    (root / "vocab.txt").write_text("\n".join(SPECIALS + POSITIVE + NEGATIVE + FILLER) + "\n",
+                                    encoding="utf-8")
+    fv = parse_flags(["--task", "nsmc", "--data_dir", str(root), "--vocab", str(root / "vocab.txt"),
+                      "--output_dir", str(root / "out"), "--set", "model_size=debug",
+                      "--epochs", "1", "--batch_size", "8", "--learning_rate", "3e-3",
+                      "--max_seq_length", "16"])
+    return root, finetune.run_from_flags(fv, command="test")
+
+
+def test_one_epoch_learns_a_trivial_pattern(nsmc_run):
+    _, results = nsmc_run
+    assert results["final"]["eval"]["accuracy"] >= 90.0
+    assert results["final"]["test"]["accuracy"] >= 90.0
+
+
+def test_results_json_records_run(nsmc_run):
+    root, results = nsmc_run
+    saved = json.loads((root / "out" / "results.json").read_text(encoding="utf-8"))
+    assert saved["task"] == "nsmc" and saved["main_metric"] == "accuracy"
+    assert saved["examples"] == {"train": 800, "eval": 60, "test": 60}
+    assert saved["skipped_empty"] == {"train": 1, "eval": 1, "test": 1}
+    assert saved["init_checkpoint"] == {"path": None, "random_init": True}
+    assert [e["epoch"] for e in saved["seeds"][0]["epochs"]] == [1]
+    assert saved["seeds"][0]["epochs"][0]["steps"] == 100
+    assert saved["config"]["learning_rate"] == pytest.approx(3e-3)
+    assert saved["config"]["hidden_size"] == 32  # the debug preset
+    weights = root / "out" / "model" / "model.safetensors"
+    assert saved["model"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert saved["vocab"]["size"] == 14 and saved["wall_seconds"] > 0
+    assert saved["train_examples_per_second"] > 0
+
+
+def test_predictions_and_model_dir(nsmc_run):
+    root, _ = nsmc_run
+    rows = (root / "out" / "predictions.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows[0].split("\t") == ["line", "prediction", "probability", "label", "document"]
+    assert len(rows) == 61
+    assert sum(r.split("\t")[1] == r.split("\t")[3] for r in rows[1:]) >= 54
+    config = json.loads((root / "out" / "model" / "config.json").read_text(encoding="utf-8"))
+    assert config["id2label"] == {"0": "0", "1": "1"}
+    assert config["electra_ko"]["task"] == "nsmc" and config["electra_ko"]["max_seq_length"] == 16
+    assert (root / "out" / "model" / "vocab.txt").exists()
+
+
+def test_saved_model_reloads_as_init_checkpoint(nsmc_run, tmp_path):
+    root, _ = nsmc_run
+    init = finetune.read_init_checkpoint(str(root / "out" / "model"))
+    assert init.sizes["hidden_size"] == 32 and init.sizes["vocab_size"] == 14
+    model = finetune.SequenceClassifier(modeling.EncoderConfig(
+        vocab_size=14, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, embedding_size=32), 2)
+    finetune.assign_encoder_weights(model, init)
+    word = model.electra.embeddings.word_embeddings.numpy()
+    np.testing.assert_array_equal(word, init.tensors["electra.embeddings.word_embeddings.weight"])
+
+
+def test_vocab_size_mismatch_is_a_clear_error(nsmc_run, tmp_path):
+    root, _ = nsmc_run
+    (tmp_path / "vocab.txt").write_text("\n".join(SPECIALS + ["하나"]) + "\n", encoding="utf-8")
+    fv = parse_flags(["--task", "nsmc", "--data_dir", str(root), "--vocab", str(tmp_path),
+                      "--init_checkpoint", str(root / "out" / "model"),
+                      "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(finetune.FinetuneError, match=r"has 14 word embeddings but --vocab .* has "
+                                                     r"6 tokens"):
+        finetune.run_from_flags(fv)
+
+
+def test_layerwise_multipliers_follow_google_research_electra():
+    model = finetune.SequenceClassifier(tiny_config(), 3)
+    factors = {name: finetune.layerwise_lr_multipliers([(name, v)], 2, 0.8)[v.path]
+               for name, v in model.named_weights()}
+    # L = 2: embeddings (and their projection) depth 0, layer i depth i + 1, head depth L + 2
+    assert factors["electra/embeddings/word_embeddings"] == pytest.approx(0.8 ** 4)
+    assert factors["electra/embeddings/LayerNorm/gamma"] == pytest.approx(0.8 ** 4)
+    assert factors["electra/embeddings_project/kernel"] == pytest.approx(0.8 ** 4)
+    assert factors["electra/encoder/layer_0/attention/self/query/kernel"] == pytest.approx(0.8 ** 3)
+    assert factors["electra/encoder/layer_1/output/LayerNorm/beta"] == pytest.approx(0.8 ** 2)
+    assert factors["classifier/dense/kernel"] == 1.0 and factors["classifier/out_proj/bias"] == 1.0
+    assert len(factors) == len(model.trainable_variables)
+
+
+def test_layerwise_adamw_scales_update_and_weight_decay():
+    a, b = keras.Variable([1.0, 2.0], name="a"), keras.Variable([1.0, 2.0], name="b")
+    optimizer = finetune.LayerwiseAdamW(lr_multipliers={a.path: 1.0, b.path: 0.25},
+                                        learning_rate=0.1, weight_decay=0.5, epsilon=1e-6)
+    optimizer.build([a, b])
+    grad = tf.constant([0.5, -2.0])
+    optimizer.apply([grad, grad], [a, b])
+    for variable, lr in ((a, 0.1), (b, 0.025)):
+        # Keras' bias-corrected first Adam step is lr * g / (|g| + eps / sqrt(1 - beta_2));
+        # the decoupled decay, applied first, is lr * weight_decay * param
+        decayed = np.array([1.0, 2.0]) * (1 - lr * 0.5)
+        g = np.array([0.5, -2.0])
+        expected = decayed - lr * g / (np.abs(g) + 1e-6 / np.sqrt(1 - 0.999))
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5)
+
+
+def test_classifier_shapes_and_head_names():
+    model = finetune.SequenceClassifier(tiny_config(), 3)
+    ids = tf.constant([[2, 7, 3, 0]])
+    out = model(ids, tf.constant([[1, 1, 1, 0]]), tf.zeros_like(ids))
+    assert out.shape == (1, 3) and out.dtype == tf.float32
+    names = [finetune.huggingface_name(n) for n, _ in model.named_weights()]
+    assert ("classifier.out_proj.weight", True) in names
+    assert ("electra.encoder.layer.1.output.dense.weight", True) in names
+
+
+def test_batches_cover_every_example_once_with_zero_weight_padding():
+    lengths = np.array([5, 17, 3, 40, 9, 12, 8])
+    data = finetune.Encoded({"input_ids": np.ones((7, 64), np.int32),
+                             "input_mask": np.ones((7, 64), np.int32),
+                             "segment_ids": np.zeros((7, 64), np.int32), "lengths": lengths},
+                            np.arange(7, dtype=np.int32) % 2)
+    for rng in (None, np.random.RandomState(0)):
+        batches = finetune.batch_order(lengths, 3, rng)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(7))
+    assert finetune.bucket_widths(64) == [16, 32, 64]
+    assert finetune.bucket_widths(100) == [16, 32, 64, 100]
+    batch = finetune.make_batch(data, np.array([3]), 3, [16, 32, 64], regression=False)
+    assert batch["input_ids"].shape == (3, 64)
+    assert batch["weight"].tolist() == [1.0, 0.0, 0.0]
+    batch = finetune.make_batch(data, np.array([0, 2]), 3, [16, 32, 64], regression=False)
+    assert batch["input_ids"].shape == (3, 16) and batch["weight"].tolist() == [0.5, 0.5, 0.0]
+
+
+def test_seed_aggregation_mean_sample_std_best():
+    runs = [{"eval": {"accuracy": 80.0}}, {"eval": {"accuracy": 84.0}}, {"eval": {"accuracy": 85.0}}]
+    summary = finetune.aggregate(runs, "eval")["accuracy"]
+    assert summary["mean"] == pytest.approx(83.0)
+    assert summary["std"] == pytest.approx(np.std([80, 84, 85], ddof=1))
+    assert summary["best"] == 85.0 and summary["values"] == [80.0, 84.0, 85.0]
+    assert finetune.aggregate(runs[:1], "eval")["accuracy"]["std"] == 0.0
+    assert finetune.aggregate(runs, "test") == {}
+
+
+def test_flag_errors_are_named(tmp_path):
+    with pytest.raises(finetune.FinetuneError, match="--seeds must be comma-separated integers"):
+        finetune.parse_seeds(["1", "two"])
+    fv = parse_flags(["--task", "custom", "--label_column", "y"])
+    with pytest.raises(tasks.TaskError, match="--text_a_column"):
+        finetune.run_from_flags(fv)
+    fv = parse_flags(["--task", "nsmc", "--vocab", str(tmp_path)])
+    with pytest.raises(finetune.FinetuneError, match="--output_dir is required"):
+        finetune.run_from_flags(fv)
