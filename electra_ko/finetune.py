@@ -777,12 +777,16 @@ def format_summary(results) -> str:
     return "\n".join(lines)
 
 
+# Bad input the CLIs report as one line instead of a traceback.
+USER_ERRORS = (FinetuneError, tasks.TaskError, config_lib.ConfigError, vocab_lib.VocabError,
+               checkpoints.CheckpointError)
+
+
 def main(argv):
     del argv
     try:
         results = run_from_flags(flags.FLAGS, command=" ".join(sys.argv))
-    except (FinetuneError, tasks.TaskError, config_lib.ConfigError, vocab_lib.VocabError,
-            checkpoints.CheckpointError) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     print(format_summary(results))
     print(f"results: {os.path.join(flags.FLAGS.output_dir, RESULTS_FILE)}")
