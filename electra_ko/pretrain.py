@@ -159,9 +159,16 @@ _TRAINER_SUMS = {"loss": (), "steps": (), "grad_norm": (), "nonfinite": ()}
 class Trainer:
     """Runs `iterations_per_loop` steps per `tf.function` call and owns the checkpoint."""
 
-    def __init__(self, strategy, cfg, task, train_dataset, model_dir, precision="float32",
+    def __init__(self, strategy, cfg, task, make_dataset, model_dir, precision="float32",
                  data_error=lambda error: error):
-        """`data_error` turns a `DataLossError` into the exception to raise (naming the shard)."""
+        """`make_dataset(seed)` gives the distributed training input; `data_error` turns a
+        `DataLossError` into the exception to raise (naming the shard).
+
+        The input iterator is part of the checkpoint when TensorFlow can save it (the
+        default strategy: CPU, one GPU), so a resumed run reads exactly the examples an
+        uninterrupted one would. Distributed iterators cannot be saved in TF 2.21; then a
+        resumed input is reseeded with the resume step instead (reproducible, not identical).
+        """
         self.strategy, self.cfg, self.task = strategy, cfg, task
         self.model_dir, self.data_error = model_dir, data_error
         self.chief = is_chief(strategy)
@@ -170,15 +177,23 @@ class Trainer:
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.optimizer = optimization.create_optimizer(cfg, precision)
             optimization.build_optimizer(self.optimizer, task.model.trainable_variables)
-            self.iterator = iter(train_dataset)
+            start = _checkpoint_step(model_dir)
+            self.iterator = iter(make_dataset(cfg.seed))
+            if not isinstance(self.iterator, tf.__internal__.tracking.Trackable):
+                self.iterator = iter(make_dataset(cfg.seed + start))
             self.sums = DeviceSums(dict(task.sum_shapes, **_TRAINER_SUMS))
-        self.checkpoint = tf.train.Checkpoint(model=task.model, optimizer=self.optimizer,
-                                              global_step=self.global_step,
-                                              train_iterator=self.iterator)
+        state = dict(model=task.model, optimizer=self.optimizer, global_step=self.global_step)
+        if isinstance(self.iterator, tf.__internal__.tracking.Trackable):
+            state["train_iterator"] = self.iterator
+        self.checkpoint = tf.train.Checkpoint(**state)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoint_max,
             step_counter=self.global_step, checkpoint_name="ckpt")
-        self._grad_fn = tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
+        # The forward/backward pass is one XLA cluster on a single replica. With several,
+        # the objective all-reduces token counts, which a nested tf.function cannot do
+        # (merge_call); TPUs compile the whole step anyway.
+        self._grad_fn = (tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
+                         if strategy.num_replicas_in_sync == 1 else self._loss_and_grads)
         self._loop_fn = tf.function(self._train_loop)
         self._stop_requested = False
 
@@ -192,7 +207,13 @@ class Trainer:
         grads = tape.gradient(scaled, variables)
         return loss, sums, grads
 
+    def _static_batch(self, features, global_batch):
+        """Per-replica batches with a static shape (multi-worker input leaves it open)."""
+        per_replica = global_batch // self.strategy.num_replicas_in_sync
+        return {k: tf.ensure_shape(v, [per_replica] + v.shape[1:]) for k, v in features.items()}
+
     def _train_step(self, features, step):
+        features = self._static_batch(features, self.cfg.train_batch_size)
         seed = masking.step_seed(self.cfg.seed, step)
         loss, sums, grads = self._grad_fn(features, seed)
         scale = optimization.loss_scale(self.optimizer)
@@ -208,6 +229,7 @@ class Trainer:
                            nonfinite=1.0 - tf.cast(finite, tf.float32)))
 
     def _eval_step(self, features):
+        features = self._static_batch(features, self.cfg.eval_batch_size)
         loss, sums = self.task.loss_fn(features, tf.constant([0, 0], tf.int64), False)
         self._add_sums(loss, sums, tf.constant(0.0))
 
@@ -315,6 +337,14 @@ class Trainer:
         if not self.chief:
             return tf.summary.create_noop_writer()
         return tf.summary.create_file_writer(os.path.join(self.model_dir, name))
+
+
+def _checkpoint_step(model_dir):
+    """The global step of the newest checkpoint in model_dir (0 without one)."""
+    latest = tf.train.latest_checkpoint(model_dir)
+    if not latest:
+        return 0
+    return int(tf.train.load_checkpoint(latest).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
 def format_metrics(metrics):
@@ -558,9 +588,10 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
     objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids,
                                                     _continuation_table(cfg, tokenizer))
-    dataset = data_lib.distributed_dataset(strategy, train_files, cfg.train_batch_size,
-                                           cfg.max_seq_length, compression, True, cfg.seed)
-    trainer = Trainer(strategy, cfg, electra_task(cfg, model, objective), dataset,
+    def make_dataset(seed):
+        return data_lib.distributed_dataset(strategy, train_files, cfg.train_batch_size,
+                                            cfg.max_seq_length, compression, True, seed)
+    trainer = Trainer(strategy, cfg, electra_task(cfg, model, objective), make_dataset,
                       cfg.model_dir, precision,
                       data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
     trainer.restore()
