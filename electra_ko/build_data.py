@@ -300,10 +300,14 @@ def build_shard(job, index, ranges, tokenizer, report_progress):
 
 def _pack_block(lines, tokenizer, packer):
     """Examples completed by a block of lines (blank lines end documents)."""
-    token_ids = iter(tokenizer.encode_batch([line for line in lines if line.strip()]))
+    ids, offsets = tokenizer.encode_corpus(lines)
+    ids, offsets = ids.tolist(), offsets.tolist()
     examples = []
-    for line in lines:
-        example = packer.add_sentence(next(token_ids)) if line.strip() else packer.end_document()
+    for index, line in enumerate(lines):
+        if line.strip():
+            example = packer.add_sentence(ids[offsets[index]:offsets[index + 1]])
+        else:
+            example = packer.end_document()
         if example:
             examples.append(example)
     return examples

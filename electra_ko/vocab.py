@@ -8,18 +8,20 @@ tokenizer elsewhere must reproduce the standard BERT pipeline built below.
 """
 import hashlib
 import io
+import itertools
 import json
 import os
 import sys
 import time
 
+import numpy as np
 import sentencepiece
 import tokenizers
 import tqdm
 from absl import app, flags, logging
 from tokenizers import normalizers, pre_tokenizers
 
-from electra_ko import storage
+from electra_ko import fast_wordpiece, storage
 
 MAX_CHARS_PER_WORD = 200
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -66,6 +68,15 @@ class Tokenizer:
         """Token strings of one text (WordPiece continuations keep their `##`)."""
         raise NotImplementedError
 
+    def encode_corpus(self, lines):
+        """`(ids, offsets)`: the ids of `encode_batch(lines)` as one int32 array, line `i`
+        being `ids[offsets[i]:offsets[i + 1]]`; the data builder's bulk path."""
+        id_lists = self.encode_batch(lines)
+        counts = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        ids = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int32,
+                          count=int(counts.sum()))
+        return ids, np.concatenate(([0], np.cumsum(counts)))
+
     def __repr__(self):
         return (f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, "
                 f"do_lower_case={self.do_lower_case}, sha256={self.vocab_sha256[:12]})")
@@ -75,10 +86,19 @@ class WordPieceTokenizer(Tokenizer):
     def __init__(self, tokens, special_ids, vocab_sha256, do_lower_case):
         super().__init__(WORDPIECE, tokens, special_ids, vocab_sha256, do_lower_case)
         self._rust = wordpiece_pipeline({tok: i for i, tok in enumerate(tokens)}, do_lower_case)
+        self._corpus_encoder = None
 
     def encode_batch(self, texts):
         encodings = self._rust.encode_batch_fast(list(texts), add_special_tokens=False)
         return [enc.ids for enc in encodings]
+
+    def encode_corpus(self, lines):
+        """Same ids as `encode_batch`, ~5x faster on natural text (see `fast_wordpiece`)."""
+        if self._corpus_encoder is None:
+            self._corpus_encoder = fast_wordpiece.CorpusEncoder(
+                self._rust, self.tokens, self.special_ids["unk"], MAX_CHARS_PER_WORD,
+                CONTINUING_PREFIX, lowercase=self.do_lower_case)
+        return self._corpus_encoder.encode(lines)
 
     def tokenize(self, text):
         return self._rust.encode(text, add_special_tokens=False).tokens

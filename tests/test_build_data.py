@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from electra_ko import build_data, storage, tfrecord
+from electra_ko import build_data, storage, tfrecord, vocab
 
 NUM_UNUSED = 3
 FIRST_WORD_ID = 5 + NUM_UNUSED
@@ -254,6 +254,18 @@ def test_same_bytes_whatever_the_worker_count(tmp_path, vocab_dir):
     assert len(one) == 3 and one == two
     build(corpus, vocab_dir, tmp_path / "other_seed", "--seed", 99)
     assert shard_bytes(str(tmp_path / "other_seed")) != one
+
+
+def test_fast_tokenizer_path_writes_the_same_bytes_as_the_plain_one(tmp_path, vocab_dir,
+                                                                   monkeypatch):
+    docs = make_corpus(num_docs=8)
+    docs[1] += ["가나!! 다\t라  마\u3000바 😀 中 " + "가" * 201, "\x00", "  "]
+    corpus = write_corpus(tmp_path / "corpus.txt", docs)
+    fast = build(corpus, vocab_dir, tmp_path / "fast")
+    monkeypatch.setattr(vocab.WordPieceTokenizer, "encode_corpus", vocab.Tokenizer.encode_corpus)
+    plain = build(corpus, vocab_dir, tmp_path / "plain")
+    assert fast["shards"] == plain["shards"]
+    assert shard_bytes(str(tmp_path / "fast")) == shard_bytes(str(tmp_path / "plain"))
 
 
 def test_resume_after_crash_keeps_finished_shards(tmp_path, vocab_dir, monkeypatch):
