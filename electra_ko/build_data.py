@@ -317,7 +317,7 @@ def _write_examples(writer, examples, job, tokenizer, stats):
     if not examples:
         return
     features = examples_to_features(examples, job["max_seq_length"], tokenizer.special_ids)
-    writer.write(tfrecord.serialize_int64_examples(features))
+    writer.write_examples(features)
     stats["examples"] += len(examples)
     stats["tokens"] += int(features["input_mask"].sum())
 
