@@ -181,22 +181,10 @@ class _VocabTable:
         self._build_table(powers)
 
     def _build_table(self, powers):
-        prefix = powers.prefix_hashes(self.code_points)
-        entry_of_prefix = {}
-        for entry, (start, length, is_continuation) in enumerate(zip(
-                self.entry_start.tolist(), self.entry_length.tolist(),
-                self.entry_is_continuation.tolist())):
-            with np.errstate(over="ignore"):
-                keys = (prefix[start + 1:start + length + 1] - prefix[start]) * powers.down[start]
-            if is_continuation:
-                keys ^= _CONTINUATION_SALT
-            for key in keys[:-1].tolist():
-                entry_of_prefix.setdefault(key, -1)
-            entry_of_prefix[int(keys[-1])] = entry
-        bits = max(10, (4 * len(entry_of_prefix)).bit_length())
+        keys, values = self._prefix_keys(powers)
+        bits = max(10, (4 * len(keys)).bit_length())
         self._shift = np.uint64(64 - bits)
         self._mask = (1 << bits) - 1
-        keys = np.fromiter(entry_of_prefix, dtype=np.uint64, count=len(entry_of_prefix))
         taken = [False] * (1 << bits)
         slots = []
         for slot in self._slot_of(keys).tolist():  # linear probing
@@ -207,7 +195,23 @@ class _VocabTable:
         self._slot_key = np.zeros(1 << bits, dtype=np.uint64)
         self._slot_value = np.full(1 << bits, self._EMPTY, dtype=np.int64)
         self._slot_key[slots] = keys
-        self._slot_value[slots] = list(entry_of_prefix.values())
+        self._slot_value[slots] = values
+
+    def _prefix_keys(self, powers):
+        """Distinct keys of all entry prefixes, each with its entry (or -1: no entry)."""
+        prefix = powers.prefix_hashes(self.code_points)
+        lengths = self.entry_length
+        begin = np.repeat(self.entry_start, lengths)
+        end = _ragged_positions(self.entry_start + 1, lengths)
+        with np.errstate(over="ignore"):
+            keys = (prefix[end] - prefix[begin]) * powers.down[begin]
+        keys[np.repeat(self.entry_is_continuation, lengths)] ^= _CONTINUATION_SALT
+        whole = end == np.repeat(self.entry_start + lengths, lengths)
+        values = np.where(whole, np.repeat(np.arange(len(lengths)), lengths), -1)
+        order = np.lexsort((values, keys))  # per key, a whole entry sorts last
+        keys, values = keys[order], values[order]
+        last = np.append(keys[1:] != keys[:-1], True)
+        return keys[last], values[last]
 
     def _slot_of(self, keys):
         """Multiplicative hashing: short strings' keys are small numbers, so mix first."""
