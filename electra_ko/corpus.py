@@ -9,6 +9,10 @@ plus the longest input line, whatever the corpus size. No TensorFlow here.
 Cleaning order per input line: NFC -> e-mails -> URLs -> phone numbers -> character
 filter -> repeat collapse -> whitespace squeeze -> sentence split; then each sentence is
 dropped if too short, letter-less or already seen.
+
+Every line is split by default (`split_min_chars=0`): a one-sentence line passes through
+unchanged, and the data builder needs sentence boundaries to choose its A/B segment split.
+Raise `split_min_chars` to keep short comment-style lines whole.
 """
 import csv
 import dataclasses
@@ -81,7 +85,9 @@ class CorpusOptions:
 
 # Lookbehinds start a match only at the beginning of a token: without them a long
 # letter run (base64, minified text) costs quadratic time.
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
 # A URL ends at whitespace, quotes or Hangul (Korean text often follows it without a
 # space) and never on trailing sentence punctuation.
 _URL_BODY = r"[^\s<>\"'가-힣ㄱ-ㅎㅏ-ㅣ]*[^\s<>\"'가-힣ㄱ-ㅎㅏ-ㅣ.,!?)\]]"
@@ -128,7 +134,8 @@ def normalize_text(text, options):
     if options.remove_urls:
         text = _URL.sub(" ", text)
     if options.phone != "keep":
-        text = _PHONE.sub(f" {options.phone_placeholder} " if options.phone == "mask" else " ", text)
+        replacement = f" {options.phone_placeholder} " if options.phone == "mask" else " "
+        text = _PHONE.sub(replacement, text)
     if options.filter_chars:
         charset = _OUTSIDE_CHARSET_OR_EMOJI_OK if options.keep_emoji else _OUTSIDE_CHARSET
         text = charset.sub(" ", text)
@@ -319,7 +326,8 @@ def _read_table(path, column, separator, stats, progress):
         try:
             header = list(pd.read_csv(handle, nrows=0, **read_options).columns)
         except pd.errors.EmptyDataError:
-            raise CorpusError(f"{path}: empty table, expected a header row with a {column!r} column")
+            raise CorpusError(f"{path}: empty table, expected a header row "
+                              f"with a {column!r} column")
     if column not in header:
         raise CorpusError(f"{path}: no column {column!r} (columns: {header}); "
                           f"choose one with --column")
@@ -487,7 +495,8 @@ def format_report(report):
 def define_flags():
     """Register the CLI flags (only when run as a program, so importing stays flag-free)."""
     defaults = CorpusOptions()
-    flags.DEFINE_multi_string("input", None, "Input file, glob or comma-separated list (repeatable)")
+    flags.DEFINE_multi_string("input", None,
+                              "Input file, glob or comma-separated list (repeatable)")
     flags.DEFINE_string("output", None, "Output corpus file (local path or gs://).")
     flags.DEFINE_enum("format", defaults.format, FORMATS,
                       "Input format; auto picks it from the extension (.txt .jsonl .tsv .csv).")

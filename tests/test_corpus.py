@@ -282,7 +282,8 @@ def test_missing_inputs_are_named(tmp_path):
 
 def test_missing_column_and_field_are_named(tmp_path):
     table = write(tmp_path / "t.tsv", "id\ttext\n1\t좋다\n")
-    with pytest.raises(CorpusError, match=r"t\.tsv: no column 'document' \(columns: \['id', 'text'\]\)"):
+    expected = r"t\.tsv: no column 'document' \(columns: \['id', 'text'\]\)"
+    with pytest.raises(CorpusError, match=expected):
         corpus.prepare_corpus([table], str(tmp_path / "out.txt"))
     lines = write(tmp_path / "j.jsonl", '{"text": "문장이다"}\n{"body": "다른 키"}\n')
     with pytest.raises(CorpusError, match=r"j\.jsonl:2: no field 'text' .*\['body'\]"):
@@ -328,7 +329,8 @@ def test_cli_end_to_end_with_flags(tmp_path):
 def test_cli_error_names_the_file_without_traceback(tmp_path):
     result = run_cli("--input", str(tmp_path / "absent.txt"), "--output", str(tmp_path / "o.txt"))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"electra_ko.corpus: error: input file not found: {tmp_path}/absent.txt"
+    assert result.stderr.strip() == (
+        f"electra_ko.corpus: error: input file not found: {tmp_path}/absent.txt")
 
 
 def test_module_does_not_import_tensorflow():
