@@ -17,7 +17,6 @@ shards. ``manifest.json`` is written last, when all shards exist.
 """
 import argparse
 import io
-import itertools
 import json
 import multiprocessing
 import os
@@ -52,7 +51,7 @@ class BuildError(Exception):
 
 
 class ExamplePacker:
-    """ELECTRA's example builder, fed with the token ids of one sentence at a time.
+    """ELECTRA's example builder, deciding from sentence lengths alone.
 
     Sentences of one document accumulate until they reach the target length; the
     example is ``[CLS] A [SEP] B [SEP]`` where sentences go to A until it would
@@ -60,24 +59,54 @@ class ExamplePacker:
     a 10% chance of an A-only example and a 5% chance that the next example
     aims at a random shorter length. Sentences that tokenise to nothing are
     dropped: in the original they never change an example nor consume a draw.
+
+    An example is ``(first, second)``: the sentence numbers of segment A and B
+    (``examples_to_features`` joins and truncates their ids). Sentences are
+    numbered within ``sentences`` (flat ids, offsets), the current block's ids
+    after those of the sentences still pending from earlier blocks.
     """
 
     def __init__(self, max_seq_length, rng):
         self._max_length = max_seq_length
         self._target_length = max_seq_length
         self._rng = rng
-        self._sentences = []
+        self._sentences = []  # pending (number, length)
         self._length = 0
         self._document_open = False
         self.documents = 0
+        self.sentences = (np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64))
 
-    def add_sentence(self, token_ids):
+    def pack_block(self, ids, offsets, blank):
+        """Examples completed by a block of lines; ``blank[i]`` ends a document."""
+        first_number = self._carry_pending(ids, offsets)
+        examples = []
+        lengths = np.diff(offsets).tolist()
+        for number, (length, is_blank) in enumerate(zip(lengths, blank), start=first_number):
+            example = self.end_document() if is_blank else self.add_sentence(number, length)
+            if example:
+                examples.append(example)
+        return examples
+
+    def _carry_pending(self, ids, offsets):
+        """Start a new sentence store: pending sentences first, then the block's."""
+        old_ids, old_offsets = self.sentences
+        pending = [number for number, _ in self._sentences]
+        carried = np.concatenate([old_ids[old_offsets[n]:old_offsets[n + 1]] for n in pending]
+                                 + [ids]).astype(np.int32, copy=False)
+        carried_lengths = [length for _, length in self._sentences]
+        new_offsets = np.concatenate((np.cumsum([0] + carried_lengths),
+                                      offsets[1:] + sum(carried_lengths)))
+        self.sentences = (carried, new_offsets)
+        self._sentences = [(k, length) for k, length in enumerate(carried_lengths)]
+        return len(pending)
+
+    def add_sentence(self, number, length):
         """Returns a (segment_a, segment_b) pair once the target length is reached."""
         self._document_open = True
-        if not token_ids:
+        if not length:
             return None
-        self._sentences.append(token_ids)
-        self._length += len(token_ids)
+        self._sentences.append((number, length))
+        self._length += length
         if self._length >= self._target_length:
             return self._create_example()
         return None
@@ -97,14 +126,14 @@ class ExamplePacker:
         else:
             first_target = (self._target_length - 3) // 2  # room for [CLS] and two [SEP]
         first, second = [], []
-        for sentence in self._sentences:
-            if (not first or len(first) + len(sentence) < first_target
-                    or (not second and len(first) < first_target and rng.random() < 0.5)):
-                first += sentence
+        first_length = 0
+        for number, length in self._sentences:
+            if (not first or first_length + length < first_target
+                    or (not second and first_length < first_target and rng.random() < 0.5)):
+                first.append(number)
+                first_length += length
             else:
-                second += sentence
-        first = first[:self._max_length - 2]
-        second = second[:max(0, self._max_length - len(first) - 3)]
+                second.append(number)
         self._sentences = []
         self._length = 0
         if rng.random() < 0.05:
@@ -114,25 +143,47 @@ class ExamplePacker:
         return first, second
 
 
-def examples_to_features(examples, max_seq_length, special_ids):
-    """``input_ids``/``input_mask``/``segment_ids`` arrays (num_examples, max_seq_length)."""
-    cls, sep, pad = special_ids["cls"], special_ids["sep"], special_ids["pad"]
-    sequences = [[cls, *first, sep, *second, sep] if second else [cls, *first, sep]
-                 for first, second in examples]
-    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-    segment_a_lengths = np.fromiter((len(first) + 2 for first, _ in examples),
-                                    dtype=np.int64, count=len(examples))
-    flat = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int64,
-                       count=int(lengths.sum()))
-    rows = np.repeat(np.arange(len(sequences)), lengths)
-    starts = np.cumsum(lengths) - lengths
-    cols = np.arange(len(flat)) - np.repeat(starts, lengths)
-    input_ids = np.full((len(sequences), max_seq_length), pad, dtype=np.int64)
-    input_ids[rows, cols] = flat
+def examples_to_features(examples, sentences, max_seq_length, special_ids):
+    """``input_ids``/``input_mask``/``segment_ids`` arrays (num_examples, max_seq_length).
+
+    Segment A is cut to ``max_seq_length - 2`` ids and B to what is left after
+    ``[CLS] A [SEP]`` and the final ``[SEP]``; an empty B gets no ``[SEP]``.
+    """
+    ids, offsets = sentences
+    pieces = [(row, segment, number) for row, example in enumerate(examples)
+              for segment, numbers in enumerate(example) for number in numbers]
+    row, segment, number = (np.array(column, dtype=np.int64).reshape(-1)
+                            for column in zip(*pieces)) if pieces else (np.zeros(0, np.int64),) * 3
+    lengths = offsets[number + 1] - offsets[number]
+    group = 2 * row + segment
+    totals = np.bincount(group, weights=lengths, minlength=2 * len(examples)).astype(np.int64)
+    first_length = np.minimum(totals[0::2], max_seq_length - 2)
+    second_length = np.minimum(totals[1::2], np.maximum(0, max_seq_length - first_length - 3))
+    ends = np.cumsum(lengths)
+    group_start = np.concatenate(([0], ends))[np.searchsorted(group, group, side="left")]
+    within = ends - lengths - group_start  # where the sentence starts in its segment
+    limit = np.where(segment == 0, first_length[row], second_length[row])
+    take = np.clip(limit - within, 0, lengths)
+    column = np.where(segment == 0, 1, first_length[row] + 2) + within
+    input_ids = np.full((len(examples), max_seq_length), special_ids["pad"], dtype=np.int64)
+    input_ids[np.repeat(row, take), _ragged_positions(column, take)] = \
+        ids[_ragged_positions(offsets[number], take)]
+    rows = np.arange(len(examples))
+    input_ids[:, 0] = special_ids["cls"]
+    input_ids[rows, first_length + 1] = special_ids["sep"]
+    has_second = second_length > 0
+    input_ids[rows[has_second], (first_length + second_length + 2)[has_second]] = special_ids["sep"]
+    total = first_length + 2 + np.where(has_second, second_length + 1, 0)
     position = np.arange(max_seq_length)
-    input_mask = (position < lengths[:, None]).astype(np.int64)
-    segment_ids = ((position >= segment_a_lengths[:, None]) & (input_mask == 1)).astype(np.int64)
+    input_mask = (position < total[:, None]).astype(np.int64)
+    segment_ids = ((position >= (first_length + 2)[:, None]) & (input_mask == 1)).astype(np.int64)
     return {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
+
+
+def _ragged_positions(starts, counts):
+    """``concat(arange(s, s + c) for s, c in zip(starts, counts))`` without a Python loop."""
+    before = np.cumsum(counts) - counts
+    return np.repeat(starts - before, counts) + np.arange(int(counts.sum()))
 
 
 # --------------------------------------------------------------------------- corpus
@@ -283,14 +334,15 @@ def build_shard(job, index, ranges, tokenizer, report_progress):
         for source, start, end in ranges:
             for lines, num_bytes in read_line_blocks(source, start, end, skipped):
                 documents_before, tokens_before = packer.documents, stats["tokens"]
-                examples = _pack_block(lines, tokenizer, packer)
-                _write_examples(writer, examples, job, tokenizer, stats)
+                ids, offsets = tokenizer.encode_corpus(lines)
+                examples = packer.pack_block(ids, offsets, [not line.strip() for line in lines])
+                _write_examples(writer, examples, packer, job, tokenizer, stats)
                 stats["lines"] += len(lines)
                 report_progress(num_bytes, packer.documents - documents_before, len(examples),
                                 stats["tokens"] - tokens_before)
             tokens_before = stats["tokens"]
             last = packer.end_document()  # a file's end ends its last document
-            _write_examples(writer, [last] if last else [], job, tokenizer, stats)
+            _write_examples(writer, [last] if last else [], packer, job, tokenizer, stats)
             report_progress(0, 1 if last else 0, 1 if last else 0, stats["tokens"] - tokens_before)
     stats["documents"] = packer.documents
     stats["skipped_lines"] = len(skipped)
@@ -298,25 +350,11 @@ def build_shard(job, index, ranges, tokenizer, report_progress):
     return stats
 
 
-def _pack_block(lines, tokenizer, packer):
-    """Examples completed by a block of lines (blank lines end documents)."""
-    ids, offsets = tokenizer.encode_corpus(lines)
-    ids, offsets = ids.tolist(), offsets.tolist()
-    examples = []
-    for index, line in enumerate(lines):
-        if line.strip():
-            example = packer.add_sentence(ids[offsets[index]:offsets[index + 1]])
-        else:
-            example = packer.end_document()
-        if example:
-            examples.append(example)
-    return examples
-
-
-def _write_examples(writer, examples, job, tokenizer, stats):
+def _write_examples(writer, examples, packer, job, tokenizer, stats):
     if not examples:
         return
-    features = examples_to_features(examples, job["max_seq_length"], tokenizer.special_ids)
+    features = examples_to_features(examples, packer.sentences, job["max_seq_length"],
+                                    tokenizer.special_ids)
     writer.write_examples(features)
     stats["examples"] += len(examples)
     stats["tokens"] += int(features["input_mask"].sum())
