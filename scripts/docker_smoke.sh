@@ -177,6 +177,7 @@ run_service() {
   [ -n "$container" ] || fail "docker-compose started no nsmc container"
   status=$(docker wait "$container")
   compose logs --no-color nsmc | tail -40
+  echo
   [ "$status" = 0 ] || fail "the nsmc service exited with status $status"
 }
 
