@@ -4,7 +4,7 @@
 #   2. a local base image: Debian bookworm from debootstrap, carrying the host's CA bundle so pip
 #      inside the build trusts the same TLS (intercepting) proxy as the host,
 #   3. docker-compose 1.29.2 in its own venv (the project's .venv is left alone),
-#   4. `docker-compose up -d --build` on the bundled NSMC sample with a tiny random-init model,
+#   4. `docker-compose build` and `up -d` on the bundled NSMC sample with a tiny random-init model,
 #      then a check that outputs/results.json holds a test accuracy.
 # Exits 0 with "SKIP:" when no engine can be installed (not root, no apt-get); any other
 # failure exits non-zero.
