@@ -31,7 +31,8 @@ def ensure_vocab(corpus, vocab_dir):
 
 
 def time_build(corpus, vocab_dir, num_workers):
-    """Wall time, peak RSS (MB, largest of the builder and its workers) and the manifest."""
+    """Wall time, CPU time (user + sys of the builder and its workers), peak RSS (MB, largest
+    of them) and the manifest. On a shared machine CPU time is the steadier figure."""
     with tempfile.TemporaryDirectory(prefix="bench_build_data_") as out:
         command = [sys.executable, "-m", "electra_ko.build_data", "--corpus", corpus,
                    "--vocab", vocab_dir, "--output_dir", out, "--num_shards", "8",
@@ -44,7 +45,7 @@ def time_build(corpus, vocab_dir, num_workers):
             raise SystemExit(f"build_data failed (status {status}): {' '.join(command)}")
         with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
             manifest = json.load(f)
-    return wall, usage.ru_maxrss / 1024, manifest
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, manifest
 
 
 def main():
@@ -56,16 +57,17 @@ def main():
     args = parser.parse_args()
     ensure_vocab(args.corpus, args.vocab_dir)
     for num_workers in args.workers:
-        wall, rss_mb, manifest = time_build(args.corpus, args.vocab_dir, num_workers)
+        wall, cpu, rss_mb, manifest = time_build(args.corpus, args.vocab_dir, num_workers)
         lines = sum(shard["lines"] for shard in manifest["shards"])
-        result = {"num_workers": num_workers, "wall_s": round(wall, 2),
+        result = {"num_workers": num_workers, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                  "load_avg_1min": round(os.getloadavg()[0], 2),
                   "lines_per_s": round(lines / wall), "tokens_per_s": round(manifest["tokens"] / wall),
                   "examples_per_s": round(manifest["examples"] / wall),
                   "peak_rss_mb": round(rss_mb), "examples": manifest["examples"],
                   "tokens": manifest["tokens"], "lines": lines}
         print(f"workers={num_workers}: {result['lines_per_s']:,} lines/s, "
               f"{result['tokens_per_s']:,} tokens/s, {result['examples_per_s']:,} examples/s, "
-              f"wall {wall:.1f} s, peak RSS {rss_mb:.0f} MB, {manifest['examples']:,} examples",
+              f"wall {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {rss_mb:.0f} MB, {manifest['examples']:,} examples",
               flush=True)
     print(json.dumps(result))
 
