@@ -22,6 +22,7 @@ setup(
         "numpy>=1.26",
         "tqdm>=4.66",
         "safetensors>=0.4",
+        "tensorboard==2.21.*",
     ],
     extras_require={
         "test": [

@@ -280,11 +280,12 @@ MODEL_SUBDIRS = (DISCRIMINATOR, GENERATOR, "model")  # pretraining model_dir / f
 def read_model_dir(path):
     """(towers, vocab dir, max_seq_length or None) of one of our model directories: a
     pretraining `model_dir`, a fine-tuning `output_dir`, or one exported model."""
-    if os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
+    # A pretraining model_dir has its own (training) config.json, so towers in
+    # subdirectories take precedence over a config.json at the top.
+    model_dirs = [os.path.join(path, sub) for sub in MODEL_SUBDIRS
+                  if os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))]
+    if not model_dirs and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
         model_dirs = [path]
-    else:
-        model_dirs = [os.path.join(path, sub) for sub in MODEL_SUBDIRS
-                      if os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))]
     if not model_dirs:
         raise checkpoints.CheckpointError(
             f"--model_dir {path}: no {checkpoints.HF_CONFIG} in it or in its "
