@@ -186,14 +186,35 @@ def test_whole_word_masking_needs_the_table():
     assert objective.max_predictions_per_seq == int((0.15 + 0.005) * 64) == 9
 
 
-def test_gumbel_max_samples_the_softmax():
+def test_categorical_sampling_matches_the_softmax():
     logits = tf.math.log(tf.constant([[0.6, 0.3, 0.1]] * 20000))
-    samples = masking.sample_gumbel_max(logits, 1.0, tf.constant([7, 7])).numpy()
+    samples = masking.sample_categorical(logits, 1.0, tf.constant([7, 7])).numpy()
     np.testing.assert_allclose(np.bincount(samples, minlength=3) / 20000, [0.6, 0.3, 0.1], atol=0.015)
     # temperature 0.5 squares the probabilities: 0.36 : 0.09 : 0.01
-    hot = masking.sample_gumbel_max(logits, 0.5, tf.constant([7, 8])).numpy()
+    hot = masking.sample_categorical(logits, 0.5, tf.constant([7, 8])).numpy()
     np.testing.assert_allclose(np.bincount(hot, minlength=3) / 20000, [0.78261, 0.19565, 0.02174],
                                atol=0.015)
+
+
+def test_categorical_sampling_over_padded_blocks_is_exact_and_xla_stable():
+    """V=37 is 6 blocks of 7 ids plus 5 padded ones; ids with -inf logits never come up."""
+    row = np.random.default_rng(0).normal(size=37).astype(np.float32) * 2
+    row[[0, 20, 36]] = -np.inf
+    logits = tf.constant(np.tile(row, [40, 500, 1]))          # [B, N, V]
+    seed = tf.constant([3, 4])
+    samples = masking.sample_categorical(logits, 1.0, seed).numpy()
+    assert samples.shape == (40, 500) and samples.dtype == np.int32
+    probs = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
+    counts = np.bincount(samples.ravel(), minlength=37)
+    assert counts[[0, 20, 36]].sum() == 0
+    expected = probs * samples.size
+    seen = expected > 0
+    chi2 = ((counts[seen] - expected[seen]) ** 2 / expected[seen]).sum()
+    assert chi2 < 66.0  # 99.9% quantile of chi-square with 33 degrees of freedom
+    compiled = tf.function(masking.sample_categorical, jit_compile=True)(logits, 1.0, seed)
+    np.testing.assert_array_equal(compiled, samples)
+    # each example draws from its own stream, whatever the batch size
+    np.testing.assert_array_equal(masking.sample_categorical(logits[:20], 1.0, seed), samples[:20])
 
 
 class ScriptedGenerator:
