@@ -217,6 +217,20 @@ def test_categorical_sampling_over_padded_blocks_is_exact_and_xla_stable():
     np.testing.assert_array_equal(masking.sample_categorical(logits[:20], 1.0, seed), samples[:20])
 
 
+def test_label_is_top_agrees_with_argmax_and_counts_ties():
+    logits = tf.constant([[[1.0, 3.0, 3.0, 0.0], [2.0, 1.0, 0.0, -1.0]]])
+    np.testing.assert_array_equal(masking.label_is_top(logits, tf.constant([[2, 1]])),
+                                  [[True, False]])
+    np.testing.assert_array_equal(masking.label_is_top(logits, tf.constant([[1, 0]])),
+                                  [[True, True]])
+    random_logits = tf.random.stateless_normal([6, 7, 50], seed=[1, 1])
+    labels = tf.random.stateless_uniform([6, 7], seed=[1, 2], maxval=50, dtype=tf.int32)
+    labels = tf.where(tf.range(7) % 2 == 0, tf.argmax(random_logits, -1, output_type=tf.int32),
+                      labels)
+    np.testing.assert_array_equal(masking.label_is_top(random_logits, labels),
+                                  tf.argmax(random_logits, -1, output_type=tf.int32) == labels)
+
+
 class ScriptedGenerator:
     """Stands in for the model: the generator is sure of a given token per slot."""
 
