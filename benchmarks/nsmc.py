@@ -106,7 +106,9 @@ def run_finetune(command, output_dir, reuse):
     print("$ " + shlex.join(command), flush=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     started = time.time()
-    subprocess.run([sys.executable] + command[1:], check=True, env=env)
+    returncode = subprocess.run([sys.executable] + command[1:], env=env).returncode
+    if returncode:
+        raise SystemExit(f"error: the fine-tuning command above failed (exit {returncode})")
     wall = round(time.time() - started, 1)
     with open(os.path.join(output_dir, "results.json"), encoding="utf-8") as f:
         results = json.load(f)

@@ -39,8 +39,9 @@ class NoSummariesError(ValueError):
     """The model_dir has no TensorBoard scalars to plot."""
 
 
-def read_scalars(log_dir):
-    """{tag: [(step, value, wall_time)] sorted by step} from every event file in log_dir.
+def read_scalars(log_dir, up_to_step=None):
+    """{tag: [(step, value, wall_time)] sorted by step} from every event file in log_dir,
+    optionally only up to a step (the checkpoint a snapshot was exported from).
 
     TF2's `tf.summary.scalar` stores tensors, not legacy scalars. After a resume the
     same step can be logged twice: the later write wins.
@@ -58,10 +59,12 @@ def read_scalars(log_dir):
     for tag in accumulator.Tags()["scalars"]:
         by_step = {e.step: (e.step, e.value, e.wall_time) for e in accumulator.Scalars(tag)}
         series[tag] = sorted(by_step.values())
-    return series
+    if up_to_step is not None:
+        series = {tag: [p for p in points if p[0] <= up_to_step] for tag, points in series.items()}
+    return {tag: points for tag, points in series.items() if points}
 
 
-def final_metrics(model_dir, train, evaluation):
+def final_metrics(model_dir, train, evaluation, eval_dir):
     """The JSON written next to the PNG: what the README quotes."""
     if not train:
         raise NoSummariesError(f"{model_dir}/train: no TensorBoard scalars (has the run "
@@ -79,6 +82,7 @@ def final_metrics(model_dir, train, evaluation):
         "train": {tag: values[-1][1] for tag, values in sorted(train.items())},
         "eval": {tag: values[-1][1] for tag, values in sorted(evaluation.items())},
         "eval_step": max((v[-1][0] for v in evaluation.values()), default=None),
+        "eval_dir": eval_dir,
         "config": config,
     }
 
@@ -120,11 +124,17 @@ def main():
     parser.add_argument("--model_dir", required=True, help="pretraining --model_dir")
     parser.add_argument("--output", required=True, help="PNG path; the JSON goes next to it")
     parser.add_argument("--title", default=None, help="figure title (default: the model_dir)")
+    parser.add_argument("--eval_dir", default=None, help="held-out eval summaries written "
+                        "elsewhere, e.g. by evaluating a copied checkpoint in another model_dir "
+                        "(default: model_dir/eval)")
+    parser.add_argument("--up_to_step", type=int, default=None,
+                        help="ignore training summaries after this step")
     args = parser.parse_args()
-    train = read_scalars(os.path.join(args.model_dir, "train"))
-    evaluation = read_scalars(os.path.join(args.model_dir, "eval"))
+    train = read_scalars(os.path.join(args.model_dir, "train"), args.up_to_step)
+    eval_dir = args.eval_dir or os.path.join(args.model_dir, "eval")
+    evaluation = read_scalars(eval_dir)
     try:
-        metrics = final_metrics(args.model_dir, train, evaluation)
+        metrics = final_metrics(args.model_dir, train, evaluation, eval_dir)
     except NoSummariesError as e:
         parser.exit(2, f"error: {e}\n")
     plot(train, evaluation, args.title or f"ELECTRA pretraining: {args.model_dir}", args.output)
