@@ -26,6 +26,23 @@ def pytest_collection_finish(session):
         pass
 
 
+@pytest.fixture(scope="session")
+def two_cpu_strategy():
+    """One MirroredStrategy over the two logical CPUs, shared by every test.
+
+    Each strategy numbers its collective ops from the same start, so a second strategy
+    over the same devices in one process collides with the first one's all-reduces
+    ("Shape mismatch in the collective instance 100"); a real run has only one.
+    """
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, (
+        f"{len(devices)} logical CPU: a test module ran TensorFlow ops at import time, before "
+        "conftest.pytest_collection_finish could split the CPU in two")
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))

@@ -84,9 +84,9 @@ def test_hosts_read_disjoint_shards():
         data.host_files(files[:2], tf.distribute.InputContext(3, 0, 3))
 
 
-def test_distributed_dataset_splits_global_batch_over_two_replicas(tmp_path):
+def test_distributed_dataset_splits_global_batch_over_two_replicas(tmp_path, two_cpu_strategy):
     files = data.shard_files(write_shards(str(tmp_path)))
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy
     dataset = data.distributed_dataset(strategy, files, 4, SEQ, training=False)
     batch = next(iter(dataset))
     per_replica = strategy.experimental_local_results(batch["input_ids"])

@@ -6,12 +6,6 @@ import keras
 
 from electra_ko import config, modeling
 
-try:  # two logical CPUs for the MirroredStrategy test; impossible once TF has started
-    tf.config.set_logical_device_configuration(
-        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-except RuntimeError:
-    pass
-
 TINY = modeling.EncoderConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
                               num_attention_heads=4, intermediate_size=64, embedding_size=16,
                               max_position_embeddings=40)
@@ -176,11 +170,9 @@ def test_random_uniform_range_and_xla_parity():
     assert abs(eager.mean() - 0.5) < 0.03
 
 
-def test_random_bits_are_per_example_across_replicas():
+def test_random_bits_are_per_example_across_replicas(two_cpu_strategy):
     """Two replicas holding halves of a batch draw what one device draws for all of it."""
-    if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.skip("TensorFlow started before two logical CPUs could be configured")
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy
     seed = tf.constant([9, 9])
     whole = modeling.random_bits([4, 3, 5], seed).numpy()
     halves = strategy.run(tf.function(lambda: modeling.random_bits([2, 3, 5], seed)))
