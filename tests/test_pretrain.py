@@ -1,6 +1,7 @@
 """Pretraining driver: loop, checkpoints, exact resume, strategies, XLA, NaN stop, CLI."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import config, data, modeling, pretrain, vocab
+from electra_ko import config, data, export, masking, modeling, optimization, pretrain, vocab
 from test_data import write_shards
 
 SEQ = 16
@@ -91,15 +92,25 @@ def _stand_in_trainer(corpus_dir, model_dir, strategy=None, **values):
                             data_error=lambda e: data.corrupt_shard_error(files, "", e))
 
 
-def test_stand_in_trains_saves_numbered_checkpoints_and_logs(corpus_dir, tmp_path, caplog):
+def test_stand_in_trains_saves_numbered_checkpoints_and_prints_progress(corpus_dir, tmp_path,
+                                                                        capsys):
     trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=8, keep_checkpoint_max=5)
-    with caplog.at_level("INFO"):
-        assert trainer.train() == 8
+    assert trainer.train() == 8
     assert sorted(os.path.basename(p) for p in trainer.manager.checkpoints) == ["ckpt-4", "ckpt-8"]
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train step=")]
-    assert [line.split()[1] for line in lines] == ["step=2/8", "step=4/8", "step=6/8", "step=8/8"]
-    assert all(" loss=" in line and " lr=" in line and " eta=" in line for line in lines)
-    assert os.listdir(tmp_path / "train")  # TensorBoard events
+    lines = [line for line in capsys.readouterr().out.splitlines() if "step=" in line]
+    assert [line.split()[:2] for line in lines] == [["train", f"step={s}/8"] for s in (2, 4, 6, 8)]
+    number = r"[-+.e\d]+"
+    for line in lines:  # the whole line is ours: no log prefix
+        assert re.fullmatch(rf"train step=\d/8 loss={number} grad_norm={number} lr={number} "
+                            rf"seq_per_s={number} eta=\d+:\d\d:\d\d", line), line
+    events = tf.compat.v1.train.summary_iterator(str(next((tmp_path / "train").iterdir())))
+    logged = {(e.step, v.tag) for e in events for v in e.summary.value}
+    assert {(8, "loss"), (8, "lr"), (2, "seq_per_s")} <= logged
+
+
+def test_progress_values_have_four_significant_digits():
+    metrics = {"loss": 31.81234, "lr": 0.000512345, "seq_per_s": 1234.56, "disc_auc": 0.5}
+    assert pretrain.format_metrics(metrics) == "loss=31.81 lr=0.0005123 seq_per_s=1235 disc_auc=0.5"
 
 
 def test_sigterm_request_saves_after_the_current_loop(corpus_dir, tmp_path):
@@ -133,11 +144,11 @@ def test_corrupt_shard_during_training_is_named(tmp_path, corpus_dir):
         trainer.train()
 
 
-def test_two_replicas_match_one_device_for_the_same_global_batch(corpus_dir, tmp_path):
+def test_two_replicas_match_one_device_for_the_same_global_batch(corpus_dir, tmp_path,
+                                                                 two_cpu_strategy):
     """Loss sum over replicas, all-reduced + clipped gradients: the same update."""
     results = []
-    for name, strategy in (("one", tf.distribute.get_strategy()),
-                           ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+    for name, strategy in (("one", tf.distribute.get_strategy()), ("two", two_cpu_strategy)):
         trainer = _stand_in_trainer(corpus_dir, tmp_path / name, strategy, num_train_steps=4,
                                     clip_norm=0.5)
         trainer.train()
@@ -150,44 +161,93 @@ def test_two_replicas_match_one_device_for_the_same_global_batch(corpus_dir, tmp
 
 # ------------------------------------------------------------------ real ELECTRA model
 
-def test_exact_resume_matches_uninterrupted_run(corpus_dir, tmp_path):
-    tf.config.experimental.enable_op_determinism()
-    whole = pretrain.run(_cfg(corpus_dir, tmp_path / "whole", num_train_steps=8),
-                         deterministic=True)
-    assert whole["step"] == 8
-    assert pretrain.run(_cfg(corpus_dir, tmp_path / "parts", num_train_steps=8),
-                        deterministic=True, stop_at=4)["step"] == 4
-    assert not (tmp_path / "parts" / "discriminator").exists()
-    pretrain.run(_cfg(corpus_dir, tmp_path / "parts", num_train_steps=8), deterministic=True)
-    a, b = _checkpoint_values(tmp_path / "whole"), _checkpoint_values(tmp_path / "parts")
+@pytest.fixture(scope="module")
+def trained_model_dir(corpus_dir, tmp_path_factory):
+    """A finished 4-step deterministic run (checkpoints, config.json, exported towers)."""
+    model_dir = tmp_path_factory.mktemp("trained")
+    assert pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=4),
+                        deterministic=True)["step"] == 4
+    return model_dir
+
+
+def test_exact_resume_matches_uninterrupted_run(corpus_dir, trained_model_dir, tmp_path):
+    assert pretrain.run(_cfg(corpus_dir, tmp_path, num_train_steps=4),
+                        deterministic=True, stop_at=2)["step"] == 2
+    assert not (tmp_path / "discriminator").exists()
+    assert pretrain.run(_cfg(corpus_dir, tmp_path, num_train_steps=4),
+                        deterministic=True)["step"] == 4
+    a, b = _checkpoint_values(trained_model_dir), _checkpoint_values(tmp_path)
     assert a.keys() == b.keys() and len(a) > 20
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    for part in ("discriminator", "generator"):
-        hf = json.loads((tmp_path / "whole" / part / "config.json").read_text())
-        assert hf["vocab_size"] == 64 and (tmp_path / "whole" / part / "vocab.txt").exists()
-    saved = json.loads((tmp_path / "whole" / "config.json").read_text())
-    assert saved["vocab_size"] == 64 and saved["num_train_steps"] == 8
 
 
-def test_xla_step_gives_the_same_loss_as_without(corpus_dir, tmp_path):
-    cfg = _cfg(corpus_dir, tmp_path, num_train_steps=4)
-    cfg, tokenizer = pretrain.with_vocab(cfg)
+def _shard_batch(corpus_dir):
+    files = data.shard_files(str(corpus_dir / "shards"))
+    return next(iter(data.make_dataset(files, 8, SEQ, training=False)))
+
+
+def _restored_pretrainer(corpus_dir, model_dir):
+    """The model of the newest checkpoint, restored as the trainer resumes it.
+
+    The optimizer is part of it: it tracks every trainable variable, while the Keras
+    model alone does not expose its Transformer layers (a list) to tf.train.Checkpoint.
+    """
+    cfg, _ = pretrain.with_vocab(_cfg(corpus_dir, model_dir, num_train_steps=4))
+    model = modeling.ElectraPretrainer.from_project_config(cfg)
+    optimizer = optimization.create_optimizer(cfg)
+    optimization.build_optimizer(optimizer, model.trainable_variables)
+    tf.train.Checkpoint(model=model, optimizer=optimizer).restore(
+        tf.train.latest_checkpoint(str(model_dir))).expect_partial()
+    return model
+
+
+def test_exported_towers_reload_with_the_trained_weights(corpus_dir, trained_model_dir):
+    """`export.read_model_dir` on a pretraining model_dir takes the towers in its
+    subdirectories, not the training config.json next to them; each tower predicts like
+    the checkpointed model."""
+    saved = json.loads((trained_model_dir / "config.json").read_text())
+    assert saved["vocab_size"] == 64 and saved["num_train_steps"] == 4
+    towers, vocab_dir, _ = export.read_model_dir(str(trained_model_dir))
+    assert [t.kind for t in towers] == ["discriminator", "generator"]
+    assert vocab_dir == str(trained_model_dir / "discriminator")
+    assert (trained_model_dir / "generator" / "vocab.txt").exists()
+    model = _restored_pretrainer(corpus_dir, trained_model_dir)
+    features = _shard_batch(corpus_dir)
+    inputs = [features[k] for k in ("input_ids", "input_mask", "segment_ids")]
+    positions = tf.tile(tf.range(SEQ)[tf.newaxis], [8, 1])
+    expected = {"discriminator": model.discriminator_logits(*inputs),
+                "generator": model.generator_logits(*inputs, positions)}
+    for tower in towers:
+        assert tower.config.vocab_size == 64
+        reloaded = export.model_from_tower(tower)(features)
+        np.testing.assert_allclose(reloaded, expected[tower.kind], atol=1e-5, err_msg=tower.kind)
+
+
+def test_xla_step_gives_the_same_loss_and_gradients_as_eager(corpus_dir, tmp_path):
+    """The trainer's jit-compiled forward/backward pass of the ELECTRA task (masking,
+    Gumbel sampling, both towers, AUC sums) against op-by-op execution."""
+    cfg, tokenizer = pretrain.with_vocab(_cfg(corpus_dir, tmp_path, num_train_steps=4))
     keras.utils.set_random_seed(0)
     model = modeling.ElectraPretrainer.from_project_config(cfg)
-    from electra_ko import masking
     objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids)
     task = pretrain.electra_task(cfg, model, objective)
-    batch = next(iter(data.make_dataset(data.shard_files(cfg.pretrain_tfrecords), 8, SEQ)))
+    batch = _shard_batch(corpus_dir)
     seed = masking.step_seed(cfg.seed, 3)
-    def loss_and_grad_norm(features):
+
+    def loss_grad_norm_and_sums(features):
         with tf.GradientTape() as tape:
-            loss, _ = task.loss_fn(features, seed, True)
-        return loss, tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables))
-    plain = tf.function(loss_and_grad_norm)(batch)
-    xla = tf.function(loss_and_grad_norm, jit_compile=True)(batch)
-    np.testing.assert_allclose(plain[0], xla[0], rtol=1e-5)
-    np.testing.assert_allclose(plain[1], xla[1], rtol=1e-4)
+            loss, sums = task.loss_fn(features, seed, True)
+        grads = tape.gradient(loss, model.trainable_variables)
+        return loss, tf.linalg.global_norm(grads), sums
+    eager = loss_grad_norm_and_sums(batch)
+    xla = tf.function(loss_grad_norm_and_sums, jit_compile=True)(batch)
+    np.testing.assert_allclose(eager[0], xla[0], rtol=1e-5)
+    np.testing.assert_allclose(eager[1], xla[1], rtol=1e-4)
+    assert eager[2].keys() == xla[2].keys()
+    for name, value in eager[2].items():  # AUC histograms: a token may sit on a bin edge
+        reduce = np.sum if name.startswith("auc_") else np.asarray
+        np.testing.assert_allclose(reduce(value), reduce(xla[2][name]), rtol=1e-4, err_msg=name)
 
 
 def _free_port():
@@ -202,7 +262,7 @@ def test_two_workers_with_multi_worker_mirrored_end_identical(corpus_dir, tmp_pa
     args = [sys.executable, "-m", "electra_ko.pretrain", "--strategy", "multi_worker",
             "--vocab_file", str(corpus_dir / "vocab.txt"),
             "--pretrain_tfrecords", str(corpus_dir / "shards"), "--model_dir", str(tmp_path),
-            "--set", "num_train_steps=4", "--deterministic"]
+            "--set", "num_train_steps=2", "--deterministic"]
     args += [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
     procs = []
     for index in range(2):
