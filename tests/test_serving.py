@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from electra_ko import serving, tasks, vocab
+from test_checkpoints import export_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -117,26 +118,35 @@ def test_max_seq_length_below_three_is_refused(korean_vocab):
 
 # --------------------------------------------------------------------------- SavedModel
 
-PREDICT_SCRIPT = """
+RELOAD_SCRIPT = """
 import json, sys
 import tensorflow as tf
 import tensorflow_text  # registers the tokenizer ops the graph uses
-loaded = tf.saved_model.load(sys.argv[1])
-texts = json.loads(sys.argv[2])
-out = loaded.signatures["serving_default"](text=tf.constant(texts))
-pairs = loaded.signatures["serve_pairs"](text_a=tf.constant(texts), text_b=tf.constant(texts[::-1]))
-print(json.dumps({"single": {k: v.numpy().tolist() for k, v in out.items()},
-                  "pairs": {k: v.numpy().tolist() for k, v in pairs.items()}},
-                 default=lambda b: b.decode("utf-8")))
+requests = json.loads(sys.stdin.read())
+answers = {}
+for path, texts in requests.items():
+    loaded = tf.saved_model.load(path)
+    single = loaded.signatures["serving_default"](text=tf.constant(texts))
+    pairs = loaded.signatures["serve_pairs"](text_a=tf.constant(texts),
+                                             text_b=tf.constant(texts[::-1]))
+    answers[path] = {"single": {k: v.numpy().tolist() for k, v in single.items()},
+                     "pairs": {k: v.numpy().tolist() for k, v in pairs.items()}}
+print(json.dumps(answers, default=lambda b: b.decode("utf-8")))
 """
 
 
-def run_module(*args):
-    """A fresh Python process, as TF Serving would load the export (nothing shared)."""
-    result = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                            cwd=REPO, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+def fresh_process():
+    """A new Python process that will load SavedModels as TF Serving would (nothing shared
+    with this one); started early, it imports TensorFlow while the exports are written."""
+    return subprocess.Popen([sys.executable, "-c", RELOAD_SCRIPT], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def served_by(process, requests):
+    """{SavedModel dir: texts} -> the outputs of its signatures, computed by `process`."""
+    stdout, stderr = process.communicate(json.dumps(requests), timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout)
 
 
 def random_weights(model, seed):
@@ -152,7 +162,7 @@ def tiny_tower(kind, vocab_dir, labels=None):
 
     config = modeling.EncoderConfig(
         vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size, hidden_size=32,
-        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, embedding_size=16,
+        num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, embedding_size=16,
         max_position_embeddings=32)
     model = random_weights(export.build_model(kind, config, labels), seed=3)
     return model, export.tower_from_model(kind, model, labels)
@@ -163,39 +173,50 @@ def keras_features(vocab_dir, texts_a, texts_b=None):
     return {k: tf.constant(encoded[k]) for k in ("input_ids", "input_mask", "segment_ids")}
 
 
-def test_classifier_saved_model_predicts_like_keras_in_a_fresh_process(tmp_path, korean_vocab):
+LABELS = ("부정", "긍정", "중립")
+CLASSIFIER_TEXTS, DISCRIMINATOR_TEXTS = SENTENCES[:6], SENTENCES[:4]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, korean_vocab):
+    """A classifier exported the way the CLI does it (Hugging Face dir -> SavedModel) and a
+    discriminator written directly, both answered by one fresh process.
+    Yields {kind: (Keras model, outputs of the reloaded SavedModel)}."""
     from electra_ko import export
 
-    labels = ("부정", "긍정", "중립")
-    model, tower = tiny_tower("classifier", korean_vocab, labels)
-    export.write_huggingface(tower, korean_vocab, tmp_path / "hf")
-    run_module("-m", "electra_ko.export", "--model_dir", str(tmp_path / "hf"),
-               "--format", "saved_model", "--output_dir", str(tmp_path / "sm"),
-               "--max_seq_length", "16")
-    texts = SENTENCES[:6]
-    served = json.loads(run_module("-c", PREDICT_SCRIPT, str(tmp_path / "sm"),
-                                   json.dumps(texts)))
+    process = fresh_process()
+    out = tmp_path_factory.mktemp("saved_models")
+    classifier, tower = tiny_tower("classifier", korean_vocab, LABELS)
+    export.write_huggingface(tower, korean_vocab, out / "hf")
+    export.run(export_flags(model_dir=str(out / "hf"), format="saved_model",
+                            output_dir=str(out / "classifier"), max_seq_length=16))
+    discriminator, tower = tiny_tower("discriminator", korean_vocab)
+    export.write_saved_model(tower, korean_vocab, str(out / "discriminator"), max_seq_length=16)
+    answers = served_by(process, {str(out / "classifier"): CLASSIFIER_TEXTS,
+                                  str(out / "discriminator"): DISCRIMINATOR_TEXTS})
+    return {"classifier": (classifier, answers[str(out / "classifier")]),
+            "discriminator": (discriminator, answers[str(out / "discriminator")])}
+
+
+def test_classifier_saved_model_predicts_like_keras_in_a_fresh_process(served, korean_vocab):
+    model, answer = served["classifier"]
+    texts = CLASSIFIER_TEXTS
     for key, texts_b in (("single", None), ("pairs", texts[::-1])):
         expected = tf.nn.softmax(model(keras_features(korean_vocab, texts, texts_b))).numpy()
-        np.testing.assert_allclose(served[key]["probabilities"], expected, atol=1e-5)
-        assert served[key]["label_names"] == [list(labels)] * len(texts)
-        assert served[key]["predicted_label"] == [labels[i] for i in expected.argmax(-1)]
+        np.testing.assert_allclose(answer[key]["probabilities"], expected, atol=1e-5)
+        assert answer[key]["label_names"] == [list(LABELS)] * len(texts)
+        assert answer[key]["predicted_label"] == [LABELS[i] for i in expected.argmax(-1)]
     # different texts get different answers: the served graph really reads its input
-    assert np.ptp(np.asarray(served["single"]["probabilities"])[:, 0]) > 1e-3
+    assert np.ptp(np.asarray(answer["single"]["probabilities"])[:, 0]) > 1e-3
 
 
-def test_discriminator_saved_model_scores_each_token(tmp_path, korean_vocab):
-    from electra_ko import export
-
-    model, tower = tiny_tower("discriminator", korean_vocab)
-    export.write_saved_model(tower, korean_vocab, str(tmp_path), max_seq_length=16)
-    texts = SENTENCES[:4]
-    served = json.loads(run_module("-c", PREDICT_SCRIPT, str(tmp_path), json.dumps(texts)))
-    features = keras_features(korean_vocab, texts)
+def test_discriminator_saved_model_scores_each_token(served, korean_vocab):
+    model, answer = served["discriminator"]
+    features = keras_features(korean_vocab, DISCRIMINATOR_TEXTS)
     mask = features["input_mask"].numpy()
     expected = tf.sigmoid(model(features)).numpy() * mask
-    np.testing.assert_array_equal(served["single"]["input_ids"], features["input_ids"].numpy())
-    np.testing.assert_allclose(served["single"]["replaced_probability"], expected, atol=1e-5)
+    np.testing.assert_array_equal(answer["single"]["input_ids"], features["input_ids"].numpy())
+    np.testing.assert_allclose(answer["single"]["replaced_probability"], expected, atol=1e-5)
 
 
 def test_generator_has_no_serving_signature(korean_vocab, in_graph):
