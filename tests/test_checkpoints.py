@@ -64,14 +64,29 @@ def write_tf1_checkpoint(directory, variables, with_optimizer_state=True):
             return saver.save(session, str(directory / "model.ckpt-1000"))
 
 
-SMALL_STYLE = dict(embedding=16, hidden=32, gen_hidden=8, layers=2, gen_layers=1)
-BASE_STYLE = dict(embedding=32, hidden=32, gen_hidden=16, layers=2, gen_layers=2)
+STYLES = {"small": dict(embedding=16, hidden=32, gen_hidden=8, layers=2, gen_layers=1),
+          "base": dict(embedding=32, hidden=32, gen_hidden=16, layers=2, gen_layers=2)}
 
 
-@pytest.mark.parametrize("style", [SMALL_STYLE, BASE_STYLE], ids=["small", "base"])
-def test_tf1_checkpoint_maps_every_variable(tmp_path, style):
-    variables = tf1_variables(**style)
-    towers = checkpoints.read_tf1_checkpoint(write_tf1_checkpoint(tmp_path, variables))
+@pytest.fixture(scope="module")
+def tf1_checkpoint(tmp_path_factory):
+    """style name -> (variables, checkpoint prefix), each written once (with optimizer
+    slots and global_step): building a TF1 graph and Saver takes seconds."""
+    written = {}
+
+    def get(name):
+        if name not in written:
+            variables = tf1_variables(**STYLES[name])
+            written[name] = variables, write_tf1_checkpoint(tmp_path_factory.mktemp(name), variables)
+        return written[name]
+    return get
+
+
+@pytest.mark.parametrize("name", STYLES)
+def test_tf1_checkpoint_maps_every_variable(tf1_checkpoint, name):
+    style = STYLES[name]
+    variables, prefix = tf1_checkpoint(name)
+    towers = checkpoints.read_tf1_checkpoint(prefix)
     disc, gen = towers["discriminator"], towers["generator"]
     np.testing.assert_array_equal(
         disc["electra.encoder.layer.1.attention.self.key.weight"],
@@ -90,9 +105,10 @@ def test_tf1_checkpoint_maps_every_variable(tmp_path, style):
     assert len(disc) + len(gen) - 5 == len(variables)  # 5 shared embedding tensors
 
 
-@pytest.mark.parametrize("style", [SMALL_STYLE, BASE_STYLE], ids=["small", "base"])
-def test_sizes_are_inferred_from_shapes(tmp_path, style):
-    towers = checkpoints.read_tf1_checkpoint(write_tf1_checkpoint(tmp_path, tf1_variables(**style)))
+@pytest.mark.parametrize("name", STYLES)
+def test_sizes_are_inferred_from_shapes(tf1_checkpoint, name):
+    style = STYLES[name]
+    towers = checkpoints.read_tf1_checkpoint(tf1_checkpoint(name)[1])
     expected = dict(vocab_size=VOCAB, embedding_size=style["embedding"],
                     max_position_embeddings=POSITIONS, type_vocab_size=2, intermediate_size=FFN)
     assert checkpoints.infer_sizes(towers["discriminator"]) == dict(
@@ -102,7 +118,7 @@ def test_sizes_are_inferred_from_shapes(tmp_path, style):
 
 
 def test_unknown_and_missing_variables_are_listed(tmp_path):
-    variables = tf1_variables(**SMALL_STYLE)
+    variables = tf1_variables(**STYLES["small"])
     del variables["electra/encoder/layer_1/output/dense/bias"]
     variables["electra/pooler/dense/kernel"] = np.zeros((32, 32), np.float32)
     path = write_tf1_checkpoint(tmp_path, variables, with_optimizer_state=False)
@@ -159,11 +175,10 @@ def export_flags(**values):
     return fv
 
 
-def test_tf1_checkpoint_converts_to_huggingface_in_one_command(tmp_path):
+def test_tf1_checkpoint_converts_to_huggingface_in_one_command(tmp_path, tf1_checkpoint):
     from electra_ko import export
 
-    variables = tf1_variables(**SMALL_STYLE)
-    prefix = write_tf1_checkpoint(tmp_path, variables)
+    variables, prefix = tf1_checkpoint("small")
     vocab_dir = write_vocab(tmp_path / "vocab", VOCAB)
     written = export.run(export_flags(init_checkpoint=prefix, vocab=str(vocab_dir),
                                       output_dir=str(tmp_path / "hf"),
@@ -178,9 +193,9 @@ def test_tf1_checkpoint_converts_to_huggingface_in_one_command(tmp_path):
     assert (gen.kind, gen.config.hidden_size, gen.config.num_attention_heads) == ("generator", 8, 1)
 
 
-def test_tf1_import_without_head_count_says_how_to_give_it(tmp_path):
+def test_tf1_import_without_head_count_says_how_to_give_it(tmp_path, tf1_checkpoint):
     from electra_ko import export
 
-    prefix = write_tf1_checkpoint(tmp_path, tf1_variables(**BASE_STYLE), False)
+    prefix = tf1_checkpoint("base")[1]
     with pytest.raises(checkpoints.CheckpointError, match="--set num_attention_heads=N"):
         export.run(export_flags(init_checkpoint=prefix, output_dir=str(tmp_path / "out")))
