@@ -1,7 +1,7 @@
 """Speed of the ELECTRA pretraining step that `python -m electra_ko.pretrain` runs.
 
-Builds the driver's own `Trainer` (model, AdamW, XLA-compiled loss-and-gradients,
-on-device loop) from a config file plus overrides, feeds it synthetic token ids, and
+Builds the driver's own `Trainer` (model, AdamW, with `--xla` the whole update
+XLA-compiled, on-device loop) from a config file plus overrides, feeds it synthetic token ids, and
 reports seconds per step, sequences/s, model FLOPs per step (`benchmarks/flops.py`) and
 the achieved GFLOP/s as a fraction of this CPU's float32 matmul peak, measured in the
 same process (a chain of 2048x2048 `tf.matmul`s).
@@ -58,7 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps_per_loop", type=int, default=1,
                         help="steps per on-device loop call (the driver's iterations_per_loop)")
     parser.add_argument("--xla", type=parse_bool, default=True,
-                        help="jit_compile the loss and gradients (config key jit_compile)")
+                        help="jit_compile the whole update (config key jit_compile)")
     parser.add_argument("--onednn", type=parse_bool, default=True,
                         help="TF_ENABLE_ONEDNN_OPTS, set before TensorFlow is imported")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -135,9 +135,9 @@ def build_trainer(cfg, model_dir):
 
 
 def run_loop(trainer, steps):
-    """One on-device loop of `steps` steps, as `Trainer.train` runs it."""
-    trainer._run_loop(steps)
-    int(trainer.global_step.numpy())  # the loop has finished once the step is readable
+    """One on-device loop of `steps` steps, as `Trainer.train` runs it (returns once
+    the loop has finished: it reads the global step)."""
+    trainer.run_steps(steps)
 
 
 def timed(fn):
@@ -162,12 +162,6 @@ def time_steps(trainer, steps, warmup, steps_per_loop):
         wall, cpu = timed(lambda: run_loop(trainer, steps_per_loop))
         per_step.append((wall / steps_per_loop, cpu / steps_per_loop))
     return first, per_step
-
-
-def tracing_counts(trainer):
-    """How often the step functions were traced: more than once means retracing."""
-    return {"loop": trainer._loop_fn.experimental_get_tracing_count(),
-            "loss_and_grads": trainer._grad_fn.experimental_get_tracing_count()}
 
 
 # ------------------------------------------------------------------- matmul peak
@@ -447,7 +441,7 @@ def main(argv=None):
         profile = profile_steps(trainer, args.profile_dir) if args.profile_dir else None
         breakdown = (time_parts(part_functions(trainer, model, objective, cfg), args.steps)
                      if args.breakdown else None)
-        traces = tracing_counts(trainer)
+        traces = trainer.trace_counts()
     peak = None if args.skip_peak else measure_matmul_peak()
     result = {
         "config": config_name(args.config), "model_size": cfg.model_size,
