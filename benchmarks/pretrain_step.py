@@ -1,7 +1,7 @@
 """Speed of the ELECTRA pretraining step that `python -m electra_ko.pretrain` runs.
 
-Builds the driver's own `Trainer` (model, AdamW, with `--xla` the whole update
-XLA-compiled, on-device loop) from a config file plus overrides, feeds it synthetic token ids, and
+Builds the driver's own `Trainer` (model, AdamW, XLA-compiled loss-and-gradients,
+on-device loop) from a config file plus overrides, feeds it synthetic token ids, and
 reports seconds per step, sequences/s, model FLOPs per step (`benchmarks/flops.py`) and
 the achieved GFLOP/s as a fraction of this CPU's float32 matmul peak, measured in the
 same process (a chain of 2048x2048 `tf.matmul`s).
@@ -58,7 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps_per_loop", type=int, default=1,
                         help="steps per on-device loop call (the driver's iterations_per_loop)")
     parser.add_argument("--xla", type=parse_bool, default=True,
-                        help="jit_compile the whole update (config key jit_compile)")
+                        help="jit_compile the loss and gradients (config key jit_compile)")
     parser.add_argument("--onednn", type=parse_bool, default=True,
                         help="TF_ENABLE_ONEDNN_OPTS, set before TensorFlow is imported")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
