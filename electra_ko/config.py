@@ -116,7 +116,8 @@ PRETRAIN = dict(_MODEL_KEYS, **{
 FINETUNE = dict(_MODEL_KEYS, **{
     "task": _Key("nsmc", str),
     "learning_rate": _Key(None, _OPT_FLOAT, doc="None = by model size"),
-    "layerwise_lr_decay": _Key(None, _OPT_FLOAT, doc="None = 0.8"),
+    "layerwise_lr_decay": _Key(None, _OPT_FLOAT,
+                               doc="None = 0.8; a randomly initialised model always trains with 1"),
     "weight_decay_rate": _Key(0.01, float),
     "warmup_proportion": _Key(0.1, float),
     "num_train_epochs": _Key(3.0, float),
