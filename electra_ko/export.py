@@ -300,11 +300,21 @@ def _recorded_max_seq_length(model_dir):
 
 
 def read_init_checkpoint(path, cfg):
-    """Towers of a published checkpoint: a transformers directory or a TF1 checkpoint."""
+    """Towers of a published checkpoint: a transformers directory, or a google-research TF1
+    checkpoint (a file prefix, or a directory with a `checkpoint` file), whose attention
+    heads, dropout and initializer range are not recorded and come from `cfg`.
+
+    The one reader of `--init_checkpoint` for export and fine-tuning alike.
+    """
     if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
         return [checkpoints.read_hf_tower(path)]
+    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
+        raise checkpoints.CheckpointError(
+            f"{path}: neither a Hugging Face directory (no {checkpoints.HF_CONFIG}) nor a TF "
+            f"checkpoint (no `checkpoint` file, no .index)")
     return checkpoints.read_tf1_towers(
-        path, cfg.num_attention_heads, hidden_dropout_prob=cfg.hidden_dropout_prob,
+        prefix, cfg.num_attention_heads, hidden_dropout_prob=cfg.hidden_dropout_prob,
         attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
         initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps)
 

@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from electra_ko import checkpoints, modeling, optimization, tasks  # noqa: E402
+from electra_ko import checkpoints, export, modeling, optimization, tasks  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 
@@ -180,10 +180,16 @@ def create_optimizer(cfg, model: SequenceClassifier, num_train_steps: int, preci
 # --------------------------------------------------------------------------- checkpoints
 
 
+# The sizes an initial checkpoint fixes (its weights' shapes and its attention heads).
+CHECKPOINT_SIZE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                        "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                        "type_vocab_size")
+
+
 @dataclasses.dataclass
 class InitCheckpoint:
-    """Encoder weights to start from, by Hugging Face name (torch layout), and the sizes
-    they imply."""
+    """Encoder weights to start from, by Hugging Face name (torch layout), the sizes
+    they imply, and the identity of the file they came from."""
     path: str
     tensors: dict
     sizes: dict
@@ -199,27 +205,27 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def read_init_checkpoint(path: str) -> InitCheckpoint:
-    """A Hugging Face ELECTRA directory (ours included) or a google-research TF1 checkpoint."""
+def checkpoint_identity(path: str):
+    """(path, file whose hash identifies the checkpoint): a Hugging Face directory and its
+    weights file, or a TF checkpoint's prefix and its `.index`."""
     if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
-        hf_config, tensors = checkpoints.read_hf_dir(path)
-        sizes = dict(checkpoints.infer_sizes(tensors),
-                     num_attention_heads=hf_config.get("num_attention_heads"))
-        weights_file = next((os.path.join(path, f) for f in (checkpoints.HF_SAFETENSORS,
-                                                             checkpoints.HF_PYTORCH)
-                             if os.path.exists(os.path.join(path, f))), None)
-        sha = file_sha256(weights_file) if weights_file else ""
-        return InitCheckpoint(path, tensors, sizes, sha)
+        names = (checkpoints.HF_SAFETENSORS, checkpoints.HF_SAFETENSORS_INDEX, checkpoints.HF_PYTORCH)
+        return path, next(os.path.join(path, n) for n in names if os.path.exists(os.path.join(path, n)))
     prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
-    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
-        raise FinetuneError(f"--init_checkpoint {path}: neither a directory with "
-                            f"{checkpoints.HF_CONFIG} nor a TF checkpoint")
-    towers = checkpoints.read_tf1_checkpoint(prefix)
-    if checkpoints.DISCRIMINATOR not in towers:
-        raise FinetuneError(f"--init_checkpoint {path}: no discriminator (electra/...) in it")
-    tensors = towers[checkpoints.DISCRIMINATOR]
-    return InitCheckpoint(prefix, tensors, checkpoints.infer_sizes(tensors),
-                          file_sha256(prefix + ".index"))
+    return prefix, prefix + ".index"
+
+
+def load_init_checkpoint(path: str, cfg) -> InitCheckpoint:
+    """The encoder to fine-tune from `--init_checkpoint`, read by `export.read_init_checkpoint`:
+    the discriminator of a TF1 checkpoint, the model of a Hugging Face directory (any
+    ELECTRA head; only the encoder is used). A generator alone is refused."""
+    towers = [t for t in export.read_init_checkpoint(path, cfg) if t.kind != checkpoints.GENERATOR]
+    if not towers:
+        raise FinetuneError(f"--init_checkpoint {path}: holds only a generator; fine-tuning "
+                            "starts from the discriminator")
+    sizes = {key: getattr(towers[0].config, key) for key in CHECKPOINT_SIZE_KEYS}
+    resolved, identity = checkpoint_identity(path)
+    return InitCheckpoint(resolved, towers[0].tensors, sizes, file_sha256(identity))
 
 
 def assign_encoder_weights(encoder: modeling.ElectraEncoder, init: InitCheckpoint):
@@ -666,7 +672,7 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
     if not cfg.vocab_file:
         raise FinetuneError("--vocab is required (the vocabulary the model was pretrained with)")
     tokenizer = vocab_lib.load_tokenizer(cfg.vocab_file)
-    init = read_init_checkpoint(init_checkpoint) if init_checkpoint else None
+    init = load_init_checkpoint(init_checkpoint, cfg) if init_checkpoint else None
     if init is None:
         logging.warning("no --init_checkpoint: fine-tuning a RANDOMLY INITIALISED %s model "
                         "(a baseline, not a pretrained ELECTRA), without layer-wise "

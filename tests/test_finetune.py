@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl import flags
 
 from electra_ko import finetune, modeling, tasks
+from test_checkpoints import tf1_variables, write_tf1_checkpoint
 
 POSITIVE, NEGATIVE, FILLER = ["좋다", "최고", "감동"], ["별로", "최악", "지루"], ["영화", "배우", "연기"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -94,14 +95,43 @@ def test_predictions_and_model_dir(nsmc_run):
 
 def test_saved_model_reloads_as_init_checkpoint(nsmc_run, tmp_path):
     root, _ = nsmc_run
-    init = finetune.read_init_checkpoint(str(root / "out" / "model"))
+    init = finetune.load_init_checkpoint(str(root / "out" / "model"), finetune.resolve_config())
     assert init.sizes["hidden_size"] == 32 and init.sizes["vocab_size"] == 14
+    assert init.sizes["num_attention_heads"] == 2  # from config.json, not the "small" preset's 4
+    weights = root / "out" / "model" / "model.safetensors"
+    assert init.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
     model = finetune.SequenceClassifier(modeling.EncoderConfig(
         vocab_size=14, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, embedding_size=32), 2)
     finetune.assign_encoder_weights(model.electra, init)
     word = model.electra.embeddings.word_embeddings.numpy()
     np.testing.assert_array_equal(word, init.tensors["electra.embeddings.word_embeddings.weight"])
+
+
+def test_init_checkpoint_errors_name_the_path(tmp_path):
+    with pytest.raises(finetune.checkpoints.CheckpointError,
+                       match=rf"{tmp_path}: neither a Hugging Face directory .* nor a TF checkpoint"):
+        finetune.load_init_checkpoint(str(tmp_path), finetune.resolve_config())
+
+
+def test_tf1_checkpoint_gives_its_discriminator_and_refuses_a_generator(tmp_path):
+    variables = tf1_variables(embedding=16, hidden=32, gen_hidden=8, layers=2, gen_layers=1)
+    (tmp_path / "full").mkdir()
+    prefix = write_tf1_checkpoint(tmp_path / "full", variables, with_optimizer_state=False)
+    cfg = finetune.resolve_config(overrides=["num_attention_heads=4"])
+    init = finetune.load_init_checkpoint(str(tmp_path / "full"), cfg)
+    assert init.path == prefix
+    assert init.sizes["hidden_size"] == 32 and init.sizes["num_hidden_layers"] == 2
+    assert init.sizes["num_attention_heads"] == 4  # a TF1 checkpoint does not record it
+    np.testing.assert_array_equal(init.tensors["electra.encoder.layer.1.output.dense.weight"],
+                                  variables["electra/encoder/layer_1/output/dense/kernel"].T)
+    generator_only = {k: v for k, v in variables.items()
+                      if not k.startswith(("electra/encoder", "electra/embeddings_project",
+                                           "discriminator_predictions"))}
+    (tmp_path / "gen").mkdir()
+    write_tf1_checkpoint(tmp_path / "gen", generator_only, with_optimizer_state=False)
+    with pytest.raises(finetune.FinetuneError, match="holds only a generator"):
+        finetune.load_init_checkpoint(str(tmp_path / "gen"), cfg)
 
 
 def test_vocab_size_mismatch_is_a_clear_error(nsmc_run, tmp_path):
