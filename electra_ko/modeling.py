@@ -329,6 +329,10 @@ class ElectraEncoder(ConfigLayer):
                                    if config.embedding_size != config.hidden_size else None)
         self.encoder_layers = [TransformerLayer(config, name=f"layer_{i}")
                                for i in range(config.num_hidden_layers)]
+        # tf.train.Checkpoint does not look inside Keras' tracked lists: name each layer as
+        # an attribute too, or a model-only checkpoint would silently skip the Transformer.
+        for layer in self.encoder_layers:
+            setattr(self, layer.name, layer)
 
     def build(self, input_shape=None):
         if not self.embeddings.built:

@@ -225,3 +225,19 @@ def test_too_long_sequence_fails_clearly(tiny_model):
     ids = np.ones([1, 41], np.int32)
     with pytest.raises(ValueError, match="sequence length 41 exceeds max_position_embeddings 40"):
         tiny_model.discriminator(ids, ids, np.zeros_like(ids))
+
+
+def test_model_only_checkpoint_saves_and_restores_every_weight(tmp_path):
+    cfg = config.load_config(config.PRETRAIN, model_size="debug", vocab_size=100)
+    model = modeling.ElectraPretrainer.from_project_config(cfg)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "model"))
+    saved = [n for n, _ in tf.train.list_variables(path)
+             if n.startswith("model/") and n.endswith("VARIABLE_VALUE")]
+    assert len(saved) == len({id(w) for w in model.weights})
+
+    other = modeling.ElectraPretrainer.from_project_config(cfg)
+    for weight in other.weights:
+        weight.assign(tf.zeros_like(weight))
+    tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
+    for mine, theirs in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
