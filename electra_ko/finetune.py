@@ -652,9 +652,18 @@ def write_json(path, data):
 # --------------------------------------------------------------------------- driver
 
 
+def example_limit(flag: str, value: Optional[int]) -> Optional[int]:
+    """A `--max_*_examples` value as `tasks.load_splits` takes it: 0 (or None) = all."""
+    if value is not None and value < 0:
+        raise FinetuneError(f"--{flag} must be >= 0 (0 = all examples), got {value}")
+    return value or None
+
+
 def prepare(cfg, spec: tasks.TaskSpec, tokenizer, init, max_train_examples=None,
             max_eval_examples=None) -> Prepared:
-    splits = tasks.load_splits(spec, cfg.data_dir, max_train_examples, max_eval_examples)
+    splits = tasks.load_splits(spec, cfg.data_dir,
+                               example_limit("max_train_examples", max_train_examples),
+                               example_limit("max_eval_examples", max_eval_examples))
     for name, count in splits.empty_counts().items():
         if count:
             logging.warning("%s: skipped %d example(s) with an empty text", name, count)
@@ -759,8 +768,10 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_string("model_config", None, "Config whose architecture keys (model_size, "
                         "hidden_size, ...) size a randomly initialised model, e.g. "
                         "configs/tiny.json.", **d)
-    flags.DEFINE_integer("max_train_examples", None, "Use the first N training examples.", **d)
-    flags.DEFINE_integer("max_eval_examples", None, "Use the first N eval and test examples.", **d)
+    flags.DEFINE_integer("max_train_examples", 0, "Use the first N training examples "
+                         "(0 = all).", **d)
+    flags.DEFINE_integer("max_eval_examples", 0, "Use the first N eval and test examples "
+                         "(0 = all).", **d)
     flags.DEFINE_float("epochs", None, "num_train_epochs (default 3).", **d)
     flags.DEFINE_float("learning_rate", None, "Peak learning rate (default by model size).", **d)
     flags.DEFINE_integer("batch_size", None, "train_batch_size (default 32).", **d)

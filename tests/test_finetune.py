@@ -53,7 +53,7 @@ def nsmc_run(tmp_path_factory):
     fv = parse_flags(["--task", "nsmc", "--data_dir", str(root), "--vocab", str(root / "vocab.txt"),
                       "--output_dir", str(root / "out"), "--set", "model_size=debug",
                       "--epochs", "1", "--batch_size", "8", "--learning_rate", "3e-3",
-                      "--max_seq_length", "16"])
+                      "--max_seq_length", "16", "--max_train_examples", "0"])  # 0 = all
     return root, finetune.run_from_flags(fv, command="test")
 
 
@@ -263,6 +263,10 @@ def test_seed_aggregation_mean_sample_std_best():
 def test_flag_errors_are_named(tmp_path):
     with pytest.raises(finetune.FinetuneError, match="--seeds must be comma-separated integers"):
         finetune.parse_seeds(["1", "two"])
+    assert finetune.example_limit("max_train_examples", 0) is None  # all
+    assert finetune.example_limit("max_train_examples", 5) == 5
+    with pytest.raises(finetune.FinetuneError, match=r"--max_eval_examples must be >= 0 \(0 = all"):
+        finetune.example_limit("max_eval_examples", -1)
     fv = parse_flags(["--task", "custom", "--label_column", "y"])
     with pytest.raises(tasks.TaskError, match="--text_a_column"):
         finetune.run_from_flags(fv)
