@@ -95,7 +95,7 @@ def finetune_command(args, name, data_dir):
 def run_finetune(command, output_dir, reuse):
     """Run the CLI (progress bars pass through); returns its results.json + wall time.
 
-    `reuse` skips a run whose results.json was written by the same command."""
+    `reuse` skips a run already done (its run.json) with the same command."""
     record_path = os.path.join(output_dir, "run.json")
     if reuse and os.path.exists(record_path):
         with open(record_path, encoding="utf-8") as f:
