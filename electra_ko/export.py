@@ -74,26 +74,26 @@ class GeneratorModel(keras.Model):
 
 
 class ClassifierModel(keras.Model):
-    """`ElectraForSequenceClassification`: the fine-tuning model (`finetune.SequenceClassifier`,
+    """`ElectraForSequenceClassification`: the fine-tuning model (`classifier.SequenceClassifier`,
     whose head is transformers' dense + GELU + out_proj on [CLS]) -> logits [B, outputs]."""
 
     def __init__(self, config, num_outputs, **kwargs):
-        from electra_ko import finetune  # heavy module, needed only for classifiers
+        from electra_ko import classifier  # needed only for classifiers
 
         super().__init__(**kwargs)
         self.encoder_config = config
-        self.classifier = finetune.SequenceClassifier(config, num_outputs, name="classifier")
+        self.classifier = classifier.SequenceClassifier(config, num_outputs, name="classifier")
 
     def call(self, features):
         return self.classifier(features["input_ids"], features["input_mask"],
                                features["segment_ids"])
 
     def hf_weights(self):
-        from electra_ko import finetune
+        from electra_ko import classifier
 
         rows = []
         for tf1_name, variable in self.classifier.named_weights():
-            hf_name, transposed = finetune.huggingface_name(tf1_name)
+            hf_name, transposed = classifier.huggingface_name(tf1_name)
             rows.append((hf_name, variable, transposed))
         return rows
 

@@ -1,28 +1,26 @@
 """Fine-tune ELECTRA on a Korean task: `python -m electra_ko.finetune --task nsmc ...`.
 
+This module runs the job: config, initial checkpoint (and a collapse check on it),
+encoded splits, one training run per seed with evaluation after every epoch (the best
+epoch kept), outputs and the CLI. The model, its optimizer, batching and compiled steps
+are in `electra_ko.classifier`.
+
 The ELECTRA recipe: AdamW, linear warm-up over `warmup_proportion` of the steps then
-linear decay to 0, layer-wise learning-rate decay (google-research/electra's
-`_get_layer_lrs`; off for a randomly initialised model), a Hugging Face style classification head on [CLS]
-(dropout, dense, GELU, dropout, out_proj), evaluation after every epoch and the best
-epoch kept. `--seeds 1,2,3` repeats the run and reports mean, std and best.
+linear decay to 0, layer-wise learning-rate decay (off for a randomly initialised
+model), lr by model size. `--seeds 1,2,3` repeats the run and reports mean, std and best.
 
 Layout of `--output_dir`:
 
     results.json     task, metrics per epoch and seed, final metrics, aggregate over seeds,
                      resolved config, identity (path + sha256) of the initial checkpoint and
                      vocab, the checkpoint's token-state spread (< 0.01: collapsed, see
-                     `token_state_spread`), example counts (empty texts skipped), wall time,
-                     examples/s
+                     `classifier.token_state_spread`), example counts (empty texts
+                     skipped), wall time, examples/s
     predictions.tsv  the best model's predictions on the test file (when there is one)
     model/           the best model as a Hugging Face `ElectraForSequenceClassification`
                      directory: model.safetensors, config.json (labels in id2label and
                      under "electra_ko"), the vocabulary files
     seed_<n>/        with several seeds: each seed's results.json and predictions.tsv
-
-For speed on CPU the forward/backward pass is XLA-compiled and batches are padded to a
-few static widths (16, 32, 64, ... up to max_seq_length) instead of always to the max;
-examples of similar length are batched together. No example is dropped: a last partial
-batch is padded with zero-weight rows.
 """
 import dataclasses
 import json
@@ -35,14 +33,12 @@ from typing import Optional, Sequence
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from electra_ko import checkpoints, export, modeling, optimization, tasks  # noqa: E402
+from electra_ko import checkpoints, classifier, export, modeling, tasks  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 
@@ -53,8 +49,7 @@ PREDICTIONS_FILE = "predictions.tsv"
 VOCAB_FILES = (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE)
 # Keys a `--model_config` file may contribute (a pretraining config holds many more).
 ARCHITECTURE_KEYS = ("model_size", "model_hparam_overrides") + config_lib._BERT_CONFIG_KEYS
-MIN_BUCKET = 16
-MIN_TOKEN_STATE_SPREAD = 0.01  # below: a collapsed checkpoint (see token_state_spread)
+MIN_TOKEN_STATE_SPREAD = 0.01  # below: a collapsed checkpoint (see classifier.token_state_spread)
 
 
 class FinetuneError(ValueError):
@@ -62,121 +57,6 @@ class FinetuneError(ValueError):
 
 
 # --------------------------------------------------------------------------- model
-
-
-class SequenceClassifier(keras.Model):
-    """ELECTRA encoder + Hugging Face `ElectraClassificationHead` on the [CLS] vector.
-
-    Regression (KorSTS) is one output unit. Float32 outputs [B, num_outputs].
-    """
-
-    def __init__(self, encoder_config: modeling.EncoderConfig, num_outputs: int, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder_config = encoder_config
-        self.num_outputs = num_outputs
-        self.electra = modeling.ElectraEncoder(encoder_config, name="electra")
-        self.head_dense = modeling.dense(encoder_config.hidden_size, encoder_config, "dense", "gelu")
-        self.out_proj = modeling.dense(num_outputs, encoder_config, "out_proj")
-        self.electra.build()
-        self.head_dense.build((None, encoder_config.hidden_size))
-        self.out_proj.build((None, encoder_config.hidden_size))
-
-    def call(self, input_ids, input_mask, segment_ids, training=False, seed=None):
-        seeds = modeling.split_seed(seed, 3) if training else [None] * 3
-        cls = self.electra(input_ids, input_mask, segment_ids, training=training,
-                           seed=seeds[0])["cls_output"]
-        rate = self.encoder_config.hidden_dropout_prob
-        x = self.head_dense(modeling.dropout(cls, rate, seeds[1], training))
-        x = self.out_proj(modeling.dropout(x, rate, seeds[2], training))
-        return tf.cast(x, tf.float32)
-
-    def named_weights(self):
-        """[(TF1-style name, variable)]: encoder names as google-research/electra, the head
-        under `classifier/` (Hugging Face's `classifier.dense` / `classifier.out_proj`)."""
-        head = (modeling.dense_weights(self.head_dense, "classifier/dense")
-                + modeling.dense_weights(self.out_proj, "classifier/out_proj"))
-        return self.electra.canonical_weights("electra") + head
-
-
-def huggingface_name(tf1_name: str):
-    """(HF state-dict name, transposed?) of one of `SequenceClassifier.named_weights`."""
-    if tf1_name.startswith("classifier/"):
-        *scopes, leaf = tf1_name.split("/")
-        return ".".join(scopes + [{"kernel": "weight", "bias": "bias"}[leaf]]), leaf == "kernel"
-    return modeling.tf1_to_huggingface(tf1_name)
-
-
-def layer_depth(tf1_name: str, num_layers: int) -> int:
-    """google-research/electra's depths: embeddings 0, layer i -> i + 1, task head L + 2."""
-    if "/embeddings/" in tf1_name or "/embeddings_project/" in tf1_name:
-        return 0
-    parts = tf1_name.split("/")
-    if "encoder" in parts:
-        return int(parts[parts.index("encoder") + 1][len("layer_"):]) + 1
-    return num_layers + 2
-
-
-def layerwise_lr_multipliers(named_weights, num_layers: int, decay: float) -> dict:
-    """{variable path: decay ** (L + 2 - depth)}; decay 1 or None gives 1 everywhere.
-
-    As the original, the top Transformer layer already gets decay**2 and the embeddings
-    decay**(L + 2); only the task head trains at the full learning rate.
-    """
-    decay = 1.0 if not decay else decay
-    return {variable.path: decay ** (num_layers + 2 - layer_depth(name, num_layers))
-            for name, variable in named_weights}
-
-
-@keras.saving.register_keras_serializable(package="electra_ko")
-class LayerwiseAdamW(optimization.AdamW):
-    """AdamW whose learning rate, and so its decoupled weight decay, is scaled per variable.
-
-    The decay is applied inside `update_step`, at the variable's own rate, as
-    google-research/electra does (`lr * (adam_update + weight_decay * param)`).
-    """
-
-    def __init__(self, lr_multipliers: Optional[dict] = None, **kwargs):
-        super().__init__(**kwargs)
-        self.lr_multipliers = dict(lr_multipliers or {})
-        self._ordered_multipliers = []
-
-    def build(self, var_list):
-        missing = [v.path for v in var_list if v.path not in self.lr_multipliers]
-        if missing:
-            raise ValueError(f"no learning-rate multiplier for {', '.join(missing)}")
-        self._ordered_multipliers = [self.lr_multipliers[v.path] for v in var_list]
-        super().build(var_list)
-
-    def _apply_weight_decay(self, variables):
-        """Done per variable in `update_step`."""
-
-    def update_step(self, gradient, variable, learning_rate):
-        multiplier = self._ordered_multipliers[self._get_variable_index(variable)]
-        lr = tf.cast(learning_rate, variable.dtype) * multiplier
-        if self.weight_decay and self._use_weight_decay(variable):
-            variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * lr)
-        super().update_step(gradient, variable, lr)
-
-    def get_config(self):
-        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
-
-
-def create_optimizer(cfg, model: SequenceClassifier, num_train_steps: int, precision: str):
-    schedule = optimization.WarmupPolynomialDecay(
-        cfg.learning_rate, num_train_steps,
-        num_warmup_steps=int(round(cfg.warmup_proportion * num_train_steps)))
-    multipliers = layerwise_lr_multipliers(model.named_weights(),
-                                           model.encoder_config.num_hidden_layers,
-                                           cfg.layerwise_lr_decay)
-    optimizer = LayerwiseAdamW(lr_multipliers=multipliers, learning_rate=schedule,
-                               weight_decay=cfg.weight_decay_rate, epsilon=cfg.adam_epsilon)
-    optimizer.exclude_from_weight_decay(var_names=list(optimization.NO_DECAY_PATTERNS))
-    if precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimization.build_optimizer(optimizer, model.trainable_variables)
-    return optimizer
-
-
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -184,16 +64,6 @@ def create_optimizer(cfg, model: SequenceClassifier, num_train_steps: int, preci
 CHECKPOINT_SIZE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
                         "num_attention_heads", "intermediate_size", "max_position_embeddings",
                         "type_vocab_size")
-
-
-@dataclasses.dataclass
-class InitCheckpoint:
-    """Encoder weights to start from, by Hugging Face name (torch layout), the sizes
-    they imply, and the identity of the file they came from."""
-    path: str
-    tensors: dict
-    sizes: dict
-    sha256: str
 
 
 def file_sha256(path: str) -> str:
@@ -209,13 +79,14 @@ def checkpoint_identity(path: str):
     """(path, file whose hash identifies the checkpoint): a Hugging Face directory and its
     weights file, or a TF checkpoint's prefix and its `.index`."""
     if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
-        names = (checkpoints.HF_SAFETENSORS, checkpoints.HF_SAFETENSORS_INDEX, checkpoints.HF_PYTORCH)
-        return path, next(os.path.join(path, n) for n in names if os.path.exists(os.path.join(path, n)))
+        files = [os.path.join(path, name) for name in (
+            checkpoints.HF_SAFETENSORS, checkpoints.HF_SAFETENSORS_INDEX, checkpoints.HF_PYTORCH)]
+        return path, next(file for file in files if os.path.exists(file))
     prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
     return prefix, prefix + ".index"
 
 
-def load_init_checkpoint(path: str, cfg) -> InitCheckpoint:
+def load_init_checkpoint(path: str, cfg) -> classifier.InitCheckpoint:
     """The encoder to fine-tune from `--init_checkpoint`, read by `export.read_init_checkpoint`:
     the discriminator of a TF1 checkpoint, the model of a Hugging Face directory (any
     ELECTRA head; only the encoder is used). A generator alone is refused."""
@@ -225,52 +96,15 @@ def load_init_checkpoint(path: str, cfg) -> InitCheckpoint:
                             "starts from the discriminator")
     sizes = {key: getattr(towers[0].config, key) for key in CHECKPOINT_SIZE_KEYS}
     resolved, identity = checkpoint_identity(path)
-    return InitCheckpoint(resolved, towers[0].tensors, sizes, file_sha256(identity))
+    return classifier.InitCheckpoint(resolved, towers[0].tensors, sizes, file_sha256(identity))
 
 
-def assign_encoder_weights(encoder: modeling.ElectraEncoder, init: InitCheckpoint):
-    """Copy the encoder's tensors; heads of the checkpoint (discriminator, classifier) are
-    not used. Missing tensors or wrong shapes are an error naming them."""
-    problems = []
-    for tf1_name, variable in encoder.canonical_weights("electra"):
-        hf_name, transposed = modeling.tf1_to_huggingface(tf1_name)
-        value = init.tensors.get(hf_name)
-        if value is None:
-            problems.append(f"missing {hf_name}")
-            continue
-        value = value.T if transposed else value
-        if tuple(value.shape) != tuple(variable.shape):
-            problems.append(f"{hf_name} has shape {tuple(value.shape)}, model wants "
-                            f"{tuple(variable.shape)}")
-            continue
-        variable.assign(value)
-    if problems:
-        raise FinetuneError(f"--init_checkpoint {init.path} does not fit the model: "
-                            + "; ".join(problems))
-
-
-def token_state_spread(encoder: modeling.ElectraEncoder, data: "Encoded", max_examples=64) -> float:
-    """How much the encoder's output differs from token to token: the mean over hidden
-    units of their std across the real tokens of `max_examples` examples, over their RMS.
-
-    About 0.3-1 for a random or a healthy pretrained encoder. A pretraining run whose
-    discriminator settled on a constant answer maps every token to nearly one vector
-    (< 0.01); no fine-tuning recipe learns from such a checkpoint.
-    """
-    n = min(len(data), max_examples)
-    width = int(data.features["lengths"][:n].max())
-    inputs = [data.features[key][:n, :width] for key in ("input_ids", "input_mask", "segment_ids")]
-    states = encoder(*(tf.constant(x) for x in inputs))["sequence_output"].numpy()
-    real = states[inputs[1].astype(bool)].astype(np.float64)
-    return float(real.std(axis=0).mean() / max(np.sqrt(np.mean(real ** 2)), 1e-12))
-
-
-def check_init_spread(cfg, init: InitCheckpoint, train: "Encoded") -> float:
+def check_init_spread(cfg, init: classifier.InitCheckpoint, train: classifier.Encoded) -> float:
     """Warn loudly when the initial checkpoint's representations have collapsed."""
     encoder = modeling.ElectraEncoder(modeling.EncoderConfig.from_config(cfg), name="electra")
     encoder.build()
-    assign_encoder_weights(encoder, init)
-    spread = token_state_spread(encoder, train)
+    classifier.assign_encoder_weights(encoder, init)
+    spread = classifier.token_state_spread(encoder, train)
     if spread < MIN_TOKEN_STATE_SPREAD:
         logging.warning(
             "--init_checkpoint %s looks COLLAPSED: its token states barely differ from one "
@@ -311,78 +145,6 @@ def check_vocab_size(cfg, tokenizer, init):
             "the model was pretrained with")
 
 
-# --------------------------------------------------------------------------- batching
-
-
-def bucket_widths(max_seq_length: int) -> list:
-    widths, width = [], MIN_BUCKET
-    while width < max_seq_length:
-        widths.append(width)
-        width *= 2
-    return widths + [max_seq_length]
-
-
-@dataclasses.dataclass
-class Encoded:
-    """One split encoded to max_seq_length; labels int32 ids or float32 scores (or None)."""
-    features: dict
-    labels: Optional[np.ndarray]
-
-    def __len__(self):
-        return len(self.features["lengths"])
-
-
-def encode_split(tokenizer, examples: tasks.Examples, max_seq_length: int) -> Encoded:
-    return Encoded(tasks.encode(tokenizer, examples.text_a, examples.text_b, max_seq_length),
-                   examples.labels)
-
-
-def batch_order(lengths, batch_size, rng=None, chunk_batches=50):
-    """Index batches. With `rng` (training): shuffled, then sorted by length within chunks
-    of `chunk_batches` batches so each batch pads little, then batches shuffled. Without:
-    sorted by length (evaluation; outputs are put back in order by index)."""
-    n = len(lengths)
-    if rng is None:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-    order = rng.permutation(n)
-    chunk = batch_size * chunk_batches
-    batches = []
-    for start in range(0, n, chunk):
-        part = order[start:start + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def make_batch(data: Encoded, indices, batch_size, widths, regression):
-    """Arrays of one batch padded to `batch_size` rows and the smallest bucket width.
-
-    `weight` is 1/n_real for real rows and 0 for padding rows, so the summed weighted
-    loss is the mean over real examples however the batch is split across replicas.
-    """
-    longest = int(data.features["lengths"][indices].max())
-    width = next(w for w in widths if w >= longest)
-    pad_rows = batch_size - len(indices)
-    batch = {}
-    for key in ("input_ids", "input_mask", "segment_ids"):
-        array = data.features[key][indices, :width]
-        batch[key] = np.pad(array, ((0, pad_rows), (0, 0)))
-    weight = np.full(len(indices), 1.0 / len(indices), dtype=np.float32)
-    batch["weight"] = np.pad(weight, (0, pad_rows))
-    label_dtype = np.float32 if regression else np.int32
-    labels = data.labels[indices] if data.labels is not None else np.zeros(len(indices))
-    batch["labels"] = np.pad(labels.astype(label_dtype), (0, pad_rows))
-    return batch
-
-
-def batch_signature(regression):
-    ids = tf.TensorSpec([None, None], tf.int32)
-    return {"input_ids": ids, "input_mask": ids, "segment_ids": ids,
-            "weight": tf.TensorSpec([None], tf.float32),
-            "labels": tf.TensorSpec([None], tf.float32 if regression else tf.int32)}
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -390,108 +152,6 @@ def create_strategy(cfg):
     """The pretraining driver's strategy choice (TPU, several GPUs, else default)."""
     from electra_ko import pretrain
     return pretrain.create_strategy("auto", cfg=cfg)
-
-
-class Runner:
-    """Model, optimizer and compiled steps of one seed's fine-tuning run."""
-
-    def __init__(self, cfg, spec: tasks.TaskSpec, strategy, device_kind, num_train_steps,
-                 init: Optional[InitCheckpoint]):
-        self.cfg, self.spec, self.strategy = cfg, spec, strategy
-        self.regression = spec.task_type == tasks.REGRESSION
-        precision = optimization.precision_policy(cfg.mixed_precision, device_kind)
-        keras.mixed_precision.set_global_policy(precision)
-        num_outputs = 1 if self.regression else len(spec.labels)
-        with strategy.scope():
-            keras.utils.set_random_seed(cfg.seed)
-            self.model = SequenceClassifier(modeling.EncoderConfig.from_config(cfg), num_outputs,
-                                            name="electra_classifier")
-            if init is not None:
-                assign_encoder_weights(self.model.electra, init)
-            self.optimizer = create_optimizer(cfg, self.model, num_train_steps, precision)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self._grads = tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
-        self._forward = tf.function(self._outputs, jit_compile=cfg.jit_compile)
-        self._train_fn = tf.function(self._distributed_train_step)
-        self._eval_fn = tf.function(self._distributed_eval_step)
-
-    def _loss(self, outputs, batch):
-        if self.regression:
-            losses = tf.square(outputs[:, 0] - batch["labels"])
-        else:
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], outputs)
-        return tf.reduce_sum(losses * batch["weight"])
-
-    def _loss_and_grads(self, batch, seed):
-        variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            outputs = self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                                 training=True, seed=seed)
-            loss = self._loss(outputs, batch)
-            scaled = self.optimizer.scale_loss(loss)
-        return loss, tape.gradient(scaled, variables)
-
-    def _train_step(self, batch):
-        seed = tf.stack([tf.constant(self.cfg.seed, tf.int64), self.step.read_value()])
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        loss, grads = self._grads(batch, tf.random.experimental.stateless_fold_in(seed, replica))
-        grads, _ = optimization.reduce_and_clip(grads, self.cfg.clip_norm,
-                                                optimization.loss_scale(self.optimizer))
-        self.optimizer.apply(grads, self.model.trainable_variables)
-        return loss
-
-    def _distributed_train_step(self, batch):
-        losses = self.strategy.run(self._train_step, args=(batch,))
-        self.step.assign_add(1)
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-
-    def _outputs(self, batch):
-        return self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
-
-    def _distributed_eval_step(self, batch):
-        return self.strategy.gather(self.strategy.run(self._forward, args=(batch,)), axis=0)
-
-    def _dataset(self, data, batches, size):
-        widths = bucket_widths(self.cfg.max_seq_length)
-
-        def generate():
-            for indices in batches:
-                yield make_batch(data, indices, size, widths, self.regression)
-
-        dataset = tf.data.Dataset.from_generator(
-            generate, output_signature=batch_signature(self.regression)).prefetch(2)
-        return self.strategy.experimental_distribute_dataset(dataset)
-
-    def train_epoch(self, data: Encoded, batches, description):
-        """Run the given batches; returns the mean training loss."""
-        total, steps = 0.0, 0
-        bar = tqdm(total=len(batches), desc=description, unit="batch", leave=False)
-        for batch in self._dataset(data, batches, self.cfg.train_batch_size):
-            total += float(self._train_fn(batch))
-            steps += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / steps:.4f}")
-        bar.close()
-        return total / max(steps, 1)
-
-    def predict(self, data: Encoded, description="eval") -> np.ndarray:
-        """Outputs for every example, in the input order (last partial batch included)."""
-        batches = batch_order(data.features["lengths"], self.cfg.eval_batch_size)
-        outputs = np.zeros((len(data), self.model.num_outputs), dtype=np.float32)
-        bar = tqdm(total=len(batches), desc=description, unit="batch", leave=False)
-        for indices, batch in zip(batches, self._dataset(data, batches, self.cfg.eval_batch_size)):
-            outputs[indices] = self._eval_fn(batch).numpy()[:len(indices)]
-            bar.update(1)
-        bar.close()
-        return outputs
-
-    def get_weights(self):
-        return [v.numpy() for v in self.model.weights]
-
-    def set_weights(self, values):
-        for variable, value in zip(self.model.weights, values):
-            variable.assign(value)
 
 
 # --------------------------------------------------------------------------- one seed
@@ -502,11 +162,11 @@ class Prepared:
     """Everything shared by the seeds: config, task, encoded splits, initial weights."""
     cfg: object
     splits: tasks.Splits
-    train: Encoded
-    eval: Optional[Encoded]
-    test: Optional[Encoded]
+    train: classifier.Encoded
+    eval: Optional[classifier.Encoded]
+    test: Optional[classifier.Encoded]
     tokenizer: object
-    init: Optional[InitCheckpoint]
+    init: Optional[classifier.InitCheckpoint]
 
 
 def count_steps(num_examples, batch_size, epochs):
@@ -520,12 +180,13 @@ def run_seed(prepared: Prepared, seed: int, strategy, device_kind) -> dict:
     spec = prepared.splits.spec
     batches_per_epoch, total_steps = count_steps(len(prepared.train), cfg.train_batch_size,
                                                  cfg.num_train_epochs)
-    runner = Runner(cfg, spec, strategy, device_kind, total_steps, prepared.init)
+    runner = classifier.Runner(cfg, spec, strategy, device_kind, total_steps, prepared.init)
     rng = np.random.RandomState(seed)
     epochs, best = [], None
     done = 0
     for epoch in range(1, math.ceil(total_steps / batches_per_epoch) + 1):
-        batches = batch_order(prepared.train.features["lengths"], cfg.train_batch_size, rng)
+        batches = classifier.batch_order(prepared.train.features["lengths"],
+                                         cfg.train_batch_size, rng)
         batches = batches[:total_steps - done]
         started = time.time()
         loss = runner.train_epoch(prepared.train, batches,
@@ -624,13 +285,13 @@ def huggingface_config(cfg, spec: tasks.TaskSpec, tokenizer) -> dict:
     }
 
 
-def save_model(model_dir, model: SequenceClassifier, cfg, spec, tokenizer) -> str:
+def save_model(model_dir, model: classifier.SequenceClassifier, cfg, spec, tokenizer) -> str:
     """Weights (safetensors, HF names and torch layout), config.json, vocabulary files."""
     from safetensors.numpy import save_file
     os.makedirs(model_dir, exist_ok=True)
     tensors = {}
     for tf1_name, variable in model.named_weights():
-        name, transposed = huggingface_name(tf1_name)
+        name, transposed = classifier.huggingface_name(tf1_name)
         value = variable.numpy().astype(np.float32)
         tensors[name] = np.ascontiguousarray(value.T if transposed else value)
     weights_path = os.path.join(model_dir, WEIGHTS_FILE)
@@ -667,7 +328,8 @@ def prepare(cfg, spec: tasks.TaskSpec, tokenizer, init, max_train_examples=None,
     for name, count in splits.empty_counts().items():
         if count:
             logging.warning("%s: skipped %d example(s) with an empty text", name, count)
-    encode = lambda split: split and encode_split(tokenizer, split, cfg.max_seq_length)  # noqa: E731
+    encode = lambda split: split and classifier.encode_split(  # noqa: E731
+        tokenizer, split, cfg.max_seq_length)
     return Prepared(cfg, splits, encode(splits.train), encode(splits.eval), encode(splits.test),
                     tokenizer, init)
 

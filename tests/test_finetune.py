@@ -1,4 +1,5 @@
-"""Fine-tuning: layer-wise decay, optimizer, batching, seeds, outputs, errors, a real run."""
+"""Fine-tuning (electra_ko.finetune and electra_ko.classifier): layer-wise decay, optimizer,
+batching, learning, collapse check, init checkpoints, seeds, outputs, errors, a real run."""
 import hashlib
 import json
 import random
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import finetune, modeling, tasks
+from electra_ko import classifier, finetune, modeling, tasks
 from test_checkpoints import tf1_variables, write_tf1_checkpoint
 
 POSITIVE, NEGATIVE, FILLER = ["좋다", "최고", "감동"], ["별로", "최악", "지루"], ["영화", "배우", "연기"]
@@ -100,10 +101,10 @@ def test_saved_model_reloads_as_init_checkpoint(nsmc_run, tmp_path):
     assert init.sizes["num_attention_heads"] == 2  # from config.json, not the "small" preset's 4
     weights = root / "out" / "model" / "model.safetensors"
     assert init.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
-    model = finetune.SequenceClassifier(modeling.EncoderConfig(
+    model = classifier.SequenceClassifier(modeling.EncoderConfig(
         vocab_size=14, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, embedding_size=32), 2)
-    finetune.assign_encoder_weights(model.electra, init)
+    classifier.assign_encoder_weights(model.electra, init)
     word = model.electra.embeddings.word_embeddings.numpy()
     np.testing.assert_array_equal(word, init.tensors["electra.embeddings.word_embeddings.weight"])
 
@@ -157,10 +158,10 @@ def test_default_recipe_learns_within_a_hundred_steps(tmp_path):
         train_batch_size=16, max_seq_length=16, vocab_size=14))
     examples = tasks.load_splits(tasks.get_task("nsmc").with_files(["train.txt"], "", ""),
                                  str(tmp_path)).train
-    data = finetune.encode_split(finetune.vocab_lib.load_tokenizer(cfg.vocab_file), examples, 16)
-    runner = finetune.Runner(cfg, tasks.get_task("nsmc"), tf.distribute.get_strategy(), "CPU",
+    data = classifier.encode_split(finetune.vocab_lib.load_tokenizer(cfg.vocab_file), examples, 16)
+    runner = classifier.Runner(cfg, tasks.get_task("nsmc"), tf.distribute.get_strategy(), "CPU",
                              120, None)
-    batches = finetune.batch_order(data.features["lengths"], 16, np.random.RandomState(0))
+    batches = classifier.batch_order(data.features["lengths"], 16, np.random.RandomState(0))
     losses = [float(runner._train_fn(batch)) for batch in runner._dataset(data, batches, 16)]
     assert len(losses) == 120 and cfg.learning_rate == pytest.approx(1e-3)
     assert np.mean(losses[:10]) == pytest.approx(np.log(2), abs=0.02)
@@ -170,20 +171,20 @@ def test_default_recipe_learns_within_a_hundred_steps(tmp_path):
 def test_collapsed_checkpoint_is_measured_and_flagged(caplog):
     encoder = modeling.ElectraEncoder(tiny_config(), name="electra")
     encoder.build()
-    data = finetune.Encoded(dict(zip(("input_ids", "input_mask", "segment_ids", "lengths"),
+    data = classifier.Encoded(dict(zip(("input_ids", "input_mask", "segment_ids", "lengths"),
                                      (np.array([[2, 5, 6, 3], [2, 9, 3, 0]], np.int32),
                                       np.array([[1, 1, 1, 1], [1, 1, 1, 0]], np.int32),
                                       np.zeros((2, 4), np.int32), np.array([4, 3])))), None)
-    assert finetune.token_state_spread(encoder, data) > 0.3
+    assert classifier.token_state_spread(encoder, data) > 0.3
     # the last LayerNorm's scale at 0: every token comes out as its offset, one vector
     encoder.encoder_layers[-1].output_layer_norm.gamma.assign(np.zeros(16, np.float32))
     encoder.encoder_layers[-1].output_layer_norm.beta.assign(np.linspace(-1, 1, 16))
-    assert finetune.token_state_spread(encoder, data) < 1e-6
+    assert classifier.token_state_spread(encoder, data) < 1e-6
     tensors = {}
     for tf1_name, variable in encoder.canonical_weights("electra"):
         name, transposed = modeling.tf1_to_huggingface(tf1_name)
         tensors[name] = variable.numpy().T if transposed else variable.numpy()
-    init = finetune.InitCheckpoint("/models/collapsed", tensors, {}, "")
+    init = classifier.InitCheckpoint("/models/collapsed", tensors, {}, "")
     cfg = finetune.resolve_config(overrides=["model_size=debug"], vocab_size=20, hidden_size=16,
                                   embedding_size=8, intermediate_size=32,
                                   max_position_embeddings=32, max_seq_length=16)
@@ -193,8 +194,8 @@ def test_collapsed_checkpoint_is_measured_and_flagged(caplog):
 
 
 def test_layerwise_multipliers_follow_google_research_electra():
-    model = finetune.SequenceClassifier(tiny_config(), 3)
-    factors = {name: finetune.layerwise_lr_multipliers([(name, v)], 2, 0.8)[v.path]
+    model = classifier.SequenceClassifier(tiny_config(), 3)
+    factors = {name: classifier.layerwise_lr_multipliers([(name, v)], 2, 0.8)[v.path]
                for name, v in model.named_weights()}
     # L = 2: embeddings (and their projection) depth 0, layer i depth i + 1, head depth L + 2
     assert factors["electra/embeddings/word_embeddings"] == pytest.approx(0.8 ** 4)
@@ -208,7 +209,7 @@ def test_layerwise_multipliers_follow_google_research_electra():
 
 def test_layerwise_adamw_scales_update_and_weight_decay():
     a, b = keras.Variable([1.0, 2.0], name="a"), keras.Variable([1.0, 2.0], name="b")
-    optimizer = finetune.LayerwiseAdamW(lr_multipliers={a.path: 1.0, b.path: 0.25},
+    optimizer = classifier.LayerwiseAdamW(lr_multipliers={a.path: 1.0, b.path: 0.25},
                                         learning_rate=0.1, weight_decay=0.5, epsilon=1e-6)
     optimizer.build([a, b])
     grad = tf.constant([0.5, -2.0])
@@ -223,30 +224,30 @@ def test_layerwise_adamw_scales_update_and_weight_decay():
 
 
 def test_classifier_shapes_and_head_names():
-    model = finetune.SequenceClassifier(tiny_config(), 3)
+    model = classifier.SequenceClassifier(tiny_config(), 3)
     ids = tf.constant([[2, 7, 3, 0]])
     out = model(ids, tf.constant([[1, 1, 1, 0]]), tf.zeros_like(ids))
     assert out.shape == (1, 3) and out.dtype == tf.float32
-    names = [finetune.huggingface_name(n) for n, _ in model.named_weights()]
+    names = [classifier.huggingface_name(n) for n, _ in model.named_weights()]
     assert ("classifier.out_proj.weight", True) in names
     assert ("electra.encoder.layer.1.output.dense.weight", True) in names
 
 
 def test_batches_cover_every_example_once_with_zero_weight_padding():
     lengths = np.array([5, 17, 3, 40, 9, 12, 8])
-    data = finetune.Encoded({"input_ids": np.ones((7, 64), np.int32),
+    data = classifier.Encoded({"input_ids": np.ones((7, 64), np.int32),
                              "input_mask": np.ones((7, 64), np.int32),
                              "segment_ids": np.zeros((7, 64), np.int32), "lengths": lengths},
                             np.arange(7, dtype=np.int32) % 2)
     for rng in (None, np.random.RandomState(0)):
-        batches = finetune.batch_order(lengths, 3, rng)
+        batches = classifier.batch_order(lengths, 3, rng)
         assert sorted(np.concatenate(batches).tolist()) == list(range(7))
-    assert finetune.bucket_widths(64) == [16, 32, 64]
-    assert finetune.bucket_widths(100) == [16, 32, 64, 100]
-    batch = finetune.make_batch(data, np.array([3]), 3, [16, 32, 64], regression=False)
+    assert classifier.bucket_widths(64) == [16, 32, 64]
+    assert classifier.bucket_widths(100) == [16, 32, 64, 100]
+    batch = classifier.make_batch(data, np.array([3]), 3, [16, 32, 64], regression=False)
     assert batch["input_ids"].shape == (3, 64)
     assert batch["weight"].tolist() == [1.0, 0.0, 0.0]
-    batch = finetune.make_batch(data, np.array([0, 2]), 3, [16, 32, 64], regression=False)
+    batch = classifier.make_batch(data, np.array([0, 2]), 3, [16, 32, 64], regression=False)
     assert batch["input_ids"].shape == (3, 16) and batch["weight"].tolist() == [0.5, 0.5, 0.0]
 
 

@@ -1,0 +1,371 @@
+"""The fine-tuning model and how it trains: encoder + classification head, layer-wise AdamW,
+length-bucketed batches and the compiled train / predict steps of one run.
+
+`SequenceClassifier` is the ELECTRA encoder with Hugging Face's `ElectraClassificationHead`
+on [CLS] (dropout, dense, GELU, dropout, out_proj); its weights carry google-research/electra
+TF1 names (`named_weights`) that map one-to-one onto transformers'
+`ElectraForSequenceClassification`. Layer-wise learning-rate decay follows
+google-research/electra's `_get_layer_lrs`.
+
+For speed on CPU the forward/backward pass is XLA-compiled and batches are padded to a
+few static widths (16, 32, 64, ... up to max_seq_length) instead of always to the max;
+examples of similar length are batched together. No example is dropped: a last partial
+batch is padded with zero-weight rows.
+
+`electra_ko.finetune` drives it: config, initial checkpoint, seeds, evaluation, outputs, CLI.
+"""
+import dataclasses
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from electra_ko import checkpoints, modeling, optimization, tasks
+
+MIN_BUCKET = 16
+
+
+# --------------------------------------------------------------------------- model
+
+
+class SequenceClassifier(keras.Model):
+    """ELECTRA encoder + Hugging Face `ElectraClassificationHead` on the [CLS] vector.
+
+    Regression (KorSTS) is one output unit. Float32 outputs [B, num_outputs].
+    """
+
+    def __init__(self, encoder_config: modeling.EncoderConfig, num_outputs: int, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_config = encoder_config
+        self.num_outputs = num_outputs
+        self.electra = modeling.ElectraEncoder(encoder_config, name="electra")
+        self.head_dense = modeling.dense(encoder_config.hidden_size, encoder_config, "dense", "gelu")
+        self.out_proj = modeling.dense(num_outputs, encoder_config, "out_proj")
+        self.electra.build()
+        self.head_dense.build((None, encoder_config.hidden_size))
+        self.out_proj.build((None, encoder_config.hidden_size))
+
+    def call(self, input_ids, input_mask, segment_ids, training=False, seed=None):
+        seeds = modeling.split_seed(seed, 3) if training else [None] * 3
+        cls = self.electra(input_ids, input_mask, segment_ids, training=training,
+                           seed=seeds[0])["cls_output"]
+        rate = self.encoder_config.hidden_dropout_prob
+        x = self.head_dense(modeling.dropout(cls, rate, seeds[1], training))
+        x = self.out_proj(modeling.dropout(x, rate, seeds[2], training))
+        return tf.cast(x, tf.float32)
+
+    def named_weights(self):
+        """[(TF1-style name, variable)]: encoder names as google-research/electra, the head
+        under `classifier/` (Hugging Face's `classifier.dense` / `classifier.out_proj`)."""
+        head = (modeling.dense_weights(self.head_dense, "classifier/dense")
+                + modeling.dense_weights(self.out_proj, "classifier/out_proj"))
+        return self.electra.canonical_weights("electra") + head
+
+
+def huggingface_name(tf1_name: str):
+    """(HF state-dict name, transposed?) of one of `SequenceClassifier.named_weights`."""
+    if tf1_name.startswith("classifier/"):
+        *scopes, leaf = tf1_name.split("/")
+        return ".".join(scopes + [{"kernel": "weight", "bias": "bias"}[leaf]]), leaf == "kernel"
+    return modeling.tf1_to_huggingface(tf1_name)
+
+
+def layer_depth(tf1_name: str, num_layers: int) -> int:
+    """google-research/electra's depths: embeddings 0, layer i -> i + 1, task head L + 2."""
+    if "/embeddings/" in tf1_name or "/embeddings_project/" in tf1_name:
+        return 0
+    parts = tf1_name.split("/")
+    if "encoder" in parts:
+        return int(parts[parts.index("encoder") + 1][len("layer_"):]) + 1
+    return num_layers + 2
+
+
+def layerwise_lr_multipliers(named_weights, num_layers: int, decay: float) -> dict:
+    """{variable path: decay ** (L + 2 - depth)}; decay 1 or None gives 1 everywhere.
+
+    As the original, the top Transformer layer already gets decay**2 and the embeddings
+    decay**(L + 2); only the task head trains at the full learning rate.
+    """
+    decay = 1.0 if not decay else decay
+    return {variable.path: decay ** (num_layers + 2 - layer_depth(name, num_layers))
+            for name, variable in named_weights}
+
+
+@keras.saving.register_keras_serializable(package="electra_ko")
+class LayerwiseAdamW(optimization.AdamW):
+    """AdamW whose learning rate, and so its decoupled weight decay, is scaled per variable.
+
+    The decay is applied inside `update_step`, at the variable's own rate, as
+    google-research/electra does (`lr * (adam_update + weight_decay * param)`).
+    """
+
+    def __init__(self, lr_multipliers: Optional[dict] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+        self._ordered_multipliers = []
+
+    def build(self, var_list):
+        missing = [v.path for v in var_list if v.path not in self.lr_multipliers]
+        if missing:
+            raise ValueError(f"no learning-rate multiplier for {', '.join(missing)}")
+        self._ordered_multipliers = [self.lr_multipliers[v.path] for v in var_list]
+        super().build(var_list)
+
+    def _apply_weight_decay(self, variables):
+        """Done per variable in `update_step`."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        multiplier = self._ordered_multipliers[self._get_variable_index(variable)]
+        lr = tf.cast(learning_rate, variable.dtype) * multiplier
+        if self.weight_decay and self._use_weight_decay(variable):
+            variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * lr)
+        super().update_step(gradient, variable, lr)
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+
+
+def create_optimizer(cfg, model: SequenceClassifier, num_train_steps: int, precision: str):
+    schedule = optimization.WarmupPolynomialDecay(
+        cfg.learning_rate, num_train_steps,
+        num_warmup_steps=int(round(cfg.warmup_proportion * num_train_steps)))
+    multipliers = layerwise_lr_multipliers(model.named_weights(),
+                                           model.encoder_config.num_hidden_layers,
+                                           cfg.layerwise_lr_decay)
+    optimizer = LayerwiseAdamW(lr_multipliers=multipliers, learning_rate=schedule,
+                               weight_decay=cfg.weight_decay_rate, epsilon=cfg.adam_epsilon)
+    optimizer.exclude_from_weight_decay(var_names=list(optimization.NO_DECAY_PATTERNS))
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimization.build_optimizer(optimizer, model.trainable_variables)
+    return optimizer
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def bucket_widths(max_seq_length: int) -> list:
+    widths, width = [], MIN_BUCKET
+    while width < max_seq_length:
+        widths.append(width)
+        width *= 2
+    return widths + [max_seq_length]
+
+
+@dataclasses.dataclass
+class Encoded:
+    """One split encoded to max_seq_length; labels int32 ids or float32 scores (or None)."""
+    features: dict
+    labels: Optional[np.ndarray]
+
+    def __len__(self):
+        return len(self.features["lengths"])
+
+
+def encode_split(tokenizer, examples: tasks.Examples, max_seq_length: int) -> Encoded:
+    return Encoded(tasks.encode(tokenizer, examples.text_a, examples.text_b, max_seq_length),
+                   examples.labels)
+
+
+def batch_order(lengths, batch_size, rng=None, chunk_batches=50):
+    """Index batches. With `rng` (training): shuffled, then sorted by length within chunks
+    of `chunk_batches` batches so each batch pads little, then batches shuffled. Without:
+    sorted by length (evaluation; outputs are put back in order by index)."""
+    n = len(lengths)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    order = rng.permutation(n)
+    chunk = batch_size * chunk_batches
+    batches = []
+    for start in range(0, n, chunk):
+        part = order[start:start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def make_batch(data: Encoded, indices, batch_size, widths, regression):
+    """Arrays of one batch padded to `batch_size` rows and the smallest bucket width.
+
+    `weight` is 1/n_real for real rows and 0 for padding rows, so the summed weighted
+    loss is the mean over real examples however the batch is split across replicas.
+    """
+    longest = int(data.features["lengths"][indices].max())
+    width = next(w for w in widths if w >= longest)
+    pad_rows = batch_size - len(indices)
+    batch = {}
+    for key in ("input_ids", "input_mask", "segment_ids"):
+        array = data.features[key][indices, :width]
+        batch[key] = np.pad(array, ((0, pad_rows), (0, 0)))
+    weight = np.full(len(indices), 1.0 / len(indices), dtype=np.float32)
+    batch["weight"] = np.pad(weight, (0, pad_rows))
+    label_dtype = np.float32 if regression else np.int32
+    labels = data.labels[indices] if data.labels is not None else np.zeros(len(indices))
+    batch["labels"] = np.pad(labels.astype(label_dtype), (0, pad_rows))
+    return batch
+
+
+def batch_signature(regression):
+    ids = tf.TensorSpec([None, None], tf.int32)
+    return {"input_ids": ids, "input_mask": ids, "segment_ids": ids,
+            "weight": tf.TensorSpec([None], tf.float32),
+            "labels": tf.TensorSpec([None], tf.float32 if regression else tf.int32)}
+
+
+# --------------------------------------------------------------------------- initial weights
+
+
+@dataclasses.dataclass
+class InitCheckpoint:
+    """Encoder weights to start from, by Hugging Face name (torch layout), the sizes
+    they imply, and the identity of the file they came from (see
+    `finetune.load_init_checkpoint`)."""
+    path: str
+    tensors: dict
+    sizes: dict
+    sha256: str
+
+
+def assign_encoder_weights(encoder: modeling.ElectraEncoder, init: InitCheckpoint):
+    """Copy the encoder's tensors; heads of the checkpoint (discriminator, classifier) are
+    not used. Missing tensors or wrong shapes are an error naming them."""
+    problems = []
+    for tf1_name, variable in encoder.canonical_weights("electra"):
+        hf_name, transposed = modeling.tf1_to_huggingface(tf1_name)
+        value = init.tensors.get(hf_name)
+        if value is None:
+            problems.append(f"missing {hf_name}")
+            continue
+        value = value.T if transposed else value
+        if tuple(value.shape) != tuple(variable.shape):
+            problems.append(f"{hf_name} has shape {tuple(value.shape)}, model wants "
+                            f"{tuple(variable.shape)}")
+            continue
+        variable.assign(value)
+    if problems:
+        raise checkpoints.CheckpointError(f"--init_checkpoint {init.path} does not fit the model: "
+                            + "; ".join(problems))
+
+
+def token_state_spread(encoder: modeling.ElectraEncoder, data: Encoded, max_examples=64) -> float:
+    """How much the encoder's output differs from token to token: the mean over hidden
+    units of their std across the real tokens of `max_examples` examples, over their RMS.
+
+    About 0.3-1 for a random or a healthy pretrained encoder. A pretraining run whose
+    discriminator settled on a constant answer maps every token to nearly one vector
+    (< 0.01); no fine-tuning recipe learns from such a checkpoint.
+    """
+    n = min(len(data), max_examples)
+    width = int(data.features["lengths"][:n].max())
+    inputs = [data.features[key][:n, :width] for key in ("input_ids", "input_mask", "segment_ids")]
+    states = encoder(*(tf.constant(x) for x in inputs))["sequence_output"].numpy()
+    real = states[inputs[1].astype(bool)].astype(np.float64)
+    return float(real.std(axis=0).mean() / max(np.sqrt(np.mean(real ** 2)), 1e-12))
+
+
+# --------------------------------------------------------------------------- training
+
+
+class Runner:
+    """Model, optimizer and compiled steps of one seed's fine-tuning run."""
+
+    def __init__(self, cfg, spec: tasks.TaskSpec, strategy, device_kind, num_train_steps,
+                 init: Optional[InitCheckpoint]):
+        self.cfg, self.spec, self.strategy = cfg, spec, strategy
+        self.regression = spec.task_type == tasks.REGRESSION
+        precision = optimization.precision_policy(cfg.mixed_precision, device_kind)
+        keras.mixed_precision.set_global_policy(precision)
+        num_outputs = 1 if self.regression else len(spec.labels)
+        with strategy.scope():
+            keras.utils.set_random_seed(cfg.seed)
+            self.model = SequenceClassifier(modeling.EncoderConfig.from_config(cfg), num_outputs,
+                                            name="electra_classifier")
+            if init is not None:
+                assign_encoder_weights(self.model.electra, init)
+            self.optimizer = create_optimizer(cfg, self.model, num_train_steps, precision)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self._grads = tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
+        self._forward = tf.function(self._outputs, jit_compile=cfg.jit_compile)
+        self._train_fn = tf.function(self._distributed_train_step)
+        self._eval_fn = tf.function(self._distributed_eval_step)
+
+    def _loss(self, outputs, batch):
+        if self.regression:
+            losses = tf.square(outputs[:, 0] - batch["labels"])
+        else:
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], outputs)
+        return tf.reduce_sum(losses * batch["weight"])
+
+    def _loss_and_grads(self, batch, seed):
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                                 training=True, seed=seed)
+            loss = self._loss(outputs, batch)
+            scaled = self.optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled, variables)
+
+    def _train_step(self, batch):
+        seed = tf.stack([tf.constant(self.cfg.seed, tf.int64), self.step.read_value()])
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        loss, grads = self._grads(batch, tf.random.experimental.stateless_fold_in(seed, replica))
+        grads, _ = optimization.reduce_and_clip(grads, self.cfg.clip_norm,
+                                                optimization.loss_scale(self.optimizer))
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        return loss
+
+    def _distributed_train_step(self, batch):
+        losses = self.strategy.run(self._train_step, args=(batch,))
+        self.step.assign_add(1)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def _outputs(self, batch):
+        return self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
+
+    def _distributed_eval_step(self, batch):
+        return self.strategy.gather(self.strategy.run(self._forward, args=(batch,)), axis=0)
+
+    def _dataset(self, data, batches, size):
+        widths = bucket_widths(self.cfg.max_seq_length)
+
+        def generate():
+            for indices in batches:
+                yield make_batch(data, indices, size, widths, self.regression)
+
+        dataset = tf.data.Dataset.from_generator(
+            generate, output_signature=batch_signature(self.regression)).prefetch(2)
+        return self.strategy.experimental_distribute_dataset(dataset)
+
+    def train_epoch(self, data: Encoded, batches, description):
+        """Run the given batches; returns the mean training loss."""
+        total, steps = 0.0, 0
+        bar = tqdm(total=len(batches), desc=description, unit="batch", leave=False)
+        for batch in self._dataset(data, batches, self.cfg.train_batch_size):
+            total += float(self._train_fn(batch))
+            steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / steps:.4f}")
+        bar.close()
+        return total / max(steps, 1)
+
+    def predict(self, data: Encoded, description="eval") -> np.ndarray:
+        """Outputs for every example, in the input order (last partial batch included)."""
+        batches = batch_order(data.features["lengths"], self.cfg.eval_batch_size)
+        outputs = np.zeros((len(data), self.model.num_outputs), dtype=np.float32)
+        bar = tqdm(total=len(batches), desc=description, unit="batch", leave=False)
+        for indices, batch in zip(batches, self._dataset(data, batches, self.cfg.eval_batch_size)):
+            outputs[indices] = self._eval_fn(batch).numpy()[:len(indices)]
+            bar.update(1)
+        bar.close()
+        return outputs
+
+    def get_weights(self):
+        return [v.numpy() for v in self.model.weights]
+
+    def set_weights(self, values):
+        for variable, value in zip(self.model.weights, values):
+            variable.assign(value)
