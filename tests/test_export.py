@@ -134,3 +134,33 @@ def test_classifier_exports_as_sequence_classification_with_labels(tmp_path, voc
     ours = model(features).numpy()
     assert np.abs(ours - hf_outputs(out, "ElectraForSequenceClassification", features)).max() < 1e-4
     assert checkpoints.read_hf_tower(out).labels == labels
+
+
+def test_pytorch_bin_folder_imports_with_parity(tmp_path, vocab_dir, features):
+    size = vocab.load_tokenizer(vocab_dir).vocab_size
+    hf_model = transformers.ElectraForPreTraining(transformers.ElectraConfig(
+        vocab_size=size, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=MAX_SEQ_LENGTH,
+        initializer_range=0.3))
+    hf_model.config.save_pretrained(tmp_path)  # the older layout: a pickled state dict
+    torch.save(hf_model.state_dict(), tmp_path / "pytorch_model.bin")
+    ours = export.model_from_tower(checkpoints.read_hf_tower(tmp_path))(features).numpy()
+    with torch.no_grad():
+        theirs = hf_model.eval()(**{name: torch.tensor(features[key], dtype=torch.long)
+                                    for name, key in (("input_ids", "input_ids"),
+                                                      ("attention_mask", "input_mask"),
+                                                      ("token_type_ids", "segment_ids"))}).logits
+    np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-4)
+
+
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pytorch_bin_holding_code_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"model_type": "electra"}', encoding="utf-8")
+    torch.save({"payload": _RunsCodeWhenUnpickled()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(checkpoints.CheckpointError, match="weights_only=True"):
+        checkpoints.read_hf_tower(tmp_path)
+    assert "this must never run" not in capsys.readouterr().out
