@@ -134,7 +134,7 @@ def test_service_command_runs_nsmc_from_random_init_on_the_mounts(service_flags)
     assert fv.vocab == "/models/vocab.txt"
     assert not fv.init_checkpoint  # empty: the CLI logs a random initialisation
     assert fv.epochs == 1.0
-    assert fv.max_train_examples >= 150_000 and fv.max_eval_examples >= 50_000  # all of NSMC
+    assert fv.max_train_examples == 0 and fv.max_eval_examples == 0  # 0 = the whole files
 
 
 def test_mounted_config_and_model_config_resolve_under_the_service_flags(service_flags):
