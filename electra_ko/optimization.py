@@ -4,8 +4,8 @@
   from `learning_rate` to 0 at `num_train_steps`, multiplied by a linear warm-up factor
   `min(1, step / num_warmup_steps)`. Like the original, step 0 trains with lr 0.
 * AdamW (or LAMB) with decoupled weight decay that skips LayerNorm and bias variables.
-* Gradients are summed across replicas and clipped by their *global* norm in
-  `reduce_and_clip` before the optimizer sees them. Keras 3 would clip each replica's
+* Gradients are made dense, summed across replicas and clipped by their *global* norm
+  in `reduce_and_clip` before the optimizer sees them. Keras 3 would clip each replica's
   local gradient before its own all-reduce, which is not the same update as on one
   device; our optimizers therefore skip that second all-reduce.
 * Precision: bfloat16 on TPU, float16 with dynamic loss scaling on GPU, float32 on CPU,
@@ -98,12 +98,26 @@ def loss_scale(optimizer):
     return tf.constant(1.0)
 
 
+def dense_gradients(grads):
+    """Sum the rows of sparse (`tf.IndexedSlices`) gradients into dense tensors.
+
+    A gather's gradient lists one row per looked-up token, the same row many times
+    (the token-type table: 2 rows, batch * length entries). Keras 3's Adam squares those
+    rows one by one, so its second moment holds the sum of squares instead of the
+    square of the sum: the update grows up to sqrt(#duplicates) times (64x at batch 32,
+    length 128), and `tf.clip_by_global_norm` miscounts the norm the same way.
+    """
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+
+
 def reduce_and_clip(grads, clip_norm, scale=1.0):
     """Sum per-replica gradients across replicas, then clip them by global norm.
 
-    `scale` is the loss scale the gradients carry: the clip threshold is scaled with
-    it so clipping acts on the true gradient. Returns (gradients, true global norm).
+    Sparse gradients are made dense first (see `dense_gradients`). `scale` is the loss
+    scale the gradients carry: the clip threshold is scaled with it so clipping acts on
+    the true gradient. Returns (gradients, true global norm).
     """
+    grads = dense_gradients(grads)
     context = tf.distribute.get_replica_context()
     if context is not None and context.num_replicas_in_sync > 1:
         grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)

@@ -81,6 +81,35 @@ def test_clipping_of_loss_scaled_gradients_acts_on_true_norm():
     np.testing.assert_allclose(clipped[0].numpy() / 100.0, [0.6, 0.8], rtol=1e-6)
 
 
+def _token_type_gradient(rows_looked_up):
+    """The gradient a gather gives a [2, 3] token-type table when every token has type 0
+    and d(loss)/d(row) = 1: one IndexedSlices row per token, all with index 0."""
+    return tf.IndexedSlices(tf.ones([rows_looked_up, 3]), tf.zeros([rows_looked_up], tf.int64),
+                            tf.constant([2, 3], tf.int64))
+
+
+def test_reduce_and_clip_sums_repeated_sparse_rows_into_a_dense_gradient():
+    (grad,), norm = optimization.reduce_and_clip([_token_type_gradient(4096)], clip_norm=0.0)
+    assert isinstance(grad, tf.Tensor)
+    np.testing.assert_array_equal(grad.numpy(), [[4096.0] * 3, [0.0] * 3])
+    assert float(norm) == pytest.approx(4096.0 * np.sqrt(3.0))
+
+
+def test_adamw_step_from_repeated_sparse_rows_equals_the_dense_step():
+    """Regression: Keras' Adam squared the 4096 duplicate rows one by one, so the
+    token-type embedding moved 64x lr per step and every token state collapsed."""
+    cfg = _cfg(num_warmup_steps=0, weight_decay_rate=0.0)
+    tables = [keras.Variable(tf.zeros([2, 3]), name="token_type_embeddings") for _ in range(2)]
+    for table, grad in zip(tables, [_token_type_gradient(4096), tf.constant([[4096.0] * 3, [0.0] * 3])]):
+        optimizer = optimization.create_optimizer(cfg)
+        optimization.build_optimizer(optimizer, [table])
+        grads, _ = optimization.reduce_and_clip([grad], clip_norm=0.0)
+        optimizer.apply(grads, [table])
+    np.testing.assert_allclose(tables[0].numpy(), tables[1].numpy(), rtol=1e-6)
+    # Adam's first step is lr * sign(gradient): 1e-3, never 64e-3
+    np.testing.assert_allclose(tables[0].numpy(), [[-1e-3] * 3, [0.0] * 3], rtol=1e-5)
+
+
 def test_float16_policy_wraps_optimizer_for_loss_scaling():
     optimizer = optimization.create_optimizer(_cfg(), "mixed_float16")
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
