@@ -120,16 +120,16 @@ def synthetic_dataset(strategy, cfg):
 def build_trainer(cfg, model_dir):
     """The driver's Trainer on the default strategy: (trainer, model, objective)."""
     import keras
-    from electra_ko import masking, modeling, optimization, pretrain
+    from electra_ko import masking, modeling, optimization, pretrain, training
     keras.utils.set_random_seed(cfg.seed)
-    strategy, device = pretrain.create_strategy("default", cfg=cfg)
+    strategy, device = training.create_strategy("default", cfg=cfg)
     precision = optimization.precision_policy(cfg.mixed_precision, device)
     keras.mixed_precision.set_global_policy(precision)
     with strategy.scope():
         model = modeling.ElectraPretrainer.from_project_config(cfg)
     objective = masking.ObjectiveConfig.from_config(cfg, SPECIAL_IDS)
     task = pretrain.electra_task(cfg, model, objective)
-    trainer = pretrain.Trainer(strategy, cfg, task, lambda seed: synthetic_dataset(strategy, cfg),
+    trainer = training.Trainer(strategy, cfg, task, lambda seed: synthetic_dataset(strategy, cfg),
                                model_dir, precision)
     return trainer, model, objective
 

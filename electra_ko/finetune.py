@@ -150,8 +150,8 @@ def check_vocab_size(cfg, tokenizer, init):
 
 def create_strategy(cfg):
     """The pretraining driver's strategy choice (TPU, several GPUs, else default)."""
-    from electra_ko import pretrain
-    return pretrain.create_strategy("auto", cfg=cfg)
+    from electra_ko import training
+    return training.create_strategy("auto", cfg=cfg)
 
 
 # --------------------------------------------------------------------------- one seed

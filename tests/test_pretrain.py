@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import config, data, export, masking, modeling, optimization, pretrain, vocab
+from electra_ko import config, data, export, masking, modeling, optimization, pretrain, training, vocab
 from test_data import write_shards
 
 SEQ = 16
@@ -75,7 +75,7 @@ def stand_in_task(model, global_batch, poison_after=None):
         if poison_after is not None:
             loss += tf.math.log(tf.cast(poison_after - tf.reduce_sum(seed * 0) > 0, tf.float32))
         return loss, {}
-    return pretrain.Task(model, loss_fn, lambda sums: {}, {})
+    return training.Task(model, loss_fn, lambda sums: {}, {})
 
 
 def _stand_in_trainer(corpus_dir, model_dir, strategy=None, **values):
@@ -87,7 +87,7 @@ def _stand_in_trainer(corpus_dir, model_dir, strategy=None, **values):
     files = data.shard_files(cfg.pretrain_tfrecords)
     def make_dataset(seed):
         return data.distributed_dataset(strategy, files, cfg.train_batch_size, SEQ, seed=seed)
-    return pretrain.Trainer(strategy, cfg, stand_in_task(model, cfg.train_batch_size), make_dataset,
+    return training.Trainer(strategy, cfg, stand_in_task(model, cfg.train_batch_size), make_dataset,
                             cfg.model_dir,
                             data_error=lambda e: data.corrupt_shard_error(files, "", e))
 
@@ -110,7 +110,7 @@ def test_stand_in_trains_saves_numbered_checkpoints_and_prints_progress(corpus_d
 
 def test_progress_values_have_four_significant_digits():
     metrics = {"loss": 31.81234, "lr": 0.000512345, "seq_per_s": 1234.56, "disc_auc": 0.5}
-    assert pretrain.format_metrics(metrics) == "loss=31.81 lr=0.0005123 seq_per_s=1235 disc_auc=0.5"
+    assert training.format_metrics(metrics) == "loss=31.81 lr=0.0005123 seq_per_s=1235 disc_auc=0.5"
 
 
 def test_sigterm_request_saves_after_the_current_loop(corpus_dir, tmp_path):
@@ -127,7 +127,7 @@ def test_nan_loss_stops_with_clear_message_keeping_last_checkpoint(corpus_dir, t
     trainer.task = poisoned
     trainer._grad_fn = tf.function(trainer._loss_and_grads)
     trainer._loop_fn = tf.function(trainer._train_loop)
-    with pytest.raises(pretrain.TrainingError,
+    with pytest.raises(training.TrainingError,
                        match=r"NaN or Inf between steps 4 and 6.*last good checkpoint is .*ckpt-4"):
         trainer.train()
     assert trainer.manager.latest_checkpoint.endswith("ckpt-4")

@@ -1,0 +1,343 @@
+"""The TPU-style training loop, independent of what is trained (Orbit-like).
+
+`Trainer` runs `iterations_per_loop` steps inside one `tf.function` on the device
+(`strategy.run` in a `tf.range` loop), sums metrics on the device, and between loops
+prints a progress line, writes TensorBoard summaries and saves numbered checkpoints
+(`ckpt-<step>`) including the input iterator where TensorFlow can checkpoint it. A
+`Task` supplies the model, the loss and how to summarise the metric sums;
+`electra_ko.pretrain` builds the ELECTRA task and drives a run.
+"""
+import dataclasses
+import datetime
+import os
+import time
+from typing import Callable, Dict
+
+import tensorflow as tf
+from absl import logging
+
+from electra_ko import masking, optimization
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, ...); the message says why."""
+
+
+# --------------------------------------------------------------------------- strategy
+
+def create_strategy(kind="auto", tpu=None, cfg=None):
+    """(strategy, device kind "TPU"/"GPU"/"CPU") for `--strategy` and `--tpu`.
+
+    auto: a TPU when `--tpu` or `use_tpu` is given, a multi-worker strategy when
+    TF_CONFIG is set, MirroredStrategy over several GPUs, else the default strategy.
+    """
+    tpu = tpu or (cfg.tpu_name if cfg is not None and cfg.use_tpu else None)
+    if kind == "auto":
+        if tpu or (cfg is not None and cfg.use_tpu):
+            kind = "tpu"
+        elif os.environ.get("TF_CONFIG"):
+            kind = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            kind = "mirrored"
+        else:
+            kind = "default"
+    if kind == "tpu":
+        return _tpu_strategy(tpu or "local", cfg), "TPU"
+    if kind == "multi_worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif kind == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    elif kind == "default":
+        strategy = tf.distribute.get_strategy()
+    else:
+        raise ValueError(f"unknown --strategy {kind!r}")
+    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    return strategy, device
+
+
+def _tpu_strategy(name, cfg):
+    zone = cfg.tpu_zone if cfg is not None else None
+    project = cfg.gcp_project if cfg is not None else None
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu=name, zone=zone, project=project)
+    if name != "local":
+        tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy):
+    """True on the worker that writes checkpoints, summaries and exports."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type or isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+# ---------------------------------------------------------------------- device metrics
+
+class DeviceSums:
+    """Per-step statistics summed on the device over a loop and over replicas.
+
+    Each replica adds its tensors into sync-on-read variables, so no cross-replica
+    traffic happens inside the loop; reading them on the host sums the replicas.
+    """
+
+    def __init__(self, shapes: Dict[str, tuple]):
+        self.variables = {
+            name: tf.Variable(tf.zeros(shape, tf.float32), trainable=False,
+                              synchronization=tf.VariableSynchronization.ON_READ,
+                              aggregation=tf.VariableAggregation.SUM, name=f"sum_{name}")
+            for name, shape in shapes.items()}
+
+    def add(self, sums):
+        for name, value in sums.items():
+            self.variables[name].assign_add(tf.cast(value, tf.float32))
+
+    def reset(self):
+        for variable in self.variables.values():
+            variable.assign(tf.zeros_like(variable))
+
+    def read(self):
+        return {name: variable.read_value().numpy() for name, variable in self.variables.items()}
+
+
+# ----------------------------------------------------------------------------- trainer
+
+@dataclasses.dataclass
+class Task:
+    """What the trainer trains, independent of the model family.
+
+    loss_fn(features, seed, training) -> (this replica's share of the global-batch loss,
+    so that the replicas' losses add up to it; dict of per-replica tensors to sum over
+    replicas and steps, shaped as `sum_shapes` says). summarize(sums) -> dict of
+    host-side metrics from those sums.
+    """
+    model: tf.Module
+    loss_fn: Callable
+    summarize: Callable
+    sum_shapes: Dict[str, tuple]
+
+
+# Sums the trainer adds itself, next to the task's.
+_TRAINER_SUMS = {"loss": (), "steps": (), "grad_norm": (), "nonfinite": ()}
+
+
+class Trainer:
+    """Runs `iterations_per_loop` steps per `tf.function` call and owns the checkpoint."""
+
+    def __init__(self, strategy, cfg, task, make_dataset, model_dir, precision="float32",
+                 data_error=lambda error: error):
+        """`make_dataset(seed)` gives the distributed training input; `data_error` turns a
+        `DataLossError` into the exception to raise (naming the shard).
+
+        The input iterator is part of the checkpoint when TensorFlow can save it (the
+        default strategy: CPU, one GPU), so a resumed run reads exactly the examples an
+        uninterrupted one would. Distributed iterators cannot be saved in TF 2.21; then a
+        resumed input is reseeded with the resume step instead (reproducible, not identical).
+        """
+        self.strategy, self.cfg, self.task = strategy, cfg, task
+        self.model_dir, self.data_error = model_dir, data_error
+        self.chief = is_chief(strategy)
+        with strategy.scope():
+            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.optimizer = optimization.create_optimizer(cfg, precision)
+            optimization.build_optimizer(self.optimizer, task.model.trainable_variables)
+            start = _checkpoint_step(model_dir)
+            self.iterator = iter(make_dataset(cfg.seed))
+            if not isinstance(self.iterator, tf.__internal__.tracking.Trackable):
+                self.iterator = iter(make_dataset(cfg.seed + start))
+            self.sums = DeviceSums(dict(task.sum_shapes, **_TRAINER_SUMS))
+        state = dict(model=task.model, optimizer=self.optimizer, global_step=self.global_step)
+        if isinstance(self.iterator, tf.__internal__.tracking.Trackable):
+            state["train_iterator"] = self.iterator
+        self.checkpoint = tf.train.Checkpoint(**state)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoint_max,
+            step_counter=self.global_step, checkpoint_name="ckpt")
+        # The forward/backward pass is one XLA cluster on a single replica. With several,
+        # the objective all-reduces token counts, which a nested tf.function cannot do
+        # (merge_call); TPUs compile the whole step anyway. The optimizer update stays
+        # outside XLA: compiled with it, a tiny step took 21 instead of 1.1 CPU-s on CPU.
+        self._grad_fn = (tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
+                         if strategy.num_replicas_in_sync == 1 else self._loss_and_grads)
+        self._loop_fn = tf.function(self._train_loop)
+        self._stop_requested = False
+
+    # --- device side
+
+    def _loss_and_grads(self, features, seed):
+        variables = self.task.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, sums = self.task.loss_fn(features, seed, True)
+            scaled = self.optimizer.scale_loss(tf.cast(loss, tf.float32))
+        grads = tape.gradient(scaled, variables)
+        return loss, sums, grads
+
+    def _static_batch(self, features, global_batch):
+        """Per-replica batches with a static shape (multi-worker input leaves it open)."""
+        per_replica = global_batch // self.strategy.num_replicas_in_sync
+        return {k: tf.ensure_shape(v, [per_replica] + v.shape[1:]) for k, v in features.items()}
+
+    def _update(self, features, seed):
+        """Forward, backward, clipping and optimizer update -> (loss, sums, gradient norm)."""
+        loss, sums, grads = self._grad_fn(features, seed)
+        scale = optimization.loss_scale(self.optimizer)
+        grads, norm = optimization.reduce_and_clip(grads, self.cfg.clip_norm, scale)
+        self.optimizer.apply(grads, self.task.model.trainable_variables)
+        return loss, sums, norm
+
+    def _train_step(self, features, step):
+        features = self._static_batch(features, self.cfg.train_batch_size)
+        loss, sums, norm = self._update(features, masking.step_seed(self.cfg.seed, step))
+        self._add_sums(loss, sums, norm)
+
+    def _add_sums(self, loss, sums, grad_norm):
+        """Replica-sums of `loss` and `steps` are per-step global values; of the rest, counts."""
+        share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
+        finite = tf.math.is_finite(tf.cast(loss, tf.float32))
+        self.sums.add(dict(sums, loss=loss, steps=share, grad_norm=grad_norm * share,
+                           nonfinite=1.0 - tf.cast(finite, tf.float32)))
+
+    def _eval_step(self, features):
+        features = self._static_batch(features, self.cfg.eval_batch_size)
+        loss, sums = self.task.loss_fn(features, tf.constant([0, 0], tf.int64), False)
+        self._add_sums(loss, sums, tf.constant(0.0))
+
+    def _eval_loop(self, dataset):
+        for features in dataset:
+            self.strategy.run(self._eval_step, args=(features,))
+
+    def _train_loop(self, num_steps):
+        for _ in tf.range(num_steps):
+            features = next(self.iterator)
+            self.strategy.run(self._train_step, args=(features, self.global_step.read_value()))
+            self.global_step.assign_add(1)
+
+    # --- host side
+
+    def _checkpoint_dir(self):
+        """Every worker must take part in saving; non-chief ones write their (identical)
+        copy to `model_dir/.worker-<id>`, which nothing reads back."""
+        if self.chief:
+            return self.model_dir
+        return f"{self.model_dir.rstrip('/')}/.worker-{self.strategy.cluster_resolver.task_id}"
+
+    def restore(self):
+        """Continue from the newest checkpoint in model_dir, if any; returns the step."""
+        latest = tf.train.latest_checkpoint(self.model_dir)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("restored %s at step %d", latest, int(self.global_step.numpy()))
+        return int(self.global_step.numpy())
+
+    def request_stop(self, *_):
+        """Signal handler: finish the current loop, save, stop."""
+        logging.warning("stop requested (SIGTERM): saving a checkpoint after this loop")
+        self._stop_requested = True
+
+    def save(self):
+        path = self.manager.save(checkpoint_number=self.global_step)
+        logging.info("saved checkpoint %s", path)
+        return path
+
+    def train(self, num_train_steps=None, stop_at=None):
+        """Train up to `num_train_steps` (or stop early at `stop_at`); returns the step."""
+        total = num_train_steps or self.cfg.num_train_steps
+        end = min(total, stop_at) if stop_at else total
+        step = int(self.global_step.numpy())
+        writer = self._summary_writer("train")
+        started, start_step = time.time(), step
+        while step < end:
+            next_save = (step // self.cfg.save_checkpoints_steps + 1) * self.cfg.save_checkpoints_steps
+            n = min(self.cfg.iterations_per_loop, end - step, next_save - step)
+            self.sums.reset()
+            loop_start = time.time()
+            step = self.run_steps(n)
+            metrics = self._loop_metrics(step, n, time.time() - loop_start)
+            eta = (time.time() - started) / (step - start_step) * (total - step)
+            print(f"train step={step}/{total} {format_metrics(metrics)} "
+                  f"eta={datetime.timedelta(seconds=round(eta))}", flush=True)
+            write_summaries(writer, metrics, step)
+            if step % self.cfg.save_checkpoints_steps == 0 or step == end or self._stop_requested:
+                self.save()
+            if self._stop_requested:
+                break
+        return step
+
+    def run_steps(self, num_steps):
+        """Run `num_steps` steps in one on-device loop; returns the global step. No
+        metrics, summaries or checkpoints (`train` adds those): benchmarks time this."""
+        try:
+            self._loop_fn(tf.constant(num_steps, tf.int32))
+        except tf.errors.DataLossError as e:
+            raise self.data_error(e) from None
+        return int(self.global_step.numpy())
+
+    def trace_counts(self):
+        """How often each step function was traced so far: more than 1 means retracing."""
+        functions = {"loop": self._loop_fn, "loss_and_grads": self._grad_fn}
+        return {name: fn.experimental_get_tracing_count() for name, fn in functions.items()
+                if hasattr(fn, "experimental_get_tracing_count")}
+
+    def _loop_metrics(self, step, n, seconds):
+        sums = self.sums.read()
+        if sums["nonfinite"] > 0:
+            raise TrainingError(
+                f"loss became NaN or Inf between steps {step - n} and {step}; stopping. "
+                f"The last good checkpoint is {self.manager.latest_checkpoint or '(none)'}. "
+                "Lower learning_rate, check the data or use mixed_precision=float32.")
+        metrics = self._summarize(sums)
+        metrics["lr"] = float(self.optimizer.learning_rate.numpy())
+        metrics["seq_per_s"] = n * self.cfg.train_batch_size / seconds
+        return metrics
+
+    def _summarize(self, sums):
+        metrics = {"loss": float(sums["loss"] / sums["steps"])}
+        if sums["grad_norm"]:
+            metrics["grad_norm"] = float(sums["grad_norm"] / sums["steps"])
+        metrics.update(self.task.summarize(sums))
+        return metrics
+
+    def evaluate(self, dataset):
+        """Metrics over one pass of a finite distributed dataset."""
+        self.sums.reset()
+        try:
+            tf.function(self._eval_loop)(dataset)
+        except tf.errors.DataLossError as e:
+            raise self.data_error(e) from None
+        metrics = self._summarize(self.sums.read())
+        step = int(self.global_step.numpy())
+        print(f"eval step={step} {format_metrics(metrics)}", flush=True)
+        write_summaries(self._summary_writer("eval"), metrics, step)
+        return metrics
+
+    def _summary_writer(self, name):
+        if not self.chief:
+            return tf.summary.create_noop_writer()
+        return tf.summary.create_file_writer(os.path.join(self.model_dir, name))
+
+
+def _checkpoint_step(model_dir):
+    """The global step of the newest checkpoint in model_dir (0 without one)."""
+    latest = tf.train.latest_checkpoint(model_dir)
+    if not latest:
+        return 0
+    return int(tf.train.load_checkpoint(latest).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def format_metrics(metrics):
+    """`name=value` pairs (4 significant digits) for the greppable progress line on stdout,
+    which goes there without absl's log prefix; TensorBoard keeps the full values."""
+    return " ".join(f"{name}={value:.4g}" for name, value in metrics.items())
+
+
+def write_summaries(writer, metrics, step):
+    with writer.as_default(step=step):
+        for name, value in metrics.items():
+            tf.summary.scalar(name, value)
+    writer.flush()
