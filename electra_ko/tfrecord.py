@@ -23,6 +23,7 @@ _TAG_FIELD2 = b"\x12"  # map entry value
 _TAG_INT64_LIST = b"\x1a"  # Feature.int64_list is field 3
 GZIP = "GZIP"
 _GZIP_LEVEL = 6  # zlib's default, as TensorFlow's own writer
+_MAX_VARINT_TABLE = 1 << 20  # values, for encoding by table look-up
 
 
 def masked_crc32c(data):
@@ -32,71 +33,80 @@ def masked_crc32c(data):
 
 
 def encode_varint_rows(values):
-    """Varint-encode every value of a 2-D int array at once.
+    """Varint-encode every value of a 2-D int array at once, each padded to the widest.
 
-    Returns ``(flat, row_lengths)``: the concatenated varint bytes of all rows in
-    row-major order (uint8 array) and the byte length of each row. Negative
-    int64 values take ten bytes (two's complement), as protobuf writes them.
+    Returns ``(groups, used)``, both of shape (rows, columns * width): the 7-bit
+    groups of each value with continuation bits set, and which of them belong to
+    the varint (``used`` is None when every value takes one byte). Negative int64
+    values take ten bytes (two's complement), as protobuf writes them. Token ids
+    are small and many, so they are looked up in a table of all values up to the
+    largest.
     """
     unsigned = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
-    width = max(1, (int(unsigned.max(initial=0)).bit_length() + 6) // 7)
+    rows, columns = unsigned.shape
+    top = int(unsigned.max(initial=0))
+    width = max(1, (top.bit_length() + 6) // 7)
     if width == 1:
-        return unsigned.astype(np.uint8).ravel(), np.full(len(unsigned), unsigned.shape[1])
-    num_bytes = np.ones(unsigned.shape, dtype=np.int64)
+        return unsigned.astype(np.uint8), None
+    if top < min(unsigned.size, _MAX_VARINT_TABLE):
+        groups, used = _varint_groups(np.arange(top + 1, dtype=np.uint64), width)
+        index = unsigned.astype(np.intp)
+        groups, used = groups[index], used[index]
+    else:
+        groups, used = _varint_groups(unsigned, width)
+    return groups.reshape(rows, columns * width), used.reshape(rows, columns * width)
+
+
+def _varint_groups(unsigned, width):
+    """``(groups, used)`` of shape ``unsigned.shape + (width,)``."""
+    num_bytes = np.ones(unsigned.shape, dtype=np.uint8)
     for k in range(1, width):
         num_bytes += unsigned >= np.uint64(1 << (7 * k))
     shifts = np.arange(width, dtype=np.uint64) * np.uint64(7)
     groups = ((unsigned[..., None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
-    byte_index = np.arange(width)
-    groups[byte_index < (num_bytes - 1)[..., None]] |= 0x80
-    flat = groups[byte_index < num_bytes[..., None]]
-    return flat, num_bytes.sum(axis=1)
+    byte_index = np.arange(width, dtype=np.uint8)
+    groups |= (byte_index < (num_bytes - 1)[..., None]).view(np.uint8) << 7
+    return groups, byte_index < num_bytes[..., None]
 
 
-def _varint_column(lengths):
-    """A column of one varint per row."""
+def _bytes_per_row(part):
+    groups, used = part
+    return np.full(len(groups), groups.shape[1]) if used is None else used.sum(axis=1)
+
+
+def _varint_part(lengths):
+    """One varint per row."""
     return encode_varint_rows(np.asarray(lengths, dtype=np.int64)[:, None])
 
 
-def _constant_column(data, num_rows):
-    return (np.tile(np.frombuffer(data, dtype=np.uint8), num_rows),
-            np.full(num_rows, len(data), dtype=np.int64))
+def _constant_part(data, num_rows):
+    return np.broadcast_to(np.frombuffer(data, dtype=np.uint8), (num_rows, len(data))), None
 
 
-def _fixed_column(values, dtype):
+def _fixed_part(values, dtype):
     """Little-endian fixed-width integers, one per row."""
     data = np.ascontiguousarray(values, dtype=dtype).view(np.uint8)
-    return data, np.full(len(values), np.dtype(dtype).itemsize, dtype=np.int64)
+    return data.reshape(len(values), np.dtype(dtype).itemsize), None
 
 
-def _ragged_positions(starts, counts):
-    before = np.cumsum(counts) - counts
-    return np.repeat(starts - before, counts) + np.arange(int(counts.sum()))
+def _join_parts(parts):
+    """Row ``r`` of the result is the concatenation of every part's row ``r``.
 
-
-def _join_columns(columns):
-    """Row ``r`` of the result is the concatenation of every column's row ``r``.
-
-    A column is ``(flat bytes, byte length per row)``. Returns the joined bytes
-    (uint8) and the byte offset of each row (one more than rows).
+    A part is ``(groups, used)`` as ``encode_varint_rows`` returns: every row
+    padded to one width, ``used`` marking its real bytes. Laying the padded parts
+    side by side and dropping the unused bytes joins all rows in one pass. Returns
+    the joined bytes (uint8) and the byte offset of each row (one more than rows).
     """
-    lengths = np.stack([row_lengths for _, row_lengths in columns], axis=1)
-    ends = np.cumsum(lengths.ravel()).reshape(lengths.shape)
-    out = np.empty(int(ends[-1, -1]) if len(ends) else 0, dtype=np.uint8)
-    for column, (flat, _) in enumerate(columns):
-        out[_ragged_positions(ends[:, column] - lengths[:, column], lengths[:, column])] = flat
-    return out, np.concatenate(([0], ends[:, -1]))
+    groups = np.concatenate([g for g, _ in parts], axis=1)
+    used = np.concatenate([np.ones(g.shape, dtype=bool) if u is None else u
+                           for g, u in parts], axis=1)
+    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum(used.sum(axis=1), out=offsets[1:])
+    return groups[used], offsets
 
 
-def _varint_size(values):
-    size = np.ones_like(values)
-    for k in range(1, 10):
-        size += values >= (1 << (7 * k))
-    return size
-
-
-def _example_columns(features):
-    """``tf.train.Example`` protos of every row, as columns of bytes.
+def _example_parts(features):
+    """``tf.train.Example`` protos of every row, as parts (see ``_join_parts``).
 
     Map entries come in sorted key order (what protobuf's deterministic
     serialization does), so equal inputs always give equal bytes. Per feature the
@@ -107,20 +117,24 @@ def _example_columns(features):
     if len(num_rows) != 1:
         raise ValueError(f"features have different numbers of rows: {sorted(num_rows)}")
     num_rows = num_rows.pop()
-    columns, body_length = [], 0
+    parts, body_length = [], 0
     for name in names:
         key = name.encode("utf-8")
-        values, packed = encode_varint_rows(features[name])
-        int64_list = 1 + _varint_size(packed) + packed
-        feature = 1 + _varint_size(int64_list) + int64_list
-        entry = 1 + len(varint(len(key))) + len(key) + 1 + _varint_size(feature) + feature
-        columns += [_constant_column(_TAG_FIELD1, num_rows), _varint_column(entry),
-                    _constant_column(_TAG_FIELD1 + varint(len(key)) + key + _TAG_FIELD2, num_rows),
-                    _varint_column(feature), _constant_column(_TAG_INT64_LIST, num_rows),
-                    _varint_column(int64_list), _constant_column(_TAG_FIELD1, num_rows),
-                    _varint_column(packed), (values, packed)]
-        body_length = body_length + 1 + _varint_size(entry) + entry
-    return [_constant_column(_TAG_FIELD1, num_rows), _varint_column(body_length)] + columns
+        values = encode_varint_rows(features[name])
+        packed = _bytes_per_row(values)
+        packed_part = _varint_part(packed)
+        int64_list = 1 + _bytes_per_row(packed_part) + packed
+        int64_list_part = _varint_part(int64_list)
+        feature = 1 + _bytes_per_row(int64_list_part) + int64_list
+        feature_part = _varint_part(feature)
+        entry = 1 + len(varint(len(key))) + len(key) + 1 + _bytes_per_row(feature_part) + feature
+        entry_part = _varint_part(entry)
+        parts += [_constant_part(_TAG_FIELD1, num_rows), entry_part,
+                  _constant_part(_TAG_FIELD1 + varint(len(key)) + key + _TAG_FIELD2, num_rows),
+                  feature_part, _constant_part(_TAG_INT64_LIST, num_rows), int64_list_part,
+                  _constant_part(_TAG_FIELD1, num_rows), packed_part, values]
+        body_length = body_length + 1 + _bytes_per_row(entry_part) + entry
+    return [_constant_part(_TAG_FIELD1, num_rows), _varint_part(body_length)] + parts
 
 
 def serialize_int64_examples(features):
@@ -128,22 +142,29 @@ def serialize_int64_examples(features):
 
     ``features`` maps feature name -> int array of shape (num_examples, length).
     """
-    data, offsets = _join_columns(_example_columns(features))
+    data, offsets = _join_parts(_example_parts(features))
     return [data[start:end].tobytes() for start, end in zip(offsets[:-1], offsets[1:])]
 
 
 def frame_examples(features):
-    """The TFRecord file bytes of one Example per row (see ``serialize_int64_examples``)."""
-    data, offsets = _join_columns(_example_columns(features))
-    lengths = np.diff(offsets)
-    records = data.tobytes()
-    data_crcs = [masked_crc32c(records[start:end]) for start, end in
-                 zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    """The TFRecord file bytes of one Example per row (see ``serialize_int64_examples``).
+
+    Records are laid out with a zero data CRC first; the CRCs are then computed
+    on the joined bytes and written in place.
+    """
+    parts = _example_parts(features)
+    num_rows = len(parts[0][0])
+    lengths = sum(_bytes_per_row(part) for part in parts) if num_rows else np.zeros(0, np.int64)
     header_crcs = {n: masked_crc32c(struct.pack("<Q", n)) for n in set(lengths.tolist())}
-    framed, _ = _join_columns([
-        _fixed_column(lengths, "<u8"),
-        _fixed_column([header_crcs[n] for n in lengths.tolist()], "<u4"),
-        (data, lengths), _fixed_column(data_crcs, "<u4")])
+    framed, offsets = _join_parts(
+        [_fixed_part(lengths, "<u8"),
+         _fixed_part([header_crcs[n] for n in lengths.tolist()], "<u4")]
+        + parts + [_constant_part(bytes(4), num_rows)])
+    unframed = framed.tobytes()
+    data_crcs = [masked_crc32c(unframed[start + 12:end - 4]) for start, end in
+                 zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    crc_at = (offsets[1:, None] - 4) + np.arange(4)
+    framed[crc_at] = np.array(data_crcs, dtype="<u4").view(np.uint8).reshape(-1, 4)
     return framed.tobytes()
 
 
