@@ -17,6 +17,7 @@ shards. ``manifest.json`` is written last, when all shards exist.
 """
 import argparse
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -150,12 +151,13 @@ def examples_to_features(examples, sentences, max_seq_length, special_ids):
     ``[CLS] A [SEP]`` and the final ``[SEP]``; an empty B gets no ``[SEP]``.
     """
     ids, offsets = sentences
-    pieces = [(row, segment, number) for row, example in enumerate(examples)
-              for segment, numbers in enumerate(example) for number in numbers]
-    row, segment, number = (np.array(column, dtype=np.int64).reshape(-1)
-                            for column in zip(*pieces)) if pieces else (np.zeros(0, np.int64),) * 3
+    segments = list(itertools.chain.from_iterable(examples))  # A and B of each example
+    sizes = np.fromiter(map(len, segments), dtype=np.int64, count=len(segments))
+    number = np.fromiter(itertools.chain.from_iterable(segments), dtype=np.int64,
+                         count=int(sizes.sum()))
+    group = np.repeat(np.arange(len(segments)), sizes)  # 2 * row + segment
+    row, segment = group // 2, group % 2
     lengths = offsets[number + 1] - offsets[number]
-    group = 2 * row + segment
     totals = np.bincount(group, weights=lengths, minlength=2 * len(examples)).astype(np.int64)
     first_length = np.minimum(totals[0::2], max_seq_length - 2)
     second_length = np.minimum(totals[1::2], np.maximum(0, max_seq_length - first_length - 3))

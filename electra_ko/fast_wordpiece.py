@@ -45,6 +45,7 @@ class CorpusEncoder:
         self._classes[[_SPACE, _NEWLINE]] = _SEPARATOR
         self._powers = _HashPowers()
         self._vocab = _VocabTable(tokens, continuing_prefix, self._powers)
+        self._cache = _UnitCache()
 
     def encode(self, lines):
         text = "\n".join(lines)
@@ -87,8 +88,25 @@ class CorpusEncoder:
     # ------------------------------------------------------------------ units
 
     def _encode_unique(self, text, units, unique):
-        """Ids of each distinct unit (flat, with counts), WordPiece in NumPy where possible."""
+        """Ids of each distinct unit (flat, with counts): from the cache of earlier blocks,
+        else encoded here and cached."""
         representatives = unique.representatives
+        rows = self._cache.find(units, representatives)
+        cached, new = np.flatnonzero(rows >= 0), np.flatnonzero(rows < 0)
+        cached_ids, cached_counts = self._cache.ids_of(rows[cached])
+        new_ids, new_counts = self._encode_units(text, units, representatives[new])
+        self._cache.add(units, representatives[new], new_ids, new_counts)
+        counts = np.zeros(len(representatives), dtype=np.int64)
+        counts[cached] = cached_counts
+        counts[new] = new_counts
+        offsets = np.cumsum(counts) - counts
+        ids = np.empty(int(counts.sum()), dtype=np.int32)
+        _scatter_ragged(ids, offsets[cached], cached_ids, cached_counts)
+        _scatter_ragged(ids, offsets[new], new_ids, new_counts)
+        return ids, counts
+
+    def _encode_units(self, text, units, representatives):
+        """Ids of the given units (flat, with counts), WordPiece in NumPy where possible."""
         simple = ~units.complex[representatives]
         pieces = _WordPieces(units, representatives[simple], self._vocab, self._max_chars,
                              self._unk_id)
@@ -99,11 +117,10 @@ class CorpusEncoder:
         counts = np.zeros(len(representatives), dtype=np.int64)
         counts[simple] = pieces.counts
         counts[needs_rust] = rust_counts
-        offsets = np.concatenate(([0], np.cumsum(counts)))
-        ids = np.empty(offsets[-1], dtype=np.int32)
-        simple_offsets = offsets[:-1][simple]
-        pieces.scatter(ids, simple_offsets)
-        _scatter_ragged(ids, offsets[:-1][needs_rust], rust_ids, rust_counts)
+        offsets = np.cumsum(counts) - counts
+        ids = np.empty(int(counts.sum()), dtype=np.int32)
+        pieces.scatter(ids, offsets[simple])
+        _scatter_ragged(ids, offsets[needs_rust], rust_ids, rust_counts)
         return ids, counts
 
     def _encode_with_pipeline(self, texts):
@@ -179,6 +196,7 @@ class _VocabTable:
         self.entry_token = np.array(token_ids, dtype=np.int32)
         self.max_length = int(self.entry_length.max(initial=1))
         self._build_table(powers)
+        self._build_char_table()
 
     def _build_table(self, powers):
         keys, values = self._prefix_keys(powers)
@@ -196,6 +214,19 @@ class _VocabTable:
         self._slot_value = np.full(1 << bits, self._EMPTY, dtype=np.int64)
         self._slot_key[slots] = keys
         self._slot_value[slots] = values
+
+    def _build_char_table(self):
+        """``lookup`` of every one-character key, by code point (a unit's first search)."""
+        self._char_value = np.full((2, _NUM_CODE_POINTS), self._EMPTY, dtype=np.int32)
+        first = self.code_points[self.entry_start[self.entry_length > 0]]
+        continuation = self.entry_is_continuation[self.entry_length > 0]
+        keys = first.astype(np.uint64) + np.uint64(1)  # the hash of a one-character text
+        keys[continuation] ^= _CONTINUATION_SALT
+        self._char_value[continuation.astype(np.intp), first] = self.lookup(keys)
+
+    def lookup_char(self, code_points, is_start):
+        """``lookup`` of one-character keys, without hashing."""
+        return self._char_value[(~is_start).astype(np.intp), code_points]
 
     def _prefix_keys(self, powers):
         """Distinct keys of all entry prefixes, each with its entry (or -1: no entry)."""
@@ -299,6 +330,70 @@ class _Groups:
         self.representatives = representatives
 
 
+class _UnitCache:
+    """Ids of units seen in earlier blocks, looked up by hash and checked character by
+    character (reviews repeat their words from block to block).
+
+    Holds at most ``MAX_UNITS`` units, so memory stays bounded on any corpus; once
+    full it keeps what it has. Units whose hash is taken by another unit are not
+    cached.
+    """
+
+    MAX_UNITS = 1 << 20
+
+    def __init__(self):
+        self._hashes = np.zeros(0, dtype=np.uint64)
+        self._index = pd.Index(self._hashes)
+        self._chars = np.zeros(0, dtype=np.uint32)
+        self._char_offsets = np.zeros(1, dtype=np.int64)
+        self._ids = np.zeros(0, dtype=np.int32)
+        self._id_offsets = np.zeros(1, dtype=np.int64)
+
+    def find(self, units, representatives):
+        """Per unit: its row in the cache, or -1."""
+        if not len(self._hashes):
+            return np.full(len(representatives), -1, dtype=np.int64)
+        rows = self._index.get_indexer(units.hashes[representatives])
+        found = np.flatnonzero(rows >= 0)
+        lengths = (units.ends - units.starts)[representatives[found]]
+        cached_lengths = np.diff(self._char_offsets)[rows[found]]
+        rows[found[lengths != cached_lengths]] = -1
+        found = found[lengths == cached_lengths]
+        lengths = lengths[lengths == cached_lengths]
+        text_at = _ragged_positions(units.starts[representatives[found]], lengths)
+        cache_at = _ragged_positions(self._char_offsets[rows[found]], lengths)
+        differs = units.code_points[text_at] != self._chars[cache_at]
+        rows[np.repeat(found, lengths)[differs]] = -1
+        return rows
+
+    def ids_of(self, rows):
+        """Flat ids of the cached rows, with counts."""
+        counts = self._id_offsets[rows + 1] - self._id_offsets[rows]
+        return self._ids[_ragged_positions(self._id_offsets[rows], counts)], counts
+
+    def add(self, units, representatives, ids, counts):
+        """Cache new units (``ids``/``counts``: theirs, flat), while there is room."""
+        hashes = units.hashes[representatives]
+        fresh = ~pd.Index(hashes).duplicated() & (self._index.get_indexer(hashes) < 0)
+        keep = np.flatnonzero(fresh)[:max(0, self.MAX_UNITS - len(self._hashes))]
+        if not len(keep):
+            return
+        starts = units.starts[representatives[keep]]
+        lengths = units.ends[representatives[keep]] - starts
+        kept_ids, kept_counts = _gather_ragged(ids, counts, keep)
+        self._hashes = np.concatenate((self._hashes, hashes[keep]))
+        self._index = pd.Index(self._hashes)
+        self._chars = np.concatenate((self._chars,
+                                      units.code_points[_ragged_positions(starts, lengths)]))
+        self._char_offsets = _append_offsets(self._char_offsets, lengths)
+        self._ids = np.concatenate((self._ids, kept_ids))
+        self._id_offsets = _append_offsets(self._id_offsets, kept_counts)
+
+
+def _append_offsets(offsets, counts):
+    return np.concatenate((offsets, offsets[-1] + np.cumsum(counts)))
+
+
 class _WordPieces:
     """Greedy longest-match-first WordPiece of distinct plain units, all at once.
 
@@ -338,10 +433,13 @@ class _WordPieces:
             if not len(candidates):
                 break
             at = positions[candidates]
-            with np.errstate(over="ignore"):
-                keys = (units.prefix[at + length] - units.prefix[at]) * units.down[at]
-            keys[~is_start[candidates]] ^= _CONTINUATION_SALT
-            entries = vocab.lookup(keys)
+            if length == 1:
+                entries = vocab.lookup_char(units.code_points[at], is_start[candidates])
+            else:
+                with np.errstate(over="ignore"):
+                    keys = (units.prefix[at + length] - units.prefix[at]) * units.down[at]
+                keys[~is_start[candidates]] ^= _CONTINUATION_SALT
+                entries = vocab.lookup(keys)
             hit = entries >= 0
             best_length[candidates[hit]] = length
             best_entry[candidates[hit]] = entries[hit]
