@@ -30,6 +30,8 @@ _NUM_CODE_POINTS = 0x110000
 _HASH_BASE = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
 _SLOT_MULTIPLIER = np.uint64(0xBF58476D1CE4E5B9)
 _CONTINUATION_SALT = np.uint64(0xD6E8FEB86659FD93)  # tells "##x" keys from "x" keys
+_EXACT_KEY_CHARS = 3  # 3 x 21 bits: code points + 1 fit below the top bit
+_HASHED_KEY = np.uint64(1 << 63)
 
 
 class CorpusEncoder:
@@ -45,7 +47,6 @@ class CorpusEncoder:
         self._classes[[_SPACE, _NEWLINE]] = _SEPARATOR
         self._powers = _HashPowers()
         self._vocab = _VocabTable(tokens, continuing_prefix, self._powers)
-        self._cache = _UnitCache()
 
     def encode(self, lines):
         text = "\n".join(lines)
@@ -88,25 +89,8 @@ class CorpusEncoder:
     # ------------------------------------------------------------------ units
 
     def _encode_unique(self, text, units, unique):
-        """Ids of each distinct unit (flat, with counts): from the cache of earlier blocks,
-        else encoded here and cached."""
+        """Ids of each distinct unit (flat, with counts), WordPiece in NumPy where possible."""
         representatives = unique.representatives
-        rows = self._cache.find(units, representatives)
-        cached, new = np.flatnonzero(rows >= 0), np.flatnonzero(rows < 0)
-        cached_ids, cached_counts = self._cache.ids_of(rows[cached])
-        new_ids, new_counts = self._encode_units(text, units, representatives[new])
-        self._cache.add(units, representatives[new], new_ids, new_counts)
-        counts = np.zeros(len(representatives), dtype=np.int64)
-        counts[cached] = cached_counts
-        counts[new] = new_counts
-        offsets = np.cumsum(counts) - counts
-        ids = np.empty(int(counts.sum()), dtype=np.int32)
-        _scatter_ragged(ids, offsets[cached], cached_ids, cached_counts)
-        _scatter_ragged(ids, offsets[new], new_ids, new_counts)
-        return ids, counts
-
-    def _encode_units(self, text, units, representatives):
-        """Ids of the given units (flat, with counts), WordPiece in NumPy where possible."""
         simple = ~units.complex[representatives]
         pieces = _WordPieces(units, representatives[simple], self._vocab, self._max_chars,
                              self._unk_id)
@@ -117,10 +101,11 @@ class CorpusEncoder:
         counts = np.zeros(len(representatives), dtype=np.int64)
         counts[simple] = pieces.counts
         counts[needs_rust] = rust_counts
-        offsets = np.cumsum(counts) - counts
-        ids = np.empty(int(counts.sum()), dtype=np.int32)
-        pieces.scatter(ids, offsets[simple])
-        _scatter_ragged(ids, offsets[needs_rust], rust_ids, rust_counts)
+        offsets = np.concatenate(([0], np.cumsum(counts)))
+        ids = np.empty(offsets[-1], dtype=np.int32)
+        simple_offsets = offsets[:-1][simple]
+        pieces.scatter(ids, simple_offsets)
+        _scatter_ragged(ids, offsets[:-1][needs_rust], rust_ids, rust_counts)
         return ids, counts
 
     def _encode_with_pipeline(self, texts):
@@ -284,15 +269,17 @@ class _Units:
         with np.errstate(over="ignore"):
             self.prefix = powers.prefix_hashes(code_points)
             self.down = powers.down
-            self.hashes = (self.prefix[self.ends] - self.prefix[self.starts]) * self.down[self.starts]
+            hashes = (self.prefix[self.ends] - self.prefix[self.starts]) * self.down[self.starts]
+        self.keys = _unit_keys(code_points, self.starts, self.ends - self.starts, hashes)
 
     def deduplicate(self):
         """Units grouped by content; groups formed by hash are checked character by character."""
-        codes, uniques = pd.factorize(self.hashes)
+        codes, uniques = pd.factorize(self.keys)
         representatives = np.empty(len(uniques), dtype=np.int64)
         representatives[codes] = np.arange(len(codes))  # any member will do
         lengths = self.ends - self.starts
-        copies = np.flatnonzero(representatives[codes] != np.arange(len(codes)))
+        copies = np.flatnonzero((representatives[codes] != np.arange(len(codes)))
+                                & (self.keys >= _HASHED_KEY))
         original = representatives[codes[copies]]
         mismatch = np.zeros(len(codes), dtype=bool)
         mismatch[copies] = lengths[copies] != lengths[original]
@@ -306,6 +293,21 @@ class _Units:
             codes[extra] = len(representatives) + np.arange(len(extra))
             representatives = np.concatenate((representatives, extra))
         return _Groups(codes, representatives)
+
+
+def _unit_keys(code_points, starts, lengths, hashes):
+    """Grouping keys: a unit of up to three characters packs its code points (21 bits
+    each, exact, so its group needs no check), a longer one has its hash with the top
+    bit set."""
+    keys = hashes | _HASHED_KEY
+    short = np.flatnonzero(lengths <= _EXACT_KEY_CHARS)
+    packed = np.zeros(len(short), dtype=np.uint64)
+    for k in range(_EXACT_KEY_CHARS):
+        at = np.minimum(starts[short] + k, len(code_points) - 1)
+        char = np.where(lengths[short] > k, code_points[at].astype(np.uint64) + np.uint64(1), 0)
+        packed |= char.astype(np.uint64) << np.uint64(21 * k)
+    keys[short] = packed
+    return keys
 
 
 def _complex_words(separator, complex_chars):
@@ -328,70 +330,6 @@ class _Groups:
     def __init__(self, codes, representatives):
         self.codes = codes
         self.representatives = representatives
-
-
-class _UnitCache:
-    """Ids of units seen in earlier blocks, looked up by hash and checked character by
-    character (reviews repeat their words from block to block).
-
-    Holds at most ``MAX_UNITS`` units, so memory stays bounded on any corpus; once
-    full it keeps what it has. Units whose hash is taken by another unit are not
-    cached.
-    """
-
-    MAX_UNITS = 1 << 20
-
-    def __init__(self):
-        self._hashes = np.zeros(0, dtype=np.uint64)
-        self._index = pd.Index(self._hashes)
-        self._chars = np.zeros(0, dtype=np.uint32)
-        self._char_offsets = np.zeros(1, dtype=np.int64)
-        self._ids = np.zeros(0, dtype=np.int32)
-        self._id_offsets = np.zeros(1, dtype=np.int64)
-
-    def find(self, units, representatives):
-        """Per unit: its row in the cache, or -1."""
-        if not len(self._hashes):
-            return np.full(len(representatives), -1, dtype=np.int64)
-        rows = self._index.get_indexer(units.hashes[representatives])
-        found = np.flatnonzero(rows >= 0)
-        lengths = (units.ends - units.starts)[representatives[found]]
-        cached_lengths = np.diff(self._char_offsets)[rows[found]]
-        rows[found[lengths != cached_lengths]] = -1
-        found = found[lengths == cached_lengths]
-        lengths = lengths[lengths == cached_lengths]
-        text_at = _ragged_positions(units.starts[representatives[found]], lengths)
-        cache_at = _ragged_positions(self._char_offsets[rows[found]], lengths)
-        differs = units.code_points[text_at] != self._chars[cache_at]
-        rows[np.repeat(found, lengths)[differs]] = -1
-        return rows
-
-    def ids_of(self, rows):
-        """Flat ids of the cached rows, with counts."""
-        counts = self._id_offsets[rows + 1] - self._id_offsets[rows]
-        return self._ids[_ragged_positions(self._id_offsets[rows], counts)], counts
-
-    def add(self, units, representatives, ids, counts):
-        """Cache new units (``ids``/``counts``: theirs, flat), while there is room."""
-        hashes = units.hashes[representatives]
-        fresh = ~pd.Index(hashes).duplicated() & (self._index.get_indexer(hashes) < 0)
-        keep = np.flatnonzero(fresh)[:max(0, self.MAX_UNITS - len(self._hashes))]
-        if not len(keep):
-            return
-        starts = units.starts[representatives[keep]]
-        lengths = units.ends[representatives[keep]] - starts
-        kept_ids, kept_counts = _gather_ragged(ids, counts, keep)
-        self._hashes = np.concatenate((self._hashes, hashes[keep]))
-        self._index = pd.Index(self._hashes)
-        self._chars = np.concatenate((self._chars,
-                                      units.code_points[_ragged_positions(starts, lengths)]))
-        self._char_offsets = _append_offsets(self._char_offsets, lengths)
-        self._ids = np.concatenate((self._ids, kept_ids))
-        self._id_offsets = _append_offsets(self._id_offsets, kept_counts)
-
-
-def _append_offsets(offsets, counts):
-    return np.concatenate((offsets, offsets[-1] + np.cumsum(counts)))
 
 
 class _WordPieces:
