@@ -10,6 +10,7 @@ length-delimited protobuf fields around packed varints. The varints of a whole
 batch of examples are encoded at once with NumPy.
 """
 import gzip
+import itertools
 import struct
 
 import google_crc32c
@@ -143,7 +144,7 @@ def serialize_int64_examples(features):
     ``features`` maps feature name -> int array of shape (num_examples, length).
     """
     data, offsets = _join_parts(_example_parts(features))
-    return [data[start:end].tobytes() for start, end in zip(offsets[:-1], offsets[1:])]
+    return [data[start:end].tobytes() for start, end in itertools.pairwise(offsets.tolist())]
 
 
 def frame_examples(features):
@@ -161,8 +162,8 @@ def frame_examples(features):
          _fixed_part([header_crcs[n] for n in lengths.tolist()], "<u4")]
         + parts + [_constant_part(bytes(4), num_rows)])
     unframed = framed.tobytes()
-    data_crcs = [masked_crc32c(unframed[start + 12:end - 4]) for start, end in
-                 zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    data_crcs = [masked_crc32c(unframed[start + 12:end - 4])
+                 for start, end in itertools.pairwise(offsets.tolist())]
     crc_at = (offsets[1:, None] - 4) + np.arange(4)
     framed[crc_at] = np.array(data_crcs, dtype="<u4").view(np.uint8).reshape(-1, 4)
     return framed.tobytes()

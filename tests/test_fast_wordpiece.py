@@ -136,8 +136,56 @@ def test_hash_collisions_never_change_ids(hand_tokenizer, monkeypatch):
     """With base 1 a hash is the sum of code points: "가나" and "나가" collide, as do
     many vocab entries and units. Every such merge must be caught and repaired."""
     monkeypatch.setattr(fast_wordpiece, "_HASH_BASE", 1)
-    lines = EDGE_LINES + ["가나 나가 나가가 가나나", "ab ba aab aba", "10 01 1 0"]
+    lines = EDGE_LINES + ["가나 나가 나가가 가나나", "ab ba aab aba", "10 01 1 0",
+                          "가나나가 나가가나 가가나나 나나가가", "abba baab aabb bbaa 가나나가"]
     assert_same_ids(write_vocab_copy(hand_tokenizer), lines)
+
+
+def test_exact_keys_of_short_units_and_hashed_keys_of_long_ones(hand_tokenizer, monkeypatch):
+    """Units of 1-3 characters are grouped by their packed code points, longer ones by
+    hash: with base 1 every anagram of 4+ characters collides, yet no 3-character unit
+    may be merged with another (its key holds the characters themselves)."""
+    monkeypatch.setattr(fast_wordpiece, "_HASH_BASE", 1)
+    tokenizer = write_vocab_copy(hand_tokenizer)
+    units = ["가", "나", "가나", "나가", "가가나", "가나가", "나가가", "가나나가", "나가가나",
+             "ab", "ba", "aab", "aba", "baa", "abab", "baba", "a" * 30, "a" * 31]
+    rng = random.Random(4)
+    assert_same_ids(tokenizer, [" ".join(rng.choice(units) for _ in range(8)) for _ in range(200)])
+    code_points = np.array([ord(c) for c in "가나다라"], dtype=np.uint32)
+    keys = fast_wordpiece._unit_keys(code_points, np.array([0, 0, 1, 0]), np.array([1, 3, 3, 4]),
+                                     np.zeros(4, dtype=np.uint64))
+    packed = [(ord("가") + 1), (ord("가") + 1) | (ord("나") + 1) << 21 | (ord("다") + 1) << 42,
+              (ord("나") + 1) | (ord("다") + 1) << 21 | (ord("라") + 1) << 42, 1 << 63]
+    assert keys.tolist() == packed
+
+
+def test_one_encoder_over_many_blocks_matches(hand_tokenizer):
+    """The data builder reuses one encoder for every block: words seen in one block and
+    again in later ones, unknown characters first met late, words at the length limit."""
+    limit = vocab.MAX_CHARS_PER_WORD
+    blocks = [["영화가 정말 재미있었다.", "가" * limit + " " + "가" * (limit + 1)],
+              ["영화가 정말 재미있었다.", "처음보는글자 ☃ 눈사람", "a" * limit + "!"],
+              ["☃☃ 눈사람 영화가", "가" * (limit + 1) + " " + "가" * limit, "a" * (limit + 1)]]
+    tokenizer = write_vocab_copy(hand_tokenizer)
+    for block in blocks:
+        assert_same_ids(tokenizer, block)
+    ids, _ = tokenizer.encode_corpus(["가" * limit, "가" * (limit + 1)])
+    ga, continued = tokenizer.tokens.index("가"), tokenizer.tokens.index("##가")
+    assert ids.tolist() == [ga] + [continued] * (limit - 1) + [tokenizer.special_ids["unk"]]
+
+
+def test_one_character_lookups_by_table(hand_tokenizer):
+    """The table answers one-character keys exactly as the hash table does."""
+    table = write_vocab_copy(hand_tokenizer)
+    table.encode_corpus(["가"])
+    vocab_table = table._corpus_encoder._vocab
+    chars = np.array([ord(c) for c in "가나ㅋ.a中😀é국Z"], dtype=np.uint32)
+    for is_start in (True, False):
+        keys = chars.astype(np.uint64) + np.uint64(1)
+        if not is_start:
+            keys ^= fast_wordpiece._CONTINUATION_SALT
+        np.testing.assert_array_equal(
+            vocab_table.lookup_char(chars, np.full(len(chars), is_start)), vocab_table.lookup(keys))
 
 
 def write_vocab_copy(tokenizer):
