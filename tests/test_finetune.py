@@ -115,6 +115,17 @@ def test_init_checkpoint_errors_name_the_path(tmp_path):
         finetune.load_init_checkpoint(str(tmp_path), finetune.resolve_config())
 
 
+def test_model_config_sizes_the_model_but_not_its_dropout(tmp_path):
+    pretraining = tmp_path / "config.json"
+    pretraining.write_text(json.dumps({"model_size": "tiny", "hidden_size": 96,
+                                       "hidden_dropout_prob": 0.0, "learning_rate": 5.0,
+                                       "attention_probs_dropout_prob": 0.0}))
+    cfg = finetune.resolve_config(model_config=str(pretraining))
+    assert (cfg.model_size, cfg.hidden_size) == ("tiny", 96)
+    assert cfg.hidden_dropout_prob == cfg.attention_probs_dropout_prob == 0.1
+    assert cfg.learning_rate != 5.0  # a pretraining key, not architecture
+
+
 def test_tf1_checkpoint_gives_its_discriminator_and_refuses_a_generator(tmp_path):
     variables = tf1_variables(embedding=16, hidden=32, gen_hidden=8, layers=2, gen_layers=1)
     (tmp_path / "full").mkdir()
