@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from tokenizers import processors  # noqa: E402
 
-from electra_ko import checkpoints, modeling  # noqa: E402
+from electra_ko import checkpoints, modeling, storage  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR, Tower  # noqa: E402
@@ -258,12 +258,15 @@ def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None):
 
 
 def copy_vocab_files(vocab_path, output_dir):
-    """vocab.txt byte for byte, with vocab_meta.json (which records its sha256) and spm.model."""
+    """vocab.txt byte for byte, with vocab_meta.json (which records its sha256) and spm.model;
+    the vocab may be on gs://."""
     vocab_dir = vocab_path if os.path.isdir(vocab_path) else os.path.dirname(vocab_path)
     for name in (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE):
-        source = os.path.join(vocab_dir, name)
-        if os.path.exists(source):
-            shutil.copyfile(source, os.path.join(output_dir, name))
+        source = storage.join(vocab_dir, name)
+        if storage.exists(source):
+            with storage.open_read(source, binary=True) as src, \
+                    open(os.path.join(output_dir, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
 
 
 def _write_json(path, content):

@@ -172,27 +172,75 @@ def resolve_config():
     return cfg
 
 
-def prepare_from_corpus(cfg):
-    """Run the vocab and data stages for `cfg.corpus` when their outputs are missing.
+DEFAULT_VOCAB_SIZE = 32000  # the vocab stage's target when the config leaves vocab_size unset
 
-    The data stage itself skips complete shards after checking its manifest (vocab
-    sha256, sequence length, seed) and refuses shards built otherwise.
+
+def prepare_from_corpus(cfg):
+    """Run the vocab and data stages for `cfg.corpus` where their outputs are missing.
+
+    Returns cfg with `vocab_size` cleared when the vocab stage owns the vocab: the key was
+    its target, and a small corpus yields fewer tokens, so the model takes the size of
+    the vocab actually built (a vocab without build metadata must match the key exactly).
+    An existing vocab is reused only if it still matches its recorded hash and was built
+    with this config's vocab settings; the data stage skips complete shards after
+    checking its manifest (vocab sha256, sequence length, seed) and refuses others.
     """
     from electra_ko import build_data  # local: only the one-command path needs it
     if not cfg.pretrain_tfrecords:
         raise config_lib.ConfigError("config key 'corpus' needs 'pretrain_tfrecords' or "
                                      "'data_dir' for the shards it builds")
+    sized_by_vocab = True
     if storage.exists(cfg.vocab_file):
-        logging.info("vocab stage: %s exists, skipped", cfg.vocab_file)
+        sized_by_vocab = check_vocab_settings(cfg)
+        print(f"vocab stage: {cfg.vocab_file} exists, skipped", file=sys.stderr)
     else:
-        vocab_dir = cfg.vocab_file.rsplit("/", 1)[0] if "/" in cfg.vocab_file else "."
-        vocab_lib.build_vocab([cfg.corpus], vocab_dir, vocab_size=cfg.vocab_size or 32000,
-                              num_unused=cfg.num_unused, do_lower_case=cfg.do_lower_case,
-                              limit_alphabet=cfg.limit_alphabet, min_frequency=cfg.min_frequency)
+        vocab_lib.build_vocab([cfg.corpus], _vocab_dir(cfg.vocab_file), heldout_lines=0,
+                              **vocab_build_settings(cfg))
     argv = ["--corpus", cfg.corpus, "--vocab", cfg.vocab_file, "--output_dir",
             cfg.pretrain_tfrecords, "--num_shards", str(cfg.num_shards),
             "--max_seq_length", str(cfg.max_seq_length), "--seed", str(cfg.seed)]
     build_data.build(build_data.parse_args(argv), "python -m electra_ko.pretrain (corpus stage)")
+    return cfg.replace(vocab_size=None) if sized_by_vocab else cfg
+
+
+def vocab_build_settings(cfg):
+    """The `vocab.build_vocab` arguments the config asks for."""
+    return {"vocab_size": cfg.vocab_size or DEFAULT_VOCAB_SIZE, "num_unused": cfg.num_unused,
+            "do_lower_case": cfg.do_lower_case, "limit_alphabet": cfg.limit_alphabet,
+            "min_frequency": cfg.min_frequency}
+
+
+def check_vocab_settings(cfg):
+    """Refuse an existing vocab built with other settings than the config asks for.
+
+    Returns False when the vocab has no `vocab_meta.json` (e.g. a published vocab.txt),
+    so there is nothing to compare. An unset `vocab_size`, and settings the metadata does
+    not record (a SentencePiece vocab has no WordPiece trainer options), accept any value.
+    """
+    vocab_lib.load_tokenizer(cfg.vocab_file)  # refuses a vocab.txt changed after its build
+    meta_path = storage.join(_vocab_dir(cfg.vocab_file), vocab_lib.META_FILE)
+    if not storage.exists(meta_path):
+        return False
+    meta = json.loads(storage.read_text(meta_path))
+    trainer = meta.get("trainer") or {}
+    recorded = {"vocab_size": meta.get("requested_vocab_size"),
+                "num_unused": meta.get("num_unused"), "do_lower_case": meta.get("do_lower_case"),
+                "limit_alphabet": trainer.get("limit_alphabet"),
+                "min_frequency": trainer.get("min_frequency")}
+    wanted = vocab_build_settings(cfg)
+    if cfg.vocab_size is None:
+        del wanted["vocab_size"]
+    differences = [f"{key}={recorded[key]!r} there, {value!r} in the config"
+                   for key, value in wanted.items() if recorded[key] not in (None, value)]
+    if differences:
+        raise config_lib.ConfigError(
+            f"{cfg.vocab_file} was built with other vocab settings ({'; '.join(differences)}): "
+            f"set them back, or delete the vocab and {cfg.pretrain_tfrecords} to rebuild both")
+    return True
+
+
+def _vocab_dir(vocab_file):
+    return vocab_file.rsplit("/", 1)[0] if "/" in vocab_file else "."
 
 
 def with_vocab(cfg):
@@ -247,7 +295,7 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     if cfg.corpus and not dry_run:
-        prepare_from_corpus(cfg)
+        cfg = prepare_from_corpus(cfg)
     cfg, tokenizer = with_vocab(cfg)
     shards = checked_shards(cfg, tokenizer, cfg.pretrain_tfrecords) if (
         cfg.pretrain_tfrecords and (not dry_run or tf.io.gfile.exists(cfg.pretrain_tfrecords))) \
