@@ -194,7 +194,8 @@ def prepare_from_corpus(cfg):
         sized_by_vocab = check_vocab_settings(cfg)
         print(f"vocab stage: {cfg.vocab_file} exists, skipped", file=sys.stderr)
     else:
-        vocab_lib.build_vocab([cfg.corpus], _vocab_dir(cfg.vocab_file), heldout_lines=0,
+        inputs = [path for path, _ in build_data.corpus_files([cfg.corpus])]  # a glob, too
+        vocab_lib.build_vocab(inputs, _vocab_dir(cfg.vocab_file), heldout_lines=0,
                               **vocab_build_settings(cfg))
     argv = ["--corpus", cfg.corpus, "--vocab", cfg.vocab_file, "--output_dir",
             cfg.pretrain_tfrecords, "--num_shards", str(cfg.num_shards),

@@ -45,11 +45,13 @@ EXPORTED = {"config.json", "model.safetensors", "vocab.txt"}
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    # x40: some hundred examples, so the 1000-example shuffle buffer fills in few reads of gs://
-    text = "\n\n".join("\n".join(doc * 40) for doc in DOCUMENTS)
-    path.write_text(text + "\n", encoding="utf-8")
-    return str(path)
+    """A glob over two files, as a real corpus is usually split."""
+    directory = tmp_path_factory.mktemp("corpus")
+    for index, half in enumerate((DOCUMENTS[:2], DOCUMENTS[2:])):
+        # x40: some hundred examples, so the 1000-example shuffle buffer fills in few gs:// reads
+        text = "\n\n".join("\n".join(doc * 40) for doc in half)
+        (directory / f"part-{index}.txt").write_text(text + "\n", encoding="utf-8")
+    return str(directory / "part-*.txt")
 
 
 def _cfg(corpus, data_dir, **values):
@@ -86,11 +88,14 @@ def first_run(corpus, tmp_path_factory):
     return str(data_dir), summary, _stage_outputs(str(data_dir))
 
 
-def test_whole_job_builds_vocab_and_shards_trains_and_exports(first_run):
+def test_whole_job_builds_vocab_and_shards_trains_and_exports(corpus, first_run):
     data_dir, summary, outputs = first_run
+    parts = [corpus.replace("*", str(index)) for index in (0, 1)]
+    assert _read_json(data_dir, vocab.META_FILE)["inputs"] == parts  # the glob, expanded
     tokenizer = vocab.load_tokenizer(os.path.join(data_dir, "vocab.txt"))
     manifest = _read_json(data_dir, "pretrain_tfrecords", build_data.MANIFEST)
     assert (manifest["complete"], manifest["num_shards"]) == (True, 2)
+    assert [entry["path"] for entry in manifest["corpus"]] == parts
     assert (manifest["vocab_sha256"], manifest["max_seq_length"]) == (tokenizer.vocab_sha256, 32)
     assert sum(1 for path in outputs if ".tfrecord-" in path) == 2
     assert manifest["examples"] >= SMALL["num_train_steps"]
