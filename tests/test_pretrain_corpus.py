@@ -8,7 +8,6 @@ import json
 import os
 import pathlib
 import shutil
-import socketserver
 import ssl
 import subprocess
 import sys
@@ -203,7 +202,8 @@ def _googleapis_proxy_handler(tls, emulator):
 
     TensorFlow's GCS client has its endpoints built in (no STORAGE_EMULATOR_HOST), but
     honours https_proxy and CURL_CA_BUNDLE: on CONNECT this handler ends TLS itself and
-    forwards each request, de-chunked, to the plain-HTTP emulator.
+    forwards each request to the plain-HTTP emulator. Bodies are de-chunked on the way:
+    TF sends uploads chunked *and* with Content-Length, and the emulator trusts the latter.
     """
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -216,7 +216,7 @@ def _googleapis_proxy_handler(tls, emulator):
             self.end_headers()
             self.connection = tls.wrap_socket(self.connection, server_side=True)
             self.rfile = self.connection.makefile("rb")
-            self.wfile = socketserver._SocketWriter(self.connection)
+            self.wfile = self.connection.makefile("wb", buffering=0)
             self.close_connection = False
 
         def _body(self):
