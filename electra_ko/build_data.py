@@ -423,6 +423,10 @@ def load_vocab(path):
         shutil.rmtree(local, ignore_errors=True)
 
 
+# The pretraining driver runs this stage too, and has no --overwrite flag.
+REPLACE_HINT = "delete them, or pass --overwrite to python -m electra_ko.build_data, to rebuild"
+
+
 def check_existing_output(output_dir, settings, overwrite):
     """Finished shards of an earlier run with the same settings (``{index: entry}``).
 
@@ -439,15 +443,14 @@ def check_existing_output(output_dir, settings, overwrite):
     if not manifests:
         if shard_files:
             raise BuildError(f"{output_dir} holds {len(shard_files)} {SHARD_PREFIX} shards but "
-                             f"no {MANIFEST}: cannot tell how they were built; pass --overwrite "
-                             f"to replace them")
+                             f"no {MANIFEST}: cannot tell how they were built; {REPLACE_HINT}")
         return {}
     previous = json.loads(storage.read_text(manifests[0]))
     differences = [f"{key}: {previous.get(key)!r} there, {settings[key]!r} now"
                    for key in SETTING_KEYS if previous.get(key) != settings[key]]
     if differences:
         raise BuildError(f"{output_dir} holds shards built with different settings "
-                         f"({'; '.join(differences)}); pass --overwrite to replace them")
+                         f"({'; '.join(differences)}); {REPLACE_HINT}")
     present = set(shard_files)
     return {index: entry for index, entry in enumerate(previous.get("shards", []))
             if entry and storage.join(output_dir, entry["file"]) in present}

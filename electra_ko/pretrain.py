@@ -183,7 +183,7 @@ def prepare_from_corpus(cfg):
     the vocab actually built (a vocab without build metadata must match the key exactly).
     An existing vocab is reused only if it still matches its recorded hash and was built
     with this config's vocab settings; the data stage skips complete shards after
-    checking its manifest (vocab sha256, sequence length, seed) and refuses others.
+    checking its manifest (vocab sha256, sequence length, its seed) and refuses others.
     """
     from electra_ko import build_data  # local: only the one-command path needs it
     if not cfg.pretrain_tfrecords:
@@ -197,9 +197,10 @@ def prepare_from_corpus(cfg):
         inputs = [path for path, _ in build_data.corpus_files([cfg.corpus])]  # a glob, too
         vocab_lib.build_vocab(inputs, _vocab_dir(cfg.vocab_file), heldout_lines=0,
                               **vocab_build_settings(cfg))
+    # No --seed: build_data keeps its own, so a new training `seed` leaves the shards valid.
     argv = ["--corpus", cfg.corpus, "--vocab", cfg.vocab_file, "--output_dir",
             cfg.pretrain_tfrecords, "--num_shards", str(cfg.num_shards),
-            "--max_seq_length", str(cfg.max_seq_length), "--seed", str(cfg.seed)]
+            "--max_seq_length", str(cfg.max_seq_length)]
     build_data.build(build_data.parse_args(argv), "python -m electra_ko.pretrain (corpus stage)")
     return cfg.replace(vocab_size=None) if sized_by_vocab else cfg
 
