@@ -22,7 +22,6 @@ encoder gets the same ids with NumPy, on the whole block's code points at once:
   pipeline. The result therefore never depends on hash luck.
 """
 import numpy as np
-import pandas as pd
 
 _SEPARATOR, _PLAIN, _PUNCT, _COMPLEX, _UNKNOWN = range(5)
 _SPACE, _NEWLINE = ord(" "), ord("\n")
@@ -190,7 +189,7 @@ class _VocabTable:
         self._mask = (1 << bits) - 1
         taken = [False] * (1 << bits)
         slots = []
-        for slot in self._slot_of(keys).tolist():  # linear probing
+        for slot in _slot_of(keys, self._shift).tolist():  # linear probing
             while taken[slot]:
                 slot = (slot + 1) & self._mask
             taken[slot] = True
@@ -229,16 +228,11 @@ class _VocabTable:
         last = np.append(keys[1:] != keys[:-1], True)
         return keys[last], values[last]
 
-    def _slot_of(self, keys):
-        """Multiplicative hashing: short strings' keys are small numbers, so mix first."""
-        with np.errstate(over="ignore"):
-            return ((keys * _SLOT_MULTIPLIER) >> self._shift).astype(np.int64)
-
     def lookup(self, keys):
         """Per key: its entry index, -1 for a prefix that is no entry, -2 for no prefix."""
         result = np.full(len(keys), self._EMPTY, dtype=np.int64)
         pending = np.arange(len(keys))
-        slots = self._slot_of(keys)
+        slots = _slot_of(keys, self._shift)
         while len(pending):
             values = self._slot_value[slots]
             found = self._slot_key[slots] == keys[pending]
@@ -274,8 +268,8 @@ class _Units:
 
     def deduplicate(self):
         """Units grouped by content; groups formed by hash are checked character by character."""
-        codes, uniques = pd.factorize(self.keys)
-        representatives = np.empty(len(uniques), dtype=np.int64)
+        codes, num_groups = _factorize(self.keys)
+        representatives = np.empty(num_groups, dtype=np.int64)
         representatives[codes] = np.arange(len(codes))  # any member will do
         lengths = self.ends - self.starts
         copies = np.flatnonzero((representatives[codes] != np.arange(len(codes)))
@@ -293,6 +287,36 @@ class _Units:
             codes[extra] = len(representatives) + np.arange(len(extra))
             representatives = np.concatenate((representatives, extra))
         return _Groups(codes, representatives)
+
+
+def _factorize(keys):
+    """``(codes, num_groups)``: equal keys get equal codes in ``range(num_groups)``.
+
+    Vectorised linear probing into a table of at least twice as many slots as keys;
+    0 marks an empty slot, so keys must be non-zero (``_unit_keys`` are). Equal keys
+    share every probe, so they land in one slot; a slot's dense rank is the code.
+    Pandas' factorize is ~30% faster here but costs ~0.2 s to import per process.
+    """
+    bits = max(10, (2 * len(keys)).bit_length())
+    table = np.zeros(1 << bits, dtype=np.uint64)
+    slots = _slot_of(keys, np.uint64(64 - bits))
+    table[slots] = keys  # one of the keys sharing a slot wins it
+    pending = np.flatnonzero(table[slots] != keys)
+    while len(pending):
+        probe = (slots[pending] + 1) & ((1 << bits) - 1)
+        slots[pending] = probe
+        waiting = keys[pending]
+        free = table[probe] == 0
+        table[probe[free]] = waiting[free]
+        pending = pending[table[probe] != waiting]
+    rank = np.cumsum(table != 0) - 1
+    return rank[slots], int(rank[-1]) + 1
+
+
+def _slot_of(keys, shift):
+    """Multiplicative hashing: short strings' keys are small numbers, so mix first."""
+    with np.errstate(over="ignore"):
+        return ((keys * _SLOT_MULTIPLIER) >> shift).astype(np.int64)
 
 
 def _unit_keys(code_points, starts, lengths, hashes):

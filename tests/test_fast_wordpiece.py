@@ -159,6 +159,25 @@ def test_exact_keys_of_short_units_and_hashed_keys_of_long_ones(hand_tokenizer, 
     assert keys.tolist() == packed
 
 
+def test_factorize_groups_equal_keys_through_probe_chains():
+    """Keys built to share one slot (k, k + d/M for the slot multiplier M) must probe past
+    each other; the codes must split the keys exactly as np.unique does."""
+    inverse = pow(int(fast_wordpiece._SLOT_MULTIPLIER), -1, 1 << 64)
+    base = 0x1234_5678_9ABC
+    same_slot = [(base + d * inverse) % (1 << 64) for d in range(6)]
+    slots = fast_wordpiece._slot_of(np.array(same_slot, dtype=np.uint64), np.uint64(64 - 10))
+    assert len(set(slots.tolist())) == 1
+    rng = np.random.default_rng(3)
+    others = rng.integers(1, 1 << 63, size=40, dtype=np.uint64)
+    keys = np.array(same_slot + others.tolist(), dtype=np.uint64)[rng.integers(0, 46, size=300)]
+    assert len(keys) < 512  # so _factorize's table has 2**10 slots, as assumed above
+    codes, num_groups = fast_wordpiece._factorize(keys)
+    uniques, expected = np.unique(keys, return_inverse=True)
+    assert num_groups == len(uniques)
+    assert len(set(zip(codes.tolist(), expected.tolist()))) == num_groups  # one-to-one
+    assert sorted(set(codes.tolist())) == list(range(num_groups))
+
+
 def test_one_encoder_over_many_blocks_matches(hand_tokenizer):
     """The data builder reuses one encoder for every block: words seen in one block and
     again in later ones, unknown characters first met late, words at the length limit."""
