@@ -80,12 +80,44 @@ class ExamplePacker:
     def pack_block(self, ids, offsets, blank):
         """Examples completed by a block of lines; ``blank[i]`` ends a document."""
         first_number = self._carry_pending(ids, offsets)
+        blank = np.asarray(blank, dtype=bool)
+        self._count_documents(blank)
+        lengths = np.where(blank, 0, np.diff(offsets))
+        events = np.flatnonzero(blank | (lengths > 0))  # lines that tokenise to nothing: none
+        return self._pack((events + first_number).tolist(), lengths[events].tolist())
+
+    def end_document(self):
+        """Flush what the document left over (at a file's end); examples never mix documents."""
+        self._count_documents(np.ones(1, dtype=bool))
+        examples = self._pack([None], [0])
+        return examples[0] if examples else None
+
+    def _count_documents(self, blank):
+        """A blank line ends a document when a non-blank line came since the last blank one."""
+        if not len(blank):
+            return
+        open_before = np.concatenate(([self._document_open], ~blank[:-1]))
+        self.documents += int(np.count_nonzero(blank & open_before))
+        self._document_open = not blank[-1]
+
+    def _pack(self, numbers, lengths):
+        """The examples that sentences (length > 0) and document ends (length 0) complete.
+
+        The one loop over every sentence, so it keeps its state in locals.
+        """
         examples = []
-        lengths = np.diff(offsets).tolist()
-        for number, (length, is_blank) in enumerate(zip(lengths, blank), start=first_number):
-            example = self.end_document() if is_blank else self.add_sentence(number, length)
-            if example:
-                examples.append(example)
+        pending, total, target = self._sentences, self._length, self._target_length
+        for number, length in zip(numbers, lengths):
+            if length:
+                pending.append((number, length))
+                total += length
+                if total < target:
+                    continue
+            elif not total:
+                continue
+            examples.append(self._create_example(pending, target))
+            pending, total, target = [], 0, self._target_length
+        self._sentences, self._length = pending, total
         return examples
 
     def _carry_pending(self, ids, offsets):
@@ -101,44 +133,24 @@ class ExamplePacker:
         self._sentences = [(k, length) for k, length in enumerate(carried_lengths)]
         return len(pending)
 
-    def add_sentence(self, number, length):
-        """Returns a (segment_a, segment_b) pair once the target length is reached."""
-        self._document_open = True
-        if not length:
-            return None
-        self._sentences.append((number, length))
-        self._length += length
-        if self._length >= self._target_length:
-            return self._create_example()
-        return None
-
-    def end_document(self):
-        """Flush what the document left over; examples never mix documents."""
-        self.documents += self._document_open
-        self._document_open = False
-        if self._length:
-            return self._create_example()
-        return None
-
-    def _create_example(self):
-        rng = self._rng
-        if rng.random() < 0.1:
+    def _create_example(self, sentences, target_length):
+        """Split ``sentences`` into segments A and B; draw the next example's target."""
+        random = self._rng.random
+        if random() < 0.1:
             first_target = 100000
         else:
-            first_target = (self._target_length - 3) // 2  # room for [CLS] and two [SEP]
+            first_target = (target_length - 3) // 2  # room for [CLS] and two [SEP]
         first, second = [], []
         first_length = 0
-        for number, length in self._sentences:
+        for number, length in sentences:
             if (not first or first_length + length < first_target
-                    or (not second and first_length < first_target and rng.random() < 0.5)):
+                    or (not second and first_length < first_target and random() < 0.5)):
                 first.append(number)
                 first_length += length
             else:
                 second.append(number)
-        self._sentences = []
-        self._length = 0
-        if rng.random() < 0.05:
-            self._target_length = rng.randint(5, self._max_length)
+        if random() < 0.05:
+            self._target_length = self._rng.randint(5, self._max_length)
         else:
             self._target_length = self._max_length
         return first, second

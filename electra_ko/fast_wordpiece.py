@@ -28,7 +28,7 @@ _SPACE, _NEWLINE = ord(" "), ord("\n")
 _NUM_CODE_POINTS = 0x110000
 _HASH_BASE = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
 _SLOT_MULTIPLIER = np.uint64(0xBF58476D1CE4E5B9)
-_CONTINUATION_SALT = np.uint64(0xD6E8FEB86659FD93)  # tells "##x" keys from "x" keys
+_CONTINUATION_SALT = np.uint64(0xD6E8FEB86659FD93)  # added to "##x" keys: tells them from "x"
 _EXACT_KEY_CHARS = 3  # 3 x 21 bits: code points + 1 fit below the top bit
 _HASHED_KEY = np.uint64(1 << 63)
 
@@ -91,8 +91,8 @@ class CorpusEncoder:
         """Ids of each distinct unit (flat, with counts), WordPiece in NumPy where possible."""
         representatives = unique.representatives
         simple = ~units.complex[representatives]
-        pieces = _WordPieces(units, representatives[simple], self._vocab, self._max_chars,
-                             self._unk_id)
+        pieces = _WordPieces(units, representatives[simple], self._vocab, self._powers,
+                             self._max_chars, self._unk_id)
         needs_rust = np.flatnonzero(~simple)
         needs_rust = np.concatenate((needs_rust, np.flatnonzero(simple)[pieces.unverified]))
         rust_ids, rust_counts = self._encode_with_pipeline(
@@ -205,7 +205,7 @@ class _VocabTable:
         first = self.code_points[self.entry_start[self.entry_length > 0]]
         continuation = self.entry_is_continuation[self.entry_length > 0]
         keys = first.astype(np.uint64) + np.uint64(1)  # the hash of a one-character text
-        keys[continuation] ^= _CONTINUATION_SALT
+        keys[continuation] += _CONTINUATION_SALT
         self._char_value[continuation.astype(np.intp), first] = self.lookup(keys)
 
     def lookup_char(self, code_points, is_start):
@@ -220,7 +220,7 @@ class _VocabTable:
         end = _ragged_positions(self.entry_start + 1, lengths)
         with np.errstate(over="ignore"):
             keys = (prefix[end] - prefix[begin]) * powers.down[begin]
-        keys[np.repeat(self.entry_is_continuation, lengths)] ^= _CONTINUATION_SALT
+        keys[np.repeat(self.entry_is_continuation, lengths)] += _CONTINUATION_SALT
         whole = end == np.repeat(self.entry_start + lengths, lengths)
         values = np.where(whole, np.repeat(np.arange(len(lengths)), lengths), -1)
         order = np.lexsort((values, keys))  # per key, a whole entry sorts last
@@ -366,7 +366,7 @@ class _WordPieces:
     the Rust WordPiece model.
     """
 
-    def __init__(self, units, representatives, vocab, max_chars, unk_id):
+    def __init__(self, units, representatives, vocab, powers, max_chars, unk_id):
         self._vocab = vocab
         self._unk_id = unk_id
         starts, ends = units.starts[representatives], units.ends[representatives]
@@ -378,34 +378,36 @@ class _WordPieces:
         remaining = np.repeat(ends, lengths) - positions
         is_start = np.zeros(len(positions), dtype=bool)
         is_start[first[lengths > 0]] = True
-        best_length, best_entry = self._longest_matches(units, positions, remaining, is_start)
+        best_length, best_entry = self._longest_matches(units.code_points[positions], remaining,
+                                                        is_start, powers)
         self._steps = self._follow_matches(first, lengths, best_length, best_entry)
         self.unverified = self._verify(units.code_points, positions, is_start, len(starts))
         matched = np.bincount(self._steps["unit"], minlength=len(starts))
         self._unk = (matched == 0) | self._failed
         self.counts = np.where(self._unk, 1, matched)
 
-    def _longest_matches(self, units, positions, remaining, is_start):
+    def _longest_matches(self, chars, remaining, is_start, powers):
+        """Per position of ``chars`` (the units' characters back to back), the length and
+        entry of the longest match. Keys grow by one character per round, so a round
+        costs one look-up of the characters it adds."""
         vocab = self._vocab
-        best_length = np.zeros(len(positions), dtype=np.int64)
-        best_entry = np.zeros(len(positions), dtype=np.int64)
-        candidates = np.arange(len(positions))
-        for length in range(1, vocab.max_length + 1):
-            candidates = candidates[remaining[candidates] >= length]
+        entries = vocab.lookup_char(chars, is_start)
+        hit = entries >= 0
+        best_length = hit.astype(np.int64)
+        best_entry = np.where(hit, entries, 0).astype(np.int64)
+        candidates = np.flatnonzero((entries != vocab.NOT_A_PREFIX) & (remaining > 1))
+        terms = chars.astype(np.uint64) + np.uint64(1)
+        keys = terms[candidates] + np.where(is_start[candidates], np.uint64(0), _CONTINUATION_SALT)
+        for length in range(2, vocab.max_length + 1):
             if not len(candidates):
                 break
-            at = positions[candidates]
-            if length == 1:
-                entries = vocab.lookup_char(units.code_points[at], is_start[candidates])
-            else:
-                with np.errstate(over="ignore"):
-                    keys = (units.prefix[at + length] - units.prefix[at]) * units.down[at]
-                keys[~is_start[candidates]] ^= _CONTINUATION_SALT
-                entries = vocab.lookup(keys)
+            keys += terms[candidates + (length - 1)] * powers.up[length - 1]
+            entries = vocab.lookup(keys)
             hit = entries >= 0
             best_length[candidates[hit]] = length
             best_entry[candidates[hit]] = entries[hit]
-            candidates = candidates[entries != vocab.NOT_A_PREFIX]
+            going = (entries != vocab.NOT_A_PREFIX) & (remaining[candidates] > length)
+            candidates, keys = candidates[going], keys[going]
         return best_length, best_entry
 
     def _follow_matches(self, first, lengths, best_length, best_entry):

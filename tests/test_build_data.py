@@ -105,6 +105,12 @@ def sentence_store(sentences):
             np.cumsum([0] + lengths))
 
 
+def pack(packer, lengths, blank=None):
+    """Examples that one block of sentences with these lengths completes."""
+    blank = [False] * len(lengths) if blank is None else blank
+    return packer.pack_block(*sentence_store([[7] * n for n in lengths]), blank)
+
+
 def feature_rows(examples, sentences, max_len):
     """Each example's ids without padding, and the length of its first segment."""
     features = build_data.examples_to_features(examples, sentence_store(sentences), max_len,
@@ -119,9 +125,8 @@ def test_packer_splits_sentences_between_segments():
     # flip sends the crossing sentence to B, 0.9 keeps the full target for the next one.
     packer = build_data.ExamplePacker(20, ScriptedRng([0.5, 0.7, 0.9]))
     sentences = [[11, 12, 13], [14, 15, 16, 17], list(range(18, 31))]
-    assert packer.add_sentence(0, 3) is None
-    assert packer.add_sentence(1, 4) is None
-    assert packer.add_sentence(2, 13) == ([0, 1], [2])
+    assert pack(packer, [3, 4]) == []
+    assert pack(packer, [13]) == [([0, 1], [2])]
     # B is cut to 20 - 7 - 3 ids
     assert feature_rows([([0, 1], [2])], sentences, 20) == [
         ([2, 11, 12, 13, 14, 15, 16, 17, 3, *range(18, 28), 3], 9)]
@@ -130,9 +135,7 @@ def test_packer_splits_sentences_between_segments():
 def test_packer_coin_flip_sends_crossing_sentence_to_first_segment():
     # 3 + 6 crosses the first target 8 while B is empty: draw 0.2 < 0.5 keeps it in A
     packer = build_data.ExamplePacker(20, ScriptedRng([0.5, 0.2, 0.9]))
-    packer.add_sentence(0, 3)
-    packer.add_sentence(1, 6)
-    assert packer.add_sentence(2, 12) == ([0, 1], [2])
+    assert pack(packer, [3, 6, 12]) == [([0, 1], [2])]
     sentences = [[11, 12, 13], list(range(14, 20)), list(range(20, 32))]
     assert feature_rows([([0, 1], [2])], sentences, 20) == [
         ([2, *range(11, 20), 3, *range(20, 28), 3], 11)]
@@ -141,17 +144,14 @@ def test_packer_coin_flip_sends_crossing_sentence_to_first_segment():
 def test_packer_sentence_after_b_may_still_join_a():
     # A=[5 ids] < 8; 4 more would cross: coin 0.9 sends it to B; then 2 ids fit under 8: A
     packer = build_data.ExamplePacker(20, ScriptedRng([0.5, 0.9, 0.9]))
-    for number, length in enumerate([5, 4, 2]):
-        assert packer.add_sentence(number, length) is None
-    assert packer.add_sentence(3, 9) == ([0, 2], [1, 3])
+    assert pack(packer, [5, 4, 2]) == []
+    assert pack(packer, [9]) == [([0, 2], [1, 3])]
 
 
 def test_packer_single_segment_and_short_target():
     # draw 0.05 < 0.1: A-only; draw 0.01 < 0.05: next target is randint -> 6
     packer = build_data.ExamplePacker(10, ScriptedRng([0.05, 0.01, 0.5, 0.9], [6]))
-    assert packer.add_sentence(0, 12) == ([0], [])
-    assert packer.add_sentence(1, 5) is None
-    assert packer.add_sentence(2, 1) == ([1], [2])  # 6 >= short target 6
+    assert pack(packer, [12, 5, 1]) == [([0], []), ([1], [2])]  # 6 >= short target 6
     sentences = [list(range(20, 32)), [41, 42, 43, 44, 45], [46]]
     assert feature_rows([([0], []), ([1], [2])], sentences, 10) == [
         ([2, *range(20, 28), 3], 10),  # truncated to max_len - 2
@@ -159,11 +159,14 @@ def test_packer_single_segment_and_short_target():
 
 
 def test_packer_flushes_document_end_and_counts_documents():
-    packer = build_data.ExamplePacker(50, ScriptedRng([0.5, 0.9]))
-    packer.add_sentence(0, 2)
-    assert packer.end_document() == ([0], [])
-    assert packer.end_document() is None  # blank line after blank line: nothing to flush
-    assert packer.documents == 1
+    packer = build_data.ExamplePacker(50, ScriptedRng([0.5, 0.9, 0.5, 0.9]))
+    # blank after blank: nothing to flush; a line that tokenises to nothing opens a document
+    assert pack(packer, [2, 0, 0, 0, 0], [False, True, True, False, True]) == [([0], [])]
+    assert packer.documents == 2
+    assert pack(packer, [3, 0, 4], [False, False, False]) == []
+    assert packer.end_document() == ([0, 2], [])  # numbered in the second block
+    assert packer.end_document() is None
+    assert packer.documents == 3
 
 
 def test_pack_block_carries_pending_sentences_into_the_next_block():
