@@ -57,10 +57,9 @@ class CorpusEncoder:
         unique = units.deduplicate()
         unique_ids, unique_counts = self._encode_unique(text, units, unique)
         ids, counts = _gather_ragged(unique_ids, unique_counts, unique.codes)
-        line_counts = np.bincount(units.lines, weights=counts, minlength=len(lines))
-        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-        np.cumsum(line_counts.astype(np.int64), out=offsets[1:])
-        return ids, offsets
+        unit_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=unit_offsets[1:])
+        return ids, unit_offsets[units.line_ends]
 
     # ------------------------------------------------------------------ characters
 
@@ -258,7 +257,10 @@ class _Units:
         self.starts = np.flatnonzero(start)
         self.ends = np.flatnonzero(~separator & next_start) + 1
         self.complex = complex_char[self.starts]
-        self.lines = np.searchsorted(np.flatnonzero(code_points == _NEWLINE), self.starts)
+        newlines = np.flatnonzero(code_points == _NEWLINE)
+        # units before each line's end (and 0 before the first line)
+        self.line_ends = np.concatenate(([0], np.searchsorted(self.starts, newlines),
+                                         [len(self.starts)]))
         self.code_points = code_points
         with np.errstate(over="ignore"):
             self.prefix = powers.prefix_hashes(code_points)
