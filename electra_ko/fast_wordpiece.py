@@ -228,18 +228,24 @@ class _VocabTable:
         return keys[last], values[last]
 
     def lookup(self, keys):
-        """Per key: its entry index, -1 for a prefix that is no entry, -2 for no prefix."""
-        result = np.full(len(keys), self._EMPTY, dtype=np.int64)
-        pending = np.arange(len(keys))
+        """Per key: its entry index, -1 for a prefix that is no entry, -2 for no prefix.
+
+        Most keys end at their first slot (load <= 1/4), so that round runs on the
+        whole array without index bookkeeping; only the keys that must probe on do.
+        """
         slots = _slot_of(keys, self._shift)
+        values = self._slot_value[slots]
+        found = self._slot_key[slots] == keys
+        result = np.where(found, values, self._EMPTY)
+        pending = np.flatnonzero(~found & (values != self._EMPTY))
+        slots = slots[pending]
         while len(pending):
+            slots = (slots + 1) & self._mask
             values = self._slot_value[slots]
             found = self._slot_key[slots] == keys[pending]
-            occupied = values != self._EMPTY
-            done = found & occupied
-            result[pending[done]] = values[done]
-            probe = occupied & ~found
-            pending, slots = pending[probe], (slots[probe] + 1) & self._mask
+            result[pending[found]] = values[found]
+            probing = ~found & (values != self._EMPTY)
+            pending, slots = pending[probing], slots[probing]
         return result
 
 

@@ -178,6 +178,19 @@ def test_factorize_groups_equal_keys_through_probe_chains():
     assert sorted(set(codes.tolist())) == list(range(num_groups))
 
 
+def test_vocab_lookup_follows_probe_chains(trained_tokenizer):
+    """Every prefix key is found, including those sitting past their home slot, and keys
+    of no prefix are reported as such."""
+    powers = fast_wordpiece._HashPowers()
+    table = fast_wordpiece._VocabTable(trained_tokenizer.tokens, "##", powers)
+    keys, values = table._prefix_keys(powers)
+    home = fast_wordpiece._slot_of(keys, table._shift)
+    assert (table._slot_key[home] != keys).sum() >= 5  # probing really happens
+    np.testing.assert_array_equal(table.lookup(keys), values)
+    absent = np.setdiff1d(np.concatenate((keys + np.uint64(1), keys * np.uint64(3))), keys)
+    assert (table.lookup(absent) == table.NOT_A_PREFIX).all()
+
+
 def test_one_encoder_over_many_blocks_matches(hand_tokenizer):
     """The data builder reuses one encoder for every block: words seen in one block and
     again in later ones, unknown characters first met late, words at the length limit."""
