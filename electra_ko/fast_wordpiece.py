@@ -138,9 +138,11 @@ class _HashPowers:
     def prefix_hashes(self, code_points):
         """``H`` with ``(H[e] - H[s]) * down[s]`` the hash of ``code_points[s:e]``."""
         self.ensure(len(code_points) + 1)
+        terms = code_points.astype(np.uint64)
+        terms += np.uint64(1)
+        terms *= self.up[:len(code_points)]
         hashes = np.zeros(len(code_points) + 1, dtype=np.uint64)
-        np.cumsum((code_points.astype(np.uint64) + np.uint64(1)) * self.up[:len(code_points)],
-                  out=hashes[1:])
+        np.cumsum(terms, out=hashes[1:])
         return hashes
 
 
@@ -269,9 +271,8 @@ class _Units:
                                          [len(self.starts)]))
         self.code_points = code_points
         with np.errstate(over="ignore"):
-            self.prefix = powers.prefix_hashes(code_points)
-            self.down = powers.down
-            hashes = (self.prefix[self.ends] - self.prefix[self.starts]) * self.down[self.starts]
+            prefix = powers.prefix_hashes(code_points)
+            hashes = (prefix[self.ends] - prefix[self.starts]) * powers.down[self.starts]
         self.keys = _unit_keys(code_points, self.starts, self.ends - self.starts, hashes)
 
     def deduplicate(self):
@@ -333,11 +334,13 @@ def _unit_keys(code_points, starts, lengths, hashes):
     bit set."""
     keys = hashes | _HASHED_KEY
     short = np.flatnonzero(lengths <= _EXACT_KEY_CHARS)
+    short_starts, short_lengths = starts[short], lengths[short]
     packed = np.zeros(len(short), dtype=np.uint64)
     for k in range(_EXACT_KEY_CHARS):
-        at = np.minimum(starts[short] + k, len(code_points) - 1)
-        char = np.where(lengths[short] > k, code_points[at].astype(np.uint64) + np.uint64(1), 0)
-        packed |= char.astype(np.uint64) << np.uint64(21 * k)
+        char = code_points[np.minimum(short_starts + k, len(code_points) - 1)].astype(np.uint64)
+        char += np.uint64(1)
+        char[short_lengths <= k] = 0
+        packed |= char << np.uint64(21 * k)
     keys[short] = packed
     return keys
 
@@ -386,10 +389,10 @@ class _WordPieces:
         remaining = np.repeat(ends, lengths) - positions
         is_start = np.zeros(len(positions), dtype=bool)
         is_start[first[lengths > 0]] = True
-        best_length, best_entry = self._longest_matches(units.code_points[positions], remaining,
-                                                        is_start, powers)
+        chars = units.code_points[positions]
+        best_length, best_entry = self._longest_matches(chars, remaining, is_start, powers)
         self._steps = self._follow_matches(first, lengths, best_length, best_entry)
-        self.unverified = self._verify(units.code_points, positions, is_start, len(starts))
+        self.unverified = self._verify(chars, is_start, len(starts))
         matched = np.bincount(self._steps["unit"], minlength=len(starts))
         self._unk = (matched == 0) | self._failed
         self.counts = np.where(self._unk, 1, matched)
@@ -440,7 +443,7 @@ class _WordPieces:
         return {name: np.concatenate([s[k] for s in steps]) if steps else np.zeros(0, np.int64)
                 for k, name in enumerate(names)}
 
-    def _verify(self, code_points, positions, is_start, num_units):
+    def _verify(self, chars, is_start, num_units):
         """Units whose matches are not, character for character, the entries found."""
         vocab, steps = self._vocab, self._steps
         entry, local = steps["entry"], steps["position"]
@@ -448,11 +451,9 @@ class _WordPieces:
         bad = ((vocab.entry_is_continuation[entry] == is_start[local])
                | (vocab.entry_length[entry] != lengths))
         chars_unit = np.repeat(steps["unit"], lengths)
-        text_at = np.repeat(positions[local], lengths) + _ragged_positions(
-            np.zeros(len(lengths), dtype=np.int64), lengths)
         vocab_at = _ragged_positions(vocab.entry_start[entry], lengths)
         vocab_at = np.minimum(vocab_at, len(vocab.code_points) - 1)  # a wrong length is `bad`
-        differs = vocab.code_points[vocab_at] != code_points[text_at]
+        differs = vocab.code_points[vocab_at] != chars[_ragged_positions(local, lengths)]
         unverified = np.zeros(num_units, dtype=bool)
         unverified[steps["unit"][bad]] = True
         unverified[chars_unit[differs]] = True
