@@ -15,7 +15,6 @@ import sys
 import time
 
 import numpy as np
-import sentencepiece
 import tokenizers
 import tqdm
 from absl import app, flags, logging
@@ -107,6 +106,8 @@ class WordPieceTokenizer(Tokenizer):
 class SentencePieceTokenizer(Tokenizer):
     def __init__(self, tokens, special_ids, vocab_sha256, do_lower_case, model_proto):
         super().__init__(SENTENCEPIECE, tokens, special_ids, vocab_sha256, do_lower_case)
+        import sentencepiece  # only SentencePiece vocabs pay for the import
+
         self._spm = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
         pieces = [self._spm.id_to_piece(i) for i in range(self._spm.get_piece_size())]
         if pieces != tokens:
@@ -319,6 +320,8 @@ def train_sentencepiece(lines, vocab_size, reserved, do_lower_case, model_type,
                         character_coverage, input_sentence_size, shuffle_input_sentence):
     """SentencePiece model with [PAD]/[UNK] at 0/1 and the other reserved tokens as
     control symbols, which text can never produce."""
+    import sentencepiece
+
     model = io.BytesIO()
     sentencepiece.set_random_generator_seed(SPM_SEED)
     try:
