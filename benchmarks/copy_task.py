@@ -1,13 +1,13 @@
-"""Copy task: can the training stack learn to use context, and does it learn as fast as
-the transformers reference?
+"""Copy task: does our training stack learn to use context as fast as transformers does?
 
 Every line of the synthetic corpus is six made-up two-syllable words followed by the same
 six words again. The words are drawn uniformly from 100, so a masked word cannot be
 guessed from word frequencies (about 1% MLM accuracy) but is given away by its twin in
 the other half of the line: a model that uses context climbs towards 100%, and a
 discriminator can spot a replaced token by comparing it with its twin (AUC towards 1).
-A run that stays at chance here has a bug; one that learns, but slower than the
-reference, has a recipe or speed problem.
+What counts is the comparison: a run of ours that stays at chance while the reference
+learns points to a bug; both stacks stalling points to the recipe (measured: at tiny
+size, 600 steps, the plain masked LM learns in both, the ELECTRA discriminator in neither).
 
 Both stacks train on the same shards (built by our own `electra_ko.vocab` and
 `electra_ko.build_data`), with the same config (`configs/tiny.json` plus the overrides
