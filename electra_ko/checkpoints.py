@@ -73,6 +73,8 @@ CLASSIFIER_HEAD = ["classifier.dense.weight", "classifier.dense.bias",
                    "classifier.out_proj.weight", "classifier.out_proj.bias"]
 # The MLM output matrix is the word-embedding matrix (tied in ELECTRA and in transformers).
 TIED_LM_WEIGHT = "generator_lm_head.weight"
+# config.json key of our exports of a plain masked LM (transformers keeps unknown keys).
+MASKED_LM_KEY = "electra_ko_masked_lm"
 WORD_EMBEDDINGS = ENCODER_PREFIX + "embeddings.word_embeddings.weight"
 
 # TF1 scope of each tower's encoder. Both towers share `electra/embeddings` unless the
@@ -94,11 +96,13 @@ class CheckpointError(ValueError):
 @dataclasses.dataclass
 class Tower:
     """One model of a checkpoint: its sizes, its weights under HF names, a classifier's labels
-    (None for regression)."""
+    (None for regression). `masked_lm` marks a plain masked LM (`electra_objective: false`):
+    a generator-kind model that is the pretrained model itself, not an ELECTRA generator."""
     kind: str
     config: modeling.EncoderConfig
     tensors: dict
     labels: Optional[tuple] = None
+    masked_lm: bool = False
 
 
 def tf1_tower_names(tower, num_layers, has_projection, embeddings_scope):
@@ -211,7 +215,7 @@ def read_hf_tower(path):
         id2label = config.get("id2label") or {}
         labels = tuple(id2label[key] for key in sorted(id2label, key=int))
     return Tower(kind, encoder_config_from_hf(config, os.path.join(path, HF_CONFIG)), tensors,
-                 labels)
+                 labels, masked_lm=bool(config.get(MASKED_LM_KEY)))
 
 
 def encoder_config_from_hf(config, source):

@@ -128,7 +128,8 @@ def tower_from_pretrainer(model, part):
     """The discriminator or generator of a `modeling.ElectraPretrainer` as a tower."""
     config = model.discriminator_config if part == DISCRIMINATOR else (
         model.generator_config or model.discriminator_config)
-    return Tower(part, config, hf_tensors(modeling.huggingface_weights(model, part)))
+    return Tower(part, config, hf_tensors(modeling.huggingface_weights(model, part)),
+                 masked_lm=not model.electra_objective)
 
 
 def hf_tensors(rows):
@@ -197,6 +198,8 @@ def hf_config(tower, special_ids):
     }
     if tower.kind == CLASSIFIER:
         config.update(_classifier_labels(tower.labels))
+    if tower.masked_lm:
+        config[checkpoints.MASKED_LM_KEY] = True
     return config
 
 

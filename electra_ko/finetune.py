@@ -92,8 +92,10 @@ def checkpoint_identity(path: str):
 def load_init_checkpoint(path: str, cfg) -> classifier.InitCheckpoint:
     """The encoder to fine-tune from `--init_checkpoint`, read by `export.read_init_checkpoint`:
     the discriminator of a TF1 checkpoint, the model of a Hugging Face directory (any
-    ELECTRA head; only the encoder is used). A generator alone is refused."""
-    towers = [t for t in export.read_init_checkpoint(path, cfg) if t.kind != checkpoints.GENERATOR]
+    ELECTRA head; only the encoder is used). An ELECTRA generator alone is refused; a plain
+    masked LM (`electra_objective: false`, marked in its config.json) is the model itself."""
+    towers = [t for t in export.read_init_checkpoint(path, cfg)
+              if t.kind != checkpoints.GENERATOR or t.masked_lm]
     if not towers:
         raise FinetuneError(f"--init_checkpoint {path}: holds only a generator; fine-tuning "
                             "starts from the discriminator")

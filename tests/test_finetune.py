@@ -285,3 +285,24 @@ def test_flag_errors_are_named(tmp_path):
     fv = parse_flags(["--task", "nsmc", "--vocab", str(tmp_path)])
     with pytest.raises(finetune.FinetuneError, match="--output_dir is required"):
         finetune.run_from_flags(fv)
+
+
+@pytest.mark.parametrize("electra_objective", [False, True])
+def test_plain_masked_lm_is_fine_tunable_but_an_electra_generator_is_not(tmp_path,
+                                                                       electra_objective):
+    from electra_ko import pretrain
+    (tmp_path / "vocab.txt").write_text("\n".join(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"단어{i}" for i in range(15)]) + "\n",
+        encoding="utf-8")
+    disc = tiny_config()
+    model = modeling.ElectraPretrainer(disc, disc.generator(0.5), electra_objective=electra_objective)
+    pretrain.export_towers(model, str(tmp_path / "vocab.txt"), str(tmp_path / "model"), 16)
+    generator_dir = str(tmp_path / "model" / "generator")
+    if electra_objective:
+        with pytest.raises(finetune.FinetuneError, match="holds only a generator"):
+            finetune.load_init_checkpoint(generator_dir, finetune.resolve_config())
+        return
+    init = finetune.load_init_checkpoint(generator_dir, finetune.resolve_config())
+    assert init.sizes["hidden_size"] == 16  # the masked LM is discriminator-sized
+    np.testing.assert_array_equal(init.tensors["electra.encoder.layer.1.output.dense.weight"],
+                                  model.discriminator.encoder_layers[1].output_dense.kernel.numpy().T)
