@@ -263,7 +263,7 @@ def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None):
 def copy_vocab_files(vocab_path, output_dir):
     """vocab.txt byte for byte, with vocab_meta.json (which records its sha256) and spm.model;
     the vocab may be on gs://."""
-    vocab_dir = vocab_path if os.path.isdir(vocab_path) else os.path.dirname(vocab_path)
+    vocab_dir, _ = vocab_lib.vocab_paths(vocab_path)
     for name in (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE):
         source = storage.join(vocab_dir, name)
         if storage.exists(source):

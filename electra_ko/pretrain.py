@@ -172,9 +172,6 @@ def resolve_config():
     return cfg
 
 
-DEFAULT_VOCAB_SIZE = 32000  # the vocab stage's target when the config leaves vocab_size unset
-
-
 def prepare_from_corpus(cfg):
     """Run the vocab and data stages for `cfg.corpus` where their outputs are missing.
 
@@ -195,7 +192,7 @@ def prepare_from_corpus(cfg):
         print(f"vocab stage: {cfg.vocab_file} exists, skipped", file=sys.stderr)
     else:
         inputs = [path for path, _ in build_data.corpus_files([cfg.corpus])]  # a glob, too
-        vocab_lib.build_vocab(inputs, _vocab_dir(cfg.vocab_file), heldout_lines=0,
+        vocab_lib.build_vocab(inputs, vocab_lib.vocab_paths(cfg.vocab_file)[0], heldout_lines=0,
                               **vocab_build_settings(cfg))
     # No --seed: build_data keeps its own, so a new training `seed` leaves the shards valid.
     argv = ["--corpus", cfg.corpus, "--vocab", cfg.vocab_file, "--output_dir",
@@ -207,7 +204,7 @@ def prepare_from_corpus(cfg):
 
 def vocab_build_settings(cfg):
     """The `vocab.build_vocab` arguments the config asks for."""
-    return {"vocab_size": cfg.vocab_size or DEFAULT_VOCAB_SIZE, "num_unused": cfg.num_unused,
+    return {"vocab_size": cfg.vocab_size or vocab_lib.DEFAULT_VOCAB_SIZE, "num_unused": cfg.num_unused,
             "do_lower_case": cfg.do_lower_case, "limit_alphabet": cfg.limit_alphabet,
             "min_frequency": cfg.min_frequency}
 
@@ -220,7 +217,7 @@ def check_vocab_settings(cfg):
     not record (a SentencePiece vocab has no WordPiece trainer options), accept any value.
     """
     vocab_lib.load_tokenizer(cfg.vocab_file)  # refuses a vocab.txt changed after its build
-    meta_path = storage.join(_vocab_dir(cfg.vocab_file), vocab_lib.META_FILE)
+    meta_path = storage.join(vocab_lib.vocab_paths(cfg.vocab_file)[0], vocab_lib.META_FILE)
     if not storage.exists(meta_path):
         return False
     meta = json.loads(storage.read_text(meta_path))
@@ -239,10 +236,6 @@ def check_vocab_settings(cfg):
             f"{cfg.vocab_file} was built with other vocab settings ({'; '.join(differences)}): "
             f"set them back, or delete the vocab and {cfg.pretrain_tfrecords} to rebuild both")
     return True
-
-
-def _vocab_dir(vocab_file):
-    return vocab_file.rsplit("/", 1)[0] if "/" in vocab_file else "."
 
 
 def with_vocab(cfg):

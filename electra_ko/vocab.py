@@ -26,6 +26,7 @@ MAX_CHARS_PER_WORD = 200
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 VOCAB_FILE = "vocab.txt"
 META_FILE = "vocab_meta.json"
+DEFAULT_VOCAB_SIZE = 32000
 SPM_FILE = "spm.model"
 WORDPIECE = "wordpiece"
 SENTENCEPIECE = "sentencepiece"
@@ -142,7 +143,7 @@ def wordpiece_pipeline(vocab, do_lower_case):
 
 def load_tokenizer(path):
     """Tokenizer for a vocab directory or its vocab.txt; a bare vocab.txt is cased WordPiece."""
-    vocab_dir, vocab_path = _vocab_paths(path)
+    vocab_dir, vocab_path = vocab_paths(path)
     vocab_bytes = _read_bytes(vocab_path, what="vocab file")
     tokens = _parse_vocab(vocab_bytes, vocab_path)
     special_ids = _special_ids(tokens, vocab_path)
@@ -161,8 +162,9 @@ def load_tokenizer(path):
                      f"(expected {WORDPIECE!r} or {SENTENCEPIECE!r})")
 
 
-def _vocab_paths(path):
-    """(directory, vocab file) for a vocab directory or file, local or gs://."""
+def vocab_paths(path):
+    """(directory, vocab file) for a vocab directory or file, local or gs://; the file
+    need not exist yet."""
     path = os.fspath(path).rstrip("/")
     is_file = path.endswith(".txt") if storage.is_gcs(path) else not os.path.isdir(path)
     if not is_file:
@@ -341,7 +343,7 @@ def train_sentencepiece(lines, vocab_size, reserved, do_lower_case, model_type,
     return tokens, model.getvalue()
 
 
-def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=32000, num_unused=200,
+def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCAB_SIZE, num_unused=200,
                 do_lower_case=False, heldout_lines=2000, limit_alphabet=15000,
                 min_frequency=2, spm_model_type="unigram", character_coverage=0.9995,
                 input_sentence_size=0, shuffle_input_sentence=True):
@@ -444,7 +446,7 @@ def define_flags():
     flags.DEFINE_string("output_dir", None, "Directory (or gs:// prefix) for vocab.txt, "
                         "vocab_meta.json and, for SentencePiece, spm.model.")
     flags.DEFINE_enum("tokenizer", WORDPIECE, [WORDPIECE, SENTENCEPIECE], "Vocabulary kind.")
-    flags.DEFINE_integer("vocab_size", 32000, "Total size, special and [unusedN] tokens included.")
+    flags.DEFINE_integer("vocab_size", DEFAULT_VOCAB_SIZE, "Total size, special and [unusedN] tokens included.")
     flags.DEFINE_integer("num_unused", 200, "[unusedN] tokens reserved after the 5 specials.")
     flags.DEFINE_bool("do_lower_case", False, "Lower-case and strip accents. Off for Korean: "
                       "accent stripping decomposes Hangul syllables into jamo.")

@@ -107,7 +107,7 @@ def test_whole_job_builds_vocab_and_shards_trains_and_exports(corpus, first_run)
     assert os.path.exists(os.path.join(model_dir, "ckpt-2.index"))
     # the corpus yields far fewer than the 32000 tokens asked for: the model takes the real size
     saved = _read_json(model_dir, "config.json")
-    assert saved["vocab_size"] == tokenizer.vocab_size < pretrain.DEFAULT_VOCAB_SIZE
+    assert saved["vocab_size"] == tokenizer.vocab_size < vocab.DEFAULT_VOCAB_SIZE
 
 
 def test_rerun_skips_finished_stages_and_continues_training(corpus, first_run, capsys):
