@@ -218,7 +218,7 @@ class _VocabTable:
         prefix = powers.prefix_hashes(self.code_points)
         lengths = self.entry_length
         begin = np.repeat(self.entry_start, lengths)
-        end = _ragged_positions(self.entry_start + 1, lengths)
+        end = ragged_positions(self.entry_start + 1, lengths)
         with np.errstate(over="ignore"):
             keys = (prefix[end] - prefix[begin]) * powers.down[begin]
         keys[np.repeat(self.entry_is_continuation, lengths)] += _CONTINUATION_SALT
@@ -287,7 +287,7 @@ class _Units:
         mismatch = np.zeros(len(codes), dtype=bool)
         mismatch[copies] = lengths[copies] != lengths[original]
         copies, original = copies[~mismatch[copies]], original[~mismatch[copies]]
-        chars = _ragged_positions(self.starts[copies], lengths[copies])
+        chars = ragged_positions(self.starts[copies], lengths[copies])
         shift = np.repeat(self.starts[original] - self.starts[copies], lengths[copies])
         differs = self.code_points[chars + shift] != self.code_points[chars]
         mismatch[np.repeat(copies, lengths[copies])[differs]] = True
@@ -385,7 +385,7 @@ class _WordPieces:
         too_long = lengths > max_chars
         lengths = np.where(too_long, 0, lengths)
         first = np.concatenate(([0], np.cumsum(lengths)[:-1]))  # local index of unit starts
-        positions = _ragged_positions(starts, lengths)  # local index -> code point index
+        positions = ragged_positions(starts, lengths)  # local index -> code point index
         remaining = np.repeat(ends, lengths) - positions
         is_start = np.zeros(len(positions), dtype=bool)
         is_start[first[lengths > 0]] = True
@@ -451,9 +451,9 @@ class _WordPieces:
         bad = ((vocab.entry_is_continuation[entry] == is_start[local])
                | (vocab.entry_length[entry] != lengths))
         chars_unit = np.repeat(steps["unit"], lengths)
-        vocab_at = _ragged_positions(vocab.entry_start[entry], lengths)
+        vocab_at = ragged_positions(vocab.entry_start[entry], lengths)
         vocab_at = np.minimum(vocab_at, len(vocab.code_points) - 1)  # a wrong length is `bad`
-        differs = vocab.code_points[vocab_at] != chars[_ragged_positions(local, lengths)]
+        differs = vocab.code_points[vocab_at] != chars[ragged_positions(local, lengths)]
         unverified = np.zeros(num_units, dtype=bool)
         unverified[steps["unit"][bad]] = True
         unverified[chars_unit[differs]] = True
@@ -469,7 +469,7 @@ class _WordPieces:
         ids[unit_offsets[unk]] = self._unk_id
 
 
-def _ragged_positions(starts, counts):
+def ragged_positions(starts, counts):
     """``concat(arange(s, s + c) for s, c in zip(starts, counts))`` without a Python loop."""
     counts = np.asarray(counts, dtype=np.int64)
     before = np.cumsum(counts) - counts
@@ -480,8 +480,8 @@ def _gather_ragged(values, counts, index):
     """The rows ``index`` of a ragged array (flat ``values``, row ``counts``), flat, with counts."""
     offsets = np.cumsum(counts) - counts
     picked = counts[index]
-    return values[_ragged_positions(offsets[index], picked)], picked
+    return values[ragged_positions(offsets[index], picked)], picked
 
 
 def _scatter_ragged(dest, dest_starts, values, counts):
-    dest[_ragged_positions(dest_starts, counts)] = values
+    dest[ragged_positions(dest_starts, counts)] = values

@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from electra_ko import build_data, storage, tfrecord, vocab
+from electra_ko import build_data, packing, storage, tfrecord, vocab
 
 NUM_UNUSED = 3
 FIRST_WORD_ID = 5 + NUM_UNUSED
@@ -113,7 +113,7 @@ def pack(packer, lengths, blank=None):
 
 def feature_rows(examples, sentences, max_len):
     """Each example's ids without padding, and the length of its first segment."""
-    features = build_data.examples_to_features(examples, sentence_store(sentences), max_len,
+    features = packing.examples_to_features(examples, sentence_store(sentences), max_len,
                                                SPECIAL_IDS)
     lengths = features["input_mask"].sum(axis=1)
     return [(ids[:n].tolist(), int(n - segments.sum())) for ids, n, segments in
@@ -123,7 +123,7 @@ def feature_rows(examples, sentences, max_len):
 def test_packer_splits_sentences_between_segments():
     # target 20 -> first segment target (20-3)//2 = 8. Draws: 0.5 two segments, 0.7 coin
     # flip sends the crossing sentence to B, 0.9 keeps the full target for the next one.
-    packer = build_data.ExamplePacker(20, ScriptedRng([0.5, 0.7, 0.9]))
+    packer = packing.ExamplePacker(20, ScriptedRng([0.5, 0.7, 0.9]))
     sentences = [[11, 12, 13], [14, 15, 16, 17], list(range(18, 31))]
     assert pack(packer, [3, 4]) == []
     assert pack(packer, [13]) == [([0, 1], [2])]
@@ -134,7 +134,7 @@ def test_packer_splits_sentences_between_segments():
 
 def test_packer_coin_flip_sends_crossing_sentence_to_first_segment():
     # 3 + 6 crosses the first target 8 while B is empty: draw 0.2 < 0.5 keeps it in A
-    packer = build_data.ExamplePacker(20, ScriptedRng([0.5, 0.2, 0.9]))
+    packer = packing.ExamplePacker(20, ScriptedRng([0.5, 0.2, 0.9]))
     assert pack(packer, [3, 6, 12]) == [([0, 1], [2])]
     sentences = [[11, 12, 13], list(range(14, 20)), list(range(20, 32))]
     assert feature_rows([([0, 1], [2])], sentences, 20) == [
@@ -143,14 +143,14 @@ def test_packer_coin_flip_sends_crossing_sentence_to_first_segment():
 
 def test_packer_sentence_after_b_may_still_join_a():
     # A=[5 ids] < 8; 4 more would cross: coin 0.9 sends it to B; then 2 ids fit under 8: A
-    packer = build_data.ExamplePacker(20, ScriptedRng([0.5, 0.9, 0.9]))
+    packer = packing.ExamplePacker(20, ScriptedRng([0.5, 0.9, 0.9]))
     assert pack(packer, [5, 4, 2]) == []
     assert pack(packer, [9]) == [([0, 2], [1, 3])]
 
 
 def test_packer_single_segment_and_short_target():
     # draw 0.05 < 0.1: A-only; draw 0.01 < 0.05: next target is randint -> 6
-    packer = build_data.ExamplePacker(10, ScriptedRng([0.05, 0.01, 0.5, 0.9], [6]))
+    packer = packing.ExamplePacker(10, ScriptedRng([0.05, 0.01, 0.5, 0.9], [6]))
     assert pack(packer, [12, 5, 1]) == [([0], []), ([1], [2])]  # 6 >= short target 6
     sentences = [list(range(20, 32)), [41, 42, 43, 44, 45], [46]]
     assert feature_rows([([0], []), ([1], [2])], sentences, 10) == [
@@ -159,7 +159,7 @@ def test_packer_single_segment_and_short_target():
 
 
 def test_packer_flushes_document_end_and_counts_documents():
-    packer = build_data.ExamplePacker(50, ScriptedRng([0.5, 0.9, 0.5, 0.9]))
+    packer = packing.ExamplePacker(50, ScriptedRng([0.5, 0.9, 0.5, 0.9]))
     # blank after blank: nothing to flush; a line that tokenises to nothing opens a document
     assert pack(packer, [2, 0, 0, 0, 0], [False, True, True, False, True]) == [([0], [])]
     assert packer.documents == 2
@@ -170,7 +170,7 @@ def test_packer_flushes_document_end_and_counts_documents():
 
 
 def test_pack_block_carries_pending_sentences_into_the_next_block():
-    packer = build_data.ExamplePacker(8, ScriptedRng([0.05, 0.9]))
+    packer = packing.ExamplePacker(8, ScriptedRng([0.05, 0.9]))
     assert packer.pack_block(*sentence_store([[11, 12], [13]]), [False, False]) == []
     assert packer.pack_block(*sentence_store([[14, 15, 16, 17, 18]]), [False]) == [([0, 1, 2], [])]
     assert feature_rows([([0, 1, 2], [])], [[11, 12], [13], [14, 15, 16, 17, 18]], 8) == [
@@ -179,7 +179,7 @@ def test_pack_block_carries_pending_sentences_into_the_next_block():
 
 
 def test_examples_to_features_layout():
-    features = build_data.examples_to_features([([0], [1]), ([2], [])],
+    features = packing.examples_to_features([([0], [1]), ([2], [])],
                                                sentence_store([[10, 11], [12], [13]]), 8,
                                                SPECIAL_IDS)
     np.testing.assert_array_equal(features["input_ids"],
