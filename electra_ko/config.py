@@ -117,7 +117,8 @@ FINETUNE = dict(_MODEL_KEYS, **{
     "task": _Key("nsmc", str),
     "learning_rate": _Key(None, _OPT_FLOAT, doc="None = by model size"),
     "layerwise_lr_decay": _Key(None, _OPT_FLOAT,
-                               doc="None = 0.8; a randomly initialised model always trains with 1"),
+                               doc="None = by model size (0.8; tiny 1.0); a randomly "
+                                   "initialised model always trains with 1"),
     "weight_decay_rate": _Key(0.01, float),
     "warmup_proportion": _Key(0.1, float),
     "num_train_epochs": _Key(3.0, float),
@@ -150,10 +151,12 @@ SIZE_PRESETS = {
                   train_batch_size=2048, max_seq_length=512, mask_prob=0.25),
 }
 
-# Fine-tuning defaults by size (the ELECTRA paper's recipe).
+# Fine-tuning defaults by size (the ELECTRA paper's recipe). `tiny` is ours, not the
+# paper's: with 4 layers, decay 0.8 scales the embeddings' rate by 0.8 ** 5 = 0.33 and the
+# model underfits (NSMC dev, 24k reviews, pretrained tiny: 78.4% with 0.8, 82.2% with 1.0).
 FINETUNE_PRESETS = {
     "debug": dict(learning_rate=1e-3, layerwise_lr_decay=0.8, max_seq_length=64),
-    "tiny": dict(learning_rate=3e-4, layerwise_lr_decay=0.8, max_seq_length=128),
+    "tiny": dict(learning_rate=3e-4, layerwise_lr_decay=1.0, max_seq_length=128),
     "small": dict(learning_rate=3e-4, layerwise_lr_decay=0.8, max_seq_length=128),
     "base": dict(learning_rate=1e-4, layerwise_lr_decay=0.8, max_seq_length=128),
     "large": dict(learning_rate=5e-5, layerwise_lr_decay=0.8, max_seq_length=128),

@@ -119,6 +119,8 @@ def test_finetune_schema_presets_by_size():
     assert cfg.learning_rate == pytest.approx(1e-4)
     assert cfg.layerwise_lr_decay == pytest.approx(0.8)
     assert cfg.train_batch_size == 32 and cfg.max_seq_length == 128
+    tiny = config.load_config(config.FINETUNE, model_size="tiny")
+    assert (tiny.learning_rate, tiny.layerwise_lr_decay) == (pytest.approx(3e-4), 1.0)
     with pytest.raises(config.ConfigError, match="'mask_prob'"):
         config.load_config(config.FINETUNE, overrides=["mask_prob=0.2"])
 
