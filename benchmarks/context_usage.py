@@ -6,7 +6,8 @@ pretraining checkpoint at the [MASK]ed positions three times:
 * `context_loss`: the inputs as masked (what pretraining optimises);
 * `no_context_loss`: every other real token also replaced by [MASK], so only positions,
   segments and [CLS]/[SEP] remain: the best a model that ignores context can do;
-* `unigram_loss`: the loss of always predicting the token frequencies of the whole shard.
+* `unigram_loss`: the loss of always predicting the token frequencies of the whole shard
+  (`commonest_token` and its `commonest_share` of the shard's text tokens are printed too).
 
 A model that has learnt to use context has `context_loss` well below the other two; one
 stuck at the unigram plateau has all three close together. This is a diagnosis, not a
@@ -45,13 +46,14 @@ def masked_nll(model, masked, features, input_ids, mask_id):
     return float(tf.reduce_sum(nll * weights) / tf.reduce_sum(weights)), weights
 
 
-def unigram_loss(files, max_seq_length, vocab_size, targets):
-    """Cross-entropy of `targets` under the add-0.5 token frequencies of `files`."""
-    counts = np.full(vocab_size, 0.5)
+def text_token_counts(files, max_seq_length, vocab_size, special_ids):
+    """How often each id occurs in `files`, [CLS] and [SEP] and padding left out."""
+    counts = np.zeros(vocab_size)
     for batch in data_lib.make_dataset(files, 1024, max_seq_length, training=False):
         ids = batch["input_ids"].numpy()[batch["input_mask"].numpy() > 0]
         counts += np.bincount(ids, minlength=vocab_size)
-    return float(-np.log(counts[targets] / counts.sum()).mean())
+    counts[[special_ids["cls"], special_ids["sep"]]] = 0
+    return counts
 
 
 def context_usage(model_dir, checkpoint=None, shard=None, batch_size=256, seed=0):
@@ -70,9 +72,15 @@ def context_usage(model_dir, checkpoint=None, shard=None, batch_size=256, seed=0
     no_context, _ = masked_nll(model, masked, features,
                                tf.where(is_text, objective.mask_id, ids), objective.mask_id)
     targets = masked.masked_lm_ids.numpy()[weights.numpy() > 0]
+    counts = text_token_counts(files, cfg.max_seq_length, cfg.vocab_size, tokenizer.special_ids)
+    smoothed = counts + 0.5
+    unigram = float(-np.log(smoothed[targets] / smoothed.sum()).mean())
+    commonest = int(counts.argmax())
     return {"model_dir": model_dir, "checkpoint": path, "files": files,
             "masked_tokens": int(targets.size), "context_loss": round(context, 4),
-            "no_context_loss": round(no_context, 4), "unigram_loss": round(unigram_loss(files, cfg.max_seq_length, cfg.vocab_size, targets), 4)}
+            "no_context_loss": round(no_context, 4), "unigram_loss": round(unigram, 4),
+            "commonest_token": tokenizer.tokens[commonest],
+            "commonest_share": round(float(counts[commonest] / counts.sum()), 4)}
 
 
 def main():

@@ -19,6 +19,8 @@ only the initial weights differ. Outputs: each run's `results.json` under `work_
 (`nsmc_finetune.md`) and the fine-tuning curves (`nsmc_finetune.png`).
 """
 import argparse
+import glob
+import hashlib
 import json
 import os
 import shlex
@@ -92,17 +94,30 @@ def finetune_command(args, name, data_dir):
     return command + ["--model_config", args.model_config]
 
 
+def code_sha256():
+    """One hash of the electra_ko sources: a run made by other code is not reused."""
+    digest = hashlib.sha256()
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "electra_ko")
+    for path in sorted(glob.glob(os.path.join(package, "*.py"))):
+        with open(path, "rb") as f:
+            digest.update(os.path.basename(path).encode() + b"\0" + f.read())
+    return digest.hexdigest()
+
+
 def run_finetune(command, output_dir, reuse):
     """Run the CLI (progress bars pass through); returns its results.json + wall time.
 
-    `reuse` skips a run already done (its run.json) with the same command."""
+    `reuse` skips a run already done (its run.json) with the same command and the same
+    electra_ko code (a changed default changes results without changing the command)."""
     record_path = os.path.join(output_dir, "run.json")
+    code = code_sha256()
     if reuse and os.path.exists(record_path):
         with open(record_path, encoding="utf-8") as f:
             record = json.load(f)
-        if record["command"] == command:
-            print(f"reusing {output_dir} (same command)", flush=True)
+        if record["command"] == command and record.get("code_sha256") == code:
+            print(f"reusing {output_dir} (same command, same code)", flush=True)
             return record
+        print(f"not reusing {output_dir}: the command or the electra_ko code changed", flush=True)
     print("$ " + shlex.join(command), flush=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     started = time.time()
@@ -112,7 +127,7 @@ def run_finetune(command, output_dir, reuse):
     wall = round(time.time() - started, 1)
     with open(os.path.join(output_dir, "results.json"), encoding="utf-8") as f:
         results = json.load(f)
-    record = {"command": command, "wall_seconds": wall, "results": results}
+    record = {"command": command, "code_sha256": code, "wall_seconds": wall, "results": results}
     with open(record_path, "w", encoding="utf-8") as f:
         json.dump(record, f, ensure_ascii=False, indent=2)
     print(f"wall time {wall:.0f} s; test accuracy {results['final']['test']['accuracy']:.2f}",
@@ -219,7 +234,7 @@ def parse_args(argv=None):
     parser.add_argument("--C", type=float, default=1.0, help="LR inverse regularisation strength")
     parser.add_argument("--figures", help="write nsmc_finetune.{md,json,png} here")
     parser.add_argument("--reuse", action="store_true",
-                        help="skip fine-tuning runs already done with the same command")
+                        help="skip fine-tuning runs already done with the same command and code")
     args = parser.parse_args(argv)
     args.runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     unknown = sorted(set(args.runs) - set(RUN_NAMES))

@@ -151,6 +151,10 @@ SIZE_PRESETS = {
                   train_batch_size=2048, max_seq_length=512, mask_prob=0.25),
 }
 
+# The keys that tell the sizes apart (a checkpoint's architecture names its size).
+ENCODER_SIZE_KEYS = ("embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size")
+
 # Fine-tuning defaults by size (the ELECTRA paper's recipe). `tiny` is ours, not the
 # paper's: with 4 layers, decay 0.8 scales the embeddings' rate by 0.8 ** 5 = 0.33 and the
 # model underfits (NSMC dev, 24k reviews, pretrained tiny: 78.4% with 0.8, 82.2% with 1.0).
@@ -171,9 +175,11 @@ _BERT_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", 
 class Config:
     """Validated, fully resolved settings. Read keys as attributes; `to_dict()` to save."""
 
-    def __init__(self, schema: Mapping[str, _Key], values: Mapping[str, Any]):
+    def __init__(self, schema: Mapping[str, _Key], values: Mapping[str, Any],
+                 explicit: Iterable[str] = ()):
         object.__setattr__(self, "_schema", schema)
         object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "_explicit", frozenset(explicit))
 
     def __getattr__(self, name):
         try:
@@ -187,12 +193,27 @@ class Config:
     def to_dict(self) -> dict:
         return dict(self._values)
 
+    @property
+    def explicit(self) -> frozenset:
+        """The keys given by a file, flag or `replace`, not filled in by defaults."""
+        return self._explicit
+
     def replace(self, **changes) -> "Config":
-        """A new validated Config with some keys changed."""
+        """A new validated Config with some keys changed (they count as given)."""
         _check_known(self._schema, changes, source="replace()")
         values = dict(self._values, **{k: _coerce(self._schema[k], k, v, "replace()")
                                        for k, v in changes.items()})
-        return Config(self._schema, values)
+        return Config(self._schema, values, self._explicit | set(changes))
+
+    def with_model_size(self, model_size: str) -> "Config":
+        """This config for another `model_size`: the keys that follow the size (default
+        None) and were not given take that size's preset values."""
+        values = dict(self._values, model_size=_coerce(self._schema["model_size"], "model_size",
+                                                       model_size, "with_model_size()"))
+        for key, value in size_presets(self._schema, model_size).items():
+            if key in self._schema and key not in self._explicit and self._schema[key].default is None:
+                values[key] = value
+        return Config(self._schema, values, self._explicit | {"model_size"})
 
     @property
     def max_predictions_per_seq(self) -> int:
@@ -299,13 +320,27 @@ def load_config(schema: Mapping[str, _Key], path: Optional[str] = None,
     _apply_bert_overrides(schema, resolved)
     _resolve_paths(resolved)
     _validate(resolved)
-    return Config(schema, resolved)
+    return Config(schema, resolved, explicit)
+
+
+def size_presets(schema, model_size: str) -> dict:
+    """The size-dependent defaults of `model_size` (fine-tuning's own for FINETUNE)."""
+    presets = dict(SIZE_PRESETS[model_size])
+    if schema is FINETUNE:
+        presets.update(FINETUNE_PRESETS[model_size])
+    return presets
+
+
+def size_of(sizes: Mapping[str, Any]) -> Optional[str]:
+    """The model_size whose preset has exactly these encoder sizes, else None."""
+    for name, preset in SIZE_PRESETS.items():
+        if all(sizes.get(key) == preset[key] for key in ENCODER_SIZE_KEYS):
+            return name
+    return None
 
 
 def _apply_presets(schema, resolved, explicit):
-    presets = dict(SIZE_PRESETS[resolved["model_size"]])
-    if schema is FINETUNE:
-        presets.update(FINETUNE_PRESETS[resolved["model_size"]])
+    presets = size_presets(schema, resolved["model_size"])
     for key, value in presets.items():
         if key in schema and key not in explicit and resolved.get(key) is None:
             resolved[key] = value

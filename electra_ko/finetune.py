@@ -142,6 +142,18 @@ def random_init_recipe(cfg):
     return cfg.replace(layerwise_lr_decay=1.0)
 
 
+def recipe_for_checkpoint(cfg, init):
+    """Size-dependent defaults (learning rate, layer-wise decay) follow the checkpoint's
+    architecture when it is one of our sizes and no model_size was given: a tiny
+    checkpoint fine-tunes with tiny's recipe, not with the default size's."""
+    size = config_lib.size_of(init.sizes)
+    if "model_size" in cfg.explicit or size in (None, cfg.model_size):
+        return cfg
+    logging.info("--init_checkpoint %s has the %s architecture: fine-tuning defaults of %s",
+                 init.path, size, size)
+    return cfg.with_model_size(size)
+
+
 def check_vocab_size(cfg, tokenizer, init):
     if init is not None and init.sizes["vocab_size"] != tokenizer.vocab_size:
         raise FinetuneError(
@@ -355,7 +367,8 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
                         "learning-rate decay", cfg.model_size)
         cfg = random_init_recipe(cfg)
     else:
-        cfg = cfg.replace(**{k: v for k, v in init.sizes.items() if v is not None})
+        cfg = recipe_for_checkpoint(cfg.replace(**{k: v for k, v in init.sizes.items()
+                                                   if v is not None}), init)
     check_vocab_size(cfg, tokenizer, init)
     cfg = cfg.replace(vocab_size=tokenizer.vocab_size, init_checkpoint=init_checkpoint)
     prepared = prepare(cfg, spec, tokenizer, init, max_train_examples, max_eval_examples)

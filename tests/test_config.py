@@ -114,6 +114,11 @@ def test_unsupported_ablation_is_refused():
         config.load_config(config.PRETRAIN, two_tower_generator=True)
 
 
+def test_size_of_names_preset_architectures_only():
+    assert config.size_of(config.SIZE_PRESETS["base"]) == "base"
+    assert config.size_of(dict(config.SIZE_PRESETS["base"], hidden_size=512)) is None
+
+
 def test_finetune_schema_presets_by_size():
     cfg = config.load_config(config.FINETUNE, model_size="base")
     assert cfg.learning_rate == pytest.approx(1e-4)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import classifier, finetune, modeling, tasks
+from electra_ko import classifier, config, finetune, modeling, tasks
 from test_checkpoints import tf1_variables, write_tf1_checkpoint
 
 POSITIVE, NEGATIVE, FILLER = ["좋다", "최고", "감동"], ["별로", "최악", "지루"], ["영화", "배우", "연기"]
@@ -88,9 +88,10 @@ def test_predictions_and_model_dir(nsmc_run):
     assert rows[0].split("\t") == ["line", "prediction", "probability", "label", "document"]
     assert len(rows) == 61
     assert sum(r.split("\t")[1] == r.split("\t")[3] for r in rows[1:]) >= 54
-    config = json.loads((root / "out" / "model" / "config.json").read_text(encoding="utf-8"))
-    assert config["id2label"] == {"0": "0", "1": "1"}
-    assert config["electra_ko"]["task"] == "nsmc" and config["electra_ko"]["max_seq_length"] == 16
+    hf_config = json.loads((root / "out" / "model" / "config.json").read_text(encoding="utf-8"))
+    assert hf_config["id2label"] == {"0": "0", "1": "1"}
+    assert hf_config["electra_ko"]["task"] == "nsmc"
+    assert hf_config["electra_ko"]["max_seq_length"] == 16
     assert (root / "out" / "model" / "vocab.txt").exists()
 
 
@@ -202,6 +203,24 @@ def test_collapsed_checkpoint_is_measured_and_flagged(caplog):
     with caplog.at_level("WARNING"):
         assert finetune.check_init_spread(cfg, init, data) < 1e-6
     assert "--init_checkpoint /models/collapsed looks COLLAPSED" in caplog.text
+
+
+def test_checkpoint_architecture_picks_its_size_recipe():
+    tiny = {k: config.SIZE_PRESETS["tiny"][k] for k in config.ENCODER_SIZE_KEYS}
+    init = classifier.InitCheckpoint("/models/tiny", {}, dict(tiny, vocab_size=20), "")
+    cfg = finetune.resolve_config()  # no model_size given: the default, small
+    assert (cfg.model_size, cfg.layerwise_lr_decay) == ("small", pytest.approx(0.8))
+    tuned = finetune.recipe_for_checkpoint(cfg.replace(**tiny), init)
+    assert (tuned.model_size, tuned.layerwise_lr_decay) == ("tiny", 1.0)
+    assert (tuned.learning_rate, tuned.hidden_size) == (pytest.approx(3e-4), 128)
+    # a given key, or a given model_size, wins over the checkpoint's size
+    given = finetune.resolve_config(overrides=["layerwise_lr_decay=0.9"]).replace(**tiny)
+    assert finetune.recipe_for_checkpoint(given, init).layerwise_lr_decay == pytest.approx(0.9)
+    sized = finetune.resolve_config(overrides=["model_size=base"]).replace(**tiny)
+    assert finetune.recipe_for_checkpoint(sized, init).learning_rate == pytest.approx(1e-4)
+    # an architecture that is none of the presets keeps the configured size
+    odd = classifier.InitCheckpoint("/models/odd", {}, dict(tiny, hidden_size=96), "")
+    assert finetune.recipe_for_checkpoint(cfg, odd).model_size == "small"
 
 
 def test_layerwise_multipliers_follow_google_research_electra():
