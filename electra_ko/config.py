@@ -210,9 +210,7 @@ class Config:
         None) and were not given take that size's preset values."""
         values = dict(self._values, model_size=_coerce(self._schema["model_size"], "model_size",
                                                        model_size, "with_model_size()"))
-        for key, value in size_presets(self._schema, model_size).items():
-            if key in self._schema and key not in self._explicit and self._schema[key].default is None:
-                values[key] = value
+        _apply_presets(self._schema, values, self._explicit)
         return Config(self._schema, values, self._explicit | {"model_size"})
 
     @property
@@ -317,7 +315,7 @@ def load_config(schema: Mapping[str, _Key], path: Optional[str] = None,
             resolved[key] = _coerce(schema[key], key, value, source)
             explicit.add(key)
     _apply_presets(schema, resolved, explicit)
-    _apply_bert_overrides(schema, resolved)
+    explicit |= _apply_bert_overrides(schema, resolved)
     _resolve_paths(resolved)
     _validate(resolved)
     return Config(schema, resolved, explicit)
@@ -340,20 +338,22 @@ def size_of(sizes: Mapping[str, Any]) -> Optional[str]:
 
 
 def _apply_presets(schema, resolved, explicit):
-    presets = size_presets(schema, resolved["model_size"])
-    for key, value in presets.items():
-        if key in schema and key not in explicit and resolved.get(key) is None:
+    """Fill the keys that follow the size (default None) and were not given."""
+    for key, value in size_presets(schema, resolved["model_size"]).items():
+        if key in schema and key not in explicit and schema[key].default is None:
             resolved[key] = value
 
 
 def _apply_bert_overrides(schema, resolved):
-    """`model_hparam_overrides` holds BERT-config keys, as in the original."""
+    """`model_hparam_overrides` holds BERT-config keys, as in the original; returns them
+    (they count as given)."""
     overrides = resolved["model_hparam_overrides"]
     for key, value in overrides.items():
         if key not in _BERT_CONFIG_KEYS:
             raise ConfigError(f"unknown key {key!r} in model_hparam_overrides; "
                               f"known: {', '.join(_BERT_CONFIG_KEYS)}")
         resolved[key] = _coerce(schema[key], key, value, "model_hparam_overrides")
+    return set(overrides)
 
 
 def _resolve_paths(resolved):

@@ -218,6 +218,9 @@ def test_checkpoint_architecture_picks_its_size_recipe():
     assert finetune.recipe_for_checkpoint(given, init).layerwise_lr_decay == pytest.approx(0.9)
     sized = finetune.resolve_config(overrides=["model_size=base"]).replace(**tiny)
     assert finetune.recipe_for_checkpoint(sized, init).learning_rate == pytest.approx(1e-4)
+    # a size key given through model_hparam_overrides stays as given
+    hparams = finetune.resolve_config(overrides=['model_hparam_overrides={"hidden_size": 96}'])
+    assert hparams.with_model_size("tiny").hidden_size == 96
     # an architecture that is none of the presets keeps the configured size
     odd = classifier.InitCheckpoint("/models/odd", {}, dict(tiny, hidden_size=96), "")
     assert finetune.recipe_for_checkpoint(cfg, odd).model_size == "small"
