@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from electra_ko import checkpoints, modeling, optimization, tasks
+from electra_ko import checkpoints, modeling, optimization, randomness, tasks
 
 MIN_BUCKET = 16
 
@@ -48,12 +48,12 @@ class SequenceClassifier(keras.Model):
         self.out_proj.build((None, encoder_config.hidden_size))
 
     def call(self, input_ids, input_mask, segment_ids, training=False, seed=None):
-        seeds = modeling.split_seed(seed, 3) if training else [None] * 3
+        seeds = randomness.split_seed(seed, 3) if training else [None] * 3
         cls = self.electra(input_ids, input_mask, segment_ids, training=training,
                            seed=seeds[0])["cls_output"]
         rate = self.encoder_config.hidden_dropout_prob
-        x = self.head_dense(modeling.dropout(cls, rate, seeds[1], training))
-        x = self.out_proj(modeling.dropout(x, rate, seeds[2], training))
+        x = self.head_dense(randomness.dropout(cls, rate, seeds[1], training))
+        x = self.out_proj(randomness.dropout(x, rate, seeds[2], training))
         return tf.cast(x, tf.float32)
 
     def named_weights(self):

@@ -44,7 +44,7 @@ from typing import Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from electra_ko.modeling import RNG_ALG, random_uniform, split_seed
+from electra_ko.randomness import RNG_ALG, random_uniform, split_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,7 @@ def continuation_table(tokens: Sequence[str], kind: str = "wordpiece") -> np.nda
 
 def step_seed(base_seed: int, step) -> tf.Tensor:
     """The seed of one training step: the same on every replica (each example draws its
-    own numbers, see `modeling.random_bits`), and reproducible on resume."""
+    own numbers, see `randomness.random_bits`), and reproducible on resume."""
     seed = tf.constant([base_seed, 0], tf.int64)
     return tf.random.experimental.stateless_fold_in(seed, tf.cast(step, tf.int64), alg=RNG_ALG)
 

@@ -161,25 +161,6 @@ def test_dropout_is_a_function_of_the_seed(tiny_model):
     np.testing.assert_array_equal(run([1, 2], training=False), run([5, 6], training=False))
 
 
-def test_random_uniform_range_and_xla_parity():
-    seed = tf.constant([3, 4])
-    eager = modeling.random_uniform([64, 3, 5], seed).numpy()
-    compiled = tf.function(lambda s: modeling.random_uniform([64, 3, 5], s), jit_compile=True)(seed)
-    np.testing.assert_array_equal(eager, compiled.numpy())
-    assert 0.0 < eager.min() and eager.max() < 1.0
-    assert abs(eager.mean() - 0.5) < 0.03
-
-
-def test_random_bits_are_per_example_across_replicas(two_cpu_strategy):
-    """Two replicas holding halves of a batch draw what one device draws for all of it."""
-    strategy = two_cpu_strategy
-    seed = tf.constant([9, 9])
-    whole = modeling.random_bits([4, 3, 5], seed).numpy()
-    halves = strategy.run(tf.function(lambda: modeling.random_bits([2, 3, 5], seed)))
-    parts = strategy.experimental_local_results(halves)
-    np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), whole)
-
-
 def test_serialisation_round_trip(tiny_model):
     encoder = modeling.ElectraEncoder.from_config(tiny_model.discriminator.get_config())
     assert encoder.config == TINY and encoder.name == "electra"

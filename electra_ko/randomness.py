@@ -1,0 +1,67 @@
+"""Stateless, replica-aware randomness for dropout and masking.
+
+Every random draw in a training step comes from Philox keyed by an explicit `seed` (int
+tensor of shape [2]), so a step is a pure function of (weights, batch, seed): resumed,
+multi-replica and XLA-compiled runs give the same numbers. Bits are drawn per example by
+its index in the global batch, so a batch split over replicas (same seed on each) draws
+exactly what it draws on one device.
+"""
+import tensorflow as tf
+
+RNG_ALG = "philox"  # explicit: "auto_select" picks different generators with and without XLA
+PHILOX = 1  # the same, as the raw ops' enum
+
+
+def global_row_offset(batch_size):
+    """Index of this replica's first example in the global batch (0 without a strategy)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tf.constant(0, tf.uint64)
+    replica = tf.cast(context.replica_id_in_sync_group, tf.uint64)
+    return replica * tf.cast(batch_size, tf.uint64)
+
+
+def random_bits(shape, seed) -> tf.Tensor:
+    """uint32 Philox bits for a batch-major `shape`, keyed by `seed` ([2] ints).
+
+    Every example (row) draws from its own counter range, numbered across replicas, so
+    a global batch split over N replicas gets exactly the numbers it gets on one device
+    (same seed on every replica). Philox gets its key and counter directly from the
+    seed: TensorFlow's own seed scrambling differs between devices and XLA.
+    """
+    shape = tf.cast(shape, tf.int32)
+    batch, row = shape[0], tf.reduce_prod(shape[1:])
+    padded_row = (row + 3) // 4 * 4  # one counter step yields 4 words
+    seed = tf.bitcast(tf.cast(seed, tf.int64), tf.uint64)
+    first_counter = global_row_offset(batch) * tf.cast(padded_row // 4, tf.uint64)
+    bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
+        shape=tf.stack([batch, padded_row]), key=seed[:1],
+        counter=tf.stack([first_counter, seed[1]]), alg=PHILOX, dtype=tf.uint32)
+    return tf.reshape(bits[:, :row], shape)
+
+
+def random_uniform(shape, seed) -> tf.Tensor:
+    """Uniform float32 in (0, 1) from `random_bits`: never exactly 0 or 1, so log(u)
+    and log(1 - u) are finite."""
+    high_bits = tf.bitwise.right_shift(random_bits(shape, seed), 8)
+    return (tf.cast(high_bits, tf.float32) + 0.5) * (1.0 / (1 << 24))
+
+
+def split_seed(seed, num: int) -> list:
+    """`num` independent seeds (each of shape [2]) derived from `seed`."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed, num, alg=RNG_ALG))
+
+
+def dropout(x, rate: float, seed, training):
+    """Inverted dropout driven by an explicit seed."""
+    if not training or rate == 0.0:
+        return x
+    keep = random_uniform(tf.shape(x), seed) >= rate
+    return tf.where(keep, x / tf.cast(1.0 - rate, x.dtype), tf.zeros_like(x))
+
+
+def resolve_seed(seed, training):
+    """Training without a seed (e.g. under `model.fit`) draws one from the global RNG."""
+    if training and seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    return seed
