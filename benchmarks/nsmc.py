@@ -32,7 +32,7 @@ import matplotlib
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from electra_ko import tasks
+from electra_ko import checkpoints, tasks
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -152,8 +152,19 @@ def summarize_finetune(record):
 # ----------------------------------------------------------------------- report
 
 
-LABELS = {"pretrained": "(a) ELECTRA tiny, pretrained", "random": "(b) same, random init",
+LABELS = {"pretrained": "(a) tiny, pretrained", "random": "(b) same, random init",
           "tfidf": "(c) char 1-4-gram TF-IDF + LR"}
+
+
+def pretrained_label(init_checkpoint):
+    """(a)'s label names the objective its checkpoint was pretrained with."""
+    with open(os.path.join(init_checkpoint, "config.json"), encoding="utf-8") as f:
+        masked_lm = json.load(f).get(checkpoints.MASKED_LM_KEY, False)
+    return LABELS["pretrained"] + (" (plain masked LM)" if masked_lm else " (ELECTRA discriminator)")
+
+
+def label(comparison, name):
+    return comparison[name].get("label", LABELS[name])
 
 
 def markdown_table(comparison):
@@ -166,7 +177,7 @@ def markdown_table(comparison):
         steps = row.get("steps", "-")
         epoch = row.get("best_epoch", "-")
         seconds = row.get("wall_seconds", row.get("seconds"))
-        lines.append(f"| {LABELS[name]} | {row['test_accuracy']:.2f} | {row['train_examples']:,} "
+        lines.append(f"| {label(comparison, name)} | {row['test_accuracy']:.2f} | {row['train_examples']:,} "
                      f"| {steps} | {epoch} | {seconds / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
@@ -180,8 +191,8 @@ def plot_curves(comparison, output):
             continue
         curve = comparison[name]["curve"]
         steps = [point["steps"] for point in curve]
-        accuracy_axis.plot(steps, [p["dev_accuracy"] for p in curve], "o-", label=LABELS[name])
-        loss_axis.plot(steps, [p["train_loss"] for p in curve], "o-", label=LABELS[name])
+        accuracy_axis.plot(steps, [p["dev_accuracy"] for p in curve], "o-", label=label(comparison, name))
+        loss_axis.plot(steps, [p["train_loss"] for p in curve], "o-", label=label(comparison, name))
     if "tfidf" in comparison:
         accuracy_axis.axhline(comparison["tfidf"]["test_accuracy"], color="gray", linestyle="--",
                               label=LABELS["tfidf"] + " (test)")
@@ -266,6 +277,8 @@ def main(argv=None):
             record = run_finetune(finetune_command(args, name, split_dir),
                                   os.path.join(args.work_dir, name), args.reuse)
             comparison[name] = summarize_finetune(record)
+            if name == "pretrained":
+                comparison[name]["label"] = pretrained_label(args.init_checkpoint)
         with open(os.path.join(args.work_dir, "comparison.json"), "w", encoding="utf-8") as f:
             json.dump(comparison, f, ensure_ascii=False, indent=2)
     print(markdown_table(comparison))
