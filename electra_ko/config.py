@@ -25,6 +25,8 @@ class _Key:
         self.doc = doc
 
 
+POSITION_EMBEDDING_INITS = ("truncated_normal", "sinusoidal")
+
 _OPT_INT = (int, type(None))
 _OPT_FLOAT = (float, type(None))
 _OPT_STR = (str, type(None))
@@ -47,6 +49,10 @@ _MODEL_KEYS = {
     "type_vocab_size": _Key(2, int),
     "initializer_range": _Key(0.02, float),
     "layer_norm_eps": _Key(1e-12, float),
+    "position_embedding_init": _Key(
+        "truncated_normal", str, POSITION_EMBEDDING_INITS,
+        doc="how position embeddings start: truncated_normal (BERT/ELECTRA) or sinusoidal "
+            "(leaves the early unigram plateau sooner in small models; export unchanged)"),
     "vocab_file": _Key(None, _OPT_STR),
     "max_seq_length": _Key(None, _OPT_INT),
     "seed": _Key(42, int),

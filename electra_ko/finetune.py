@@ -47,10 +47,11 @@ MODEL_DIR = "model"
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.tsv"
 VOCAB_FILES = (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE)
-# Keys a `--model_config` file may contribute (a pretraining config holds many more).
-# Dropout is a training choice, not architecture: a model pretrained without dropout
-# still fine-tunes with the fine-tuning config's rate, like one loaded from a checkpoint.
-ARCHITECTURE_KEYS = ("model_size", "model_hparam_overrides") + tuple(
+# Keys a `--model_config` file may contribute (a pretraining config holds many more): the
+# architecture, and how a random init starts, so a random-init baseline starts as its
+# pretrained twin did. Dropout is a training choice, not architecture: a model pretrained
+# without dropout still fine-tunes with the fine-tuning config's rate.
+ARCHITECTURE_KEYS = ("model_size", "model_hparam_overrides", "position_embedding_init") + tuple(
     k for k in config_lib._BERT_CONFIG_KEYS if not k.endswith("dropout_prob"))
 MIN_TOKEN_STATE_SPREAD = 0.01  # below: a collapsed checkpoint (see classifier.token_state_spread)
 

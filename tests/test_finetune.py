@@ -120,9 +120,11 @@ def test_model_config_sizes_the_model_but_not_its_dropout(tmp_path):
     pretraining = tmp_path / "config.json"
     pretraining.write_text(json.dumps({"model_size": "tiny", "hidden_size": 96,
                                        "hidden_dropout_prob": 0.0, "learning_rate": 5.0,
-                                       "attention_probs_dropout_prob": 0.0}))
+                                       "attention_probs_dropout_prob": 0.0,
+                                       "position_embedding_init": "sinusoidal"}))
     cfg = finetune.resolve_config(model_config=str(pretraining))
     assert (cfg.model_size, cfg.hidden_size) == ("tiny", 96)
+    assert cfg.position_embedding_init == "sinusoidal"  # a random init starts as its twin did
     assert cfg.hidden_dropout_prob == cfg.attention_probs_dropout_prob == 0.1
     assert cfg.learning_rate != 5.0  # a pretraining key, not architecture
 

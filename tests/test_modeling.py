@@ -202,6 +202,39 @@ def test_bad_sizes_fail_clearly():
         modeling.ElectraPretrainer(TINY, modeling.EncoderConfig(**{**TINY.to_dict(), "vocab_size": 60}))
 
 
+def test_sinusoidal_position_init_encodes_distance():
+    sinusoidal = modeling.EncoderConfig(**{**TINY.to_dict(), "position_embedding_init": "sinusoidal"})
+    embeddings = modeling.Embeddings(sinusoidal)
+    embeddings.build()
+    table = embeddings.position_embeddings.numpy()
+    half = TINY.embedding_size // 2
+    scale = TINY.initializer_range * np.sqrt(2.0)
+    np.testing.assert_allclose(table[0], np.r_[np.zeros(half), np.full(half, scale)], atol=1e-7)
+    np.testing.assert_allclose(table[5, 0], np.sin(5.0) * scale, rtol=1e-5)
+    np.testing.assert_allclose(table[5, half], np.cos(5.0) * scale, rtol=1e-5)
+    # sin a sin b + cos a cos b = cos(a - b): row products depend on the distance only
+    gram = table @ table.T
+    for distance in (1, 3, 10):
+        np.testing.assert_allclose(np.diagonal(gram, distance), gram[0, distance], rtol=1e-4)
+    assert gram[0, 1] > gram[0, 3] > gram[0, 10]
+    # the default stays the random initialiser of BERT/ELECTRA
+    random_embeddings = modeling.Embeddings(TINY)
+    random_embeddings.build()
+    random_gram = random_embeddings.position_embeddings.numpy()
+    random_gram = random_gram @ random_gram.T
+    assert np.std(np.diagonal(random_gram, 1)) > 0.1 * abs(np.mean(np.diagonal(random_gram, 1)))
+
+
+def test_unknown_position_init_fails_naming_the_key():
+    with pytest.raises(ValueError, match="position_embedding_init must be one of"):
+        modeling.EncoderConfig(**{**TINY.to_dict(), "position_embedding_init": "rope"})
+    with pytest.raises(config.ConfigError, match="position_embedding_init"):
+        config.load_config(config.PRETRAIN, overrides=["position_embedding_init=rope"])
+    cfg = config.load_config(config.PRETRAIN, model_size="debug", vocab_size=50,
+                             overrides=["position_embedding_init=sinusoidal"])
+    assert modeling.EncoderConfig.from_config(cfg).position_embedding_init == "sinusoidal"
+
+
 def test_too_long_sequence_fails_clearly(tiny_model):
     ids = np.ones([1, 41], np.int32)
     with pytest.raises(ValueError, match="sequence length 41 exceeds max_position_embeddings 40"):
