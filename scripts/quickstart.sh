@@ -25,8 +25,11 @@ python -m electra_ko.build_data --corpus "$OUT/corpus.txt" --vocab "$OUT/vocab" 
   --output_dir "$OUT/shards" --num_shards 2 --max_seq_length 64
 
 step "4/6 pretrain: tiny ELECTRA (generator + discriminator); watch the losses fall"
+# lr 3e-4, not tiny's 1e-3: on 151 examples (32 passes in 300 steps) 1e-3 drives the
+# discriminator to a constant answer (disc_auc 0.50) and its states collapse.
 python -m electra_ko.pretrain --config configs/tiny.json \
   --vocab_file "$OUT/vocab/vocab.txt" --pretrain_tfrecords "$OUT/shards" --model_dir "$OUT/model" \
+  --set learning_rate=3e-4 \
   --set max_seq_length=64 --set train_batch_size=16 --set num_train_steps=300 \
   --set num_warmup_steps=30 --set iterations_per_loop=50 --set save_checkpoints_steps=150 \
   2>&1 | grep -E "train step=|saved checkpoint|exported|error" || { echo "pretraining failed"; exit 1; }
