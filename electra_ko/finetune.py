@@ -60,7 +60,6 @@ class FinetuneError(ValueError):
     """The run cannot start or go on (the message says which file, key or flag)."""
 
 
-# --------------------------------------------------------------------------- model
 # --------------------------------------------------------------------------- checkpoints
 
 
