@@ -351,6 +351,15 @@ def prepare(cfg, spec: tasks.TaskSpec, tokenizer, init, max_train_examples=None,
                     tokenizer, init)
 
 
+def recorded_config(cfg, init) -> dict:
+    """The config for results.json, without the random-start key a checkpoint overrides:
+    its weights, not `position_embedding_init`, set the position embeddings."""
+    recorded = cfg.to_dict()
+    if init is not None:
+        recorded.pop("position_embedding_init")
+    return recorded
+
+
 def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_examples=None,
              max_eval_examples=None, init_checkpoint=None, command=None) -> dict:
     """Run every seed, write the outputs; returns the results.json content."""
@@ -420,7 +429,7 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
         "vocab": {"path": cfg.vocab_file, "sha256": tokenizer.vocab_sha256,
                   "size": tokenizer.vocab_size},
         "model": {"path": weights_path, "sha256": file_sha256(weights_path)},
-        "config": cfg.to_dict(),
+        "config": recorded_config(cfg, init),
         "wall_seconds": round(wall, 2),
         "train_examples_per_second": round(train_examples / max(train_seconds, 1e-9), 1),
         "command": command,

@@ -228,6 +228,15 @@ def test_checkpoint_architecture_picks_its_size_recipe():
     assert finetune.recipe_for_checkpoint(cfg, odd).model_size == "small"
 
 
+def test_results_config_drops_the_random_start_a_checkpoint_replaces():
+    cfg = finetune.resolve_config(overrides=["position_embedding_init=sinusoidal"])
+    init = classifier.InitCheckpoint("/models/tiny", {}, {}, "")
+    assert finetune.recorded_config(cfg, None)["position_embedding_init"] == "sinusoidal"
+    from_checkpoint = finetune.recorded_config(cfg, init)
+    assert "position_embedding_init" not in from_checkpoint
+    assert from_checkpoint["learning_rate"] == cfg.learning_rate
+
+
 def test_layerwise_multipliers_follow_google_research_electra():
     model = classifier.SequenceClassifier(tiny_config(), 3)
     factors = {name: classifier.layerwise_lr_multipliers([(name, v)], 2, 0.8)[v.path]
