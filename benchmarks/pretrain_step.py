@@ -9,6 +9,8 @@ same process (a chain of 2048x2048 `tf.matmul`s).
     python benchmarks/pretrain_step.py --config configs/small.json --batch_size 32 --xla true
     python benchmarks/pretrain_step.py --config configs/tiny.json --xla false --onednn false
     python benchmarks/pretrain_step.py --config configs/small.json --breakdown --profile_dir /tmp/prof
+    # XLA's own default vector width instead of ours (a flag set in XLA_FLAGS is kept):
+    XLA_FLAGS=--xla_cpu_prefer_vector_width=256 python benchmarks/pretrain_step.py --config configs/small.json
 
 `--breakdown` also times parts of the step on their own (masking, generator, its vocab
 projection, discriminator, loss+gradients, optimizer update with and without XLA);
@@ -27,6 +29,7 @@ import time
 import numpy as np
 
 from electra_ko import config as config_lib
+from electra_ko import environment
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import flops as flops_lib  # noqa: E402  (benchmarks/flops.py, next to this file)
@@ -85,11 +88,13 @@ def load_config(args):
 
 
 def set_tensorflow_environment(onednn):
-    """Must run before TensorFlow is imported: oneDNN is chosen at import time."""
+    """Must run before TensorFlow is imported: the CLIs' settings (`electra_ko.environment`,
+    XLA_FLAGS included), with oneDNN as `--onednn` says."""
     if "tensorflow" in sys.modules:
         raise RuntimeError("TensorFlow was imported before --onednn could take effect")
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn else "0"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environment.configure_tensorflow()
 
 
 # ------------------------------------------------------------------------ the step
@@ -432,6 +437,7 @@ def main(argv=None):
         precision = keras.mixed_precision.global_policy().name
         print(f"config={args.config} model_size={cfg.model_size} batch={cfg.train_batch_size} "
               f"seq={cfg.max_seq_length} xla={cfg.jit_compile} onednn={args.onednn} "
+              f"XLA_FLAGS='{os.environ.get('XLA_FLAGS', '')}' "
               f"precision={precision} model_gflops_per_step={flops['total'] / 1e9:.1f}",
               flush=True)
         first, per_step = time_steps(trainer, args.steps, args.warmup, args.steps_per_loop)
@@ -447,7 +453,7 @@ def main(argv=None):
         "config": config_name(args.config), "model_size": cfg.model_size,
         "batch_size": cfg.train_batch_size, "seq_len": cfg.max_seq_length,
         "vocab_size": cfg.vocab_size, "xla": cfg.jit_compile, "onednn": args.onednn,
-        "precision": precision,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""), "precision": precision,
         **timing_fields(first, per_step, cfg.train_batch_size, flops["total"], peak),
         "flops_by_part": {k: v for k, v in flops.items() if k != "total"},
         "steps": args.steps, "steps_per_loop": args.steps_per_loop, "traces": traces,

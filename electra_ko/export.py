@@ -12,7 +12,9 @@ import os
 import shutil
 import sys
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from electra_ko import environment
+
+environment.configure_tensorflow()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -31,7 +31,9 @@ import sys
 import time
 from typing import Optional, Sequence
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from electra_ko import environment
+
+environment.configure_tensorflow()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -32,7 +32,9 @@ import signal
 import sys
 import tempfile
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from electra_ko import environment
+
+environment.configure_tensorflow()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

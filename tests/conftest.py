@@ -1,7 +1,10 @@
-"""Test-wide setup: oneDNN on, quiet TensorFlow, two logical CPU devices for MirroredStrategy tests."""
+"""Test-wide setup: the CLIs' TensorFlow settings (`electra_ko.environment`), quiet
+TensorFlow, two logical CPU devices for MirroredStrategy tests."""
 import os
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from electra_ko import environment
+
+environment.configure_tensorflow()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import socket
