@@ -336,7 +336,6 @@ class ElectraEncoder(ConfigLayer):
         return weights
 
 
-
 class MaskedLMHead(ConfigLayer):
     """dense(embedding_size) + GELU + LayerNorm, then logits tied to the word embeddings."""
 
@@ -352,9 +351,14 @@ class MaskedLMHead(ConfigLayer):
                                            initializer="zeros")
 
     def call(self, hidden, word_embeddings):
-        """hidden [B, N, hidden] -> float32 logits [B, N, vocab]."""
+        """hidden [B, N, hidden] -> float32 logits [B, N, vocab].
+
+        One [B * N, embedding] x [embedding, vocab] matmul: multiplied as a batch of B
+        against the shared table, the table's gradient is B partial products summed."""
         h = self.layer_norm(self.dense(hidden))
-        logits = tf.matmul(h, tf.cast(word_embeddings, h.dtype), transpose_b=True)
+        rows = tf.reshape(h, [-1, self.config.embedding_size])
+        logits = tf.matmul(rows, tf.cast(word_embeddings, h.dtype), transpose_b=True)
+        logits = tf.reshape(logits, tf.concat([tf.shape(h)[:-1], [self.config.vocab_size]], 0))
         return tf.cast(logits, tf.float32) + tf.cast(self.output_bias, tf.float32)
 
     def canonical_weights(self, prefix: str = "generator_predictions"):
