@@ -171,12 +171,15 @@ class Trainer:
     # --- device side
 
     def _loss_and_grads(self, features, seed):
+        """-> (loss, sums, gradients summed over replicas and clipped, their true norm)."""
         variables = self.task.model.trainable_variables
         with tf.GradientTape() as tape:
             loss, sums = self.task.loss_fn(features, seed, True)
             scaled = self.optimizer.scale_loss(tf.cast(loss, tf.float32))
         grads = tape.gradient(scaled, variables)
-        return loss, sums, grads
+        scale = optimization.loss_scale(self.optimizer)
+        grads, norm = optimization.reduce_and_clip(grads, self.cfg.clip_norm, scale)
+        return loss, sums, grads, norm
 
     def _static_batch(self, features, global_batch):
         """Per-replica batches with a static shape (multi-worker input leaves it open)."""
@@ -185,9 +188,7 @@ class Trainer:
 
     def _update(self, features, seed):
         """Forward, backward, clipping and optimizer update -> (loss, sums, gradient norm)."""
-        loss, sums, grads = self._grad_fn(features, seed)
-        scale = optimization.loss_scale(self.optimizer)
-        grads, norm = optimization.reduce_and_clip(grads, self.cfg.clip_norm, scale)
+        loss, sums, grads, norm = self._grad_fn(features, seed)
         self.optimizer.apply(grads, self.task.model.trainable_variables)
         return loss, sums, norm
 
