@@ -159,12 +159,16 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoint_max,
             step_counter=self.global_step, checkpoint_name="ckpt")
-        # The forward/backward pass is one XLA cluster on a single replica. With several,
-        # the objective all-reduces token counts, which a nested tf.function cannot do
-        # (merge_call); TPUs compile the whole step anyway. The optimizer update stays
-        # outside XLA: compiled with it, a tiny step took 21 instead of 1.1 CPU-s on CPU.
+        # On a single replica, the forward/backward pass with clipping is one XLA cluster
+        # and the optimizer update a second: compiled together, a tiny step took 21
+        # instead of 1.1 CPU-s on CPU. With several replicas, the objective and the
+        # optimizer all-reduce, which a nested tf.function cannot do (merge_call); TPUs
+        # compile the whole step anyway.
+        single = strategy.num_replicas_in_sync == 1
         self._grad_fn = (tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
-                         if strategy.num_replicas_in_sync == 1 else self._loss_and_grads)
+                         if single else self._loss_and_grads)
+        self._apply_fn = (tf.function(self._apply_gradients, jit_compile=cfg.jit_compile)
+                          if single else self._apply_gradients)
         self._loop_fn = tf.function(self._train_loop)
         self._stop_requested = False
 
@@ -181,6 +185,9 @@ class Trainer:
         grads, norm = optimization.reduce_and_clip(grads, self.cfg.clip_norm, scale)
         return loss, sums, grads, norm
 
+    def _apply_gradients(self, grads):
+        self.optimizer.apply(grads, self.task.model.trainable_variables)
+
     def _static_batch(self, features, global_batch):
         """Per-replica batches with a static shape (multi-worker input leaves it open)."""
         per_replica = global_batch // self.strategy.num_replicas_in_sync
@@ -189,7 +196,7 @@ class Trainer:
     def _update(self, features, seed):
         """Forward, backward, clipping and optimizer update -> (loss, sums, gradient norm)."""
         loss, sums, grads, norm = self._grad_fn(features, seed)
-        self.optimizer.apply(grads, self.task.model.trainable_variables)
+        self._apply_fn(grads)
         return loss, sums, norm
 
     def _train_step(self, features, step):
@@ -281,7 +288,8 @@ class Trainer:
 
     def trace_counts(self):
         """How often each step function was traced so far: more than 1 means retracing."""
-        functions = {"loop": self._loop_fn, "loss_and_grads": self._grad_fn}
+        functions = {"loop": self._loop_fn, "loss_and_grads": self._grad_fn,
+                     "apply_gradients": self._apply_fn}
         return {name: fn.experimental_get_tracing_count() for name, fn in functions.items()
                 if hasattr(fn, "experimental_get_tracing_count")}
 
