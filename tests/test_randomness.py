@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from electra_ko import randomness
@@ -13,12 +14,13 @@ def test_random_uniform_range_and_xla_parity():
     assert abs(eager.mean() - 0.5) < 0.03
 
 
-def test_random_bits_are_per_example_across_replicas(two_cpu_strategy):
+@pytest.mark.parametrize("bits", [randomness.random_bits, randomness.hash_bits])
+def test_bits_are_per_example_across_replicas(two_cpu_strategy, bits):
     """Two replicas holding halves of a batch draw what one device draws for all of it."""
     strategy = two_cpu_strategy
     seed = tf.constant([9, 9])
-    whole = randomness.random_bits([4, 3, 5], seed).numpy()
-    halves = strategy.run(tf.function(lambda: randomness.random_bits([2, 3, 5], seed)))
+    whole = bits([4, 3, 5], seed).numpy()
+    halves = strategy.run(tf.function(lambda: bits([2, 3, 5], seed)))
     parts = strategy.experimental_local_results(halves)
     np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), whole)
 
@@ -59,15 +61,6 @@ def test_hash_bits_match_splitmix64_with_and_without_xla():
     np.testing.assert_array_equal(eager, compiled.numpy())
     expected = [splitmix64_reference((5, 7), i) for i in range(24)]
     assert eager.reshape(-1).tolist() == expected
-
-
-def test_hash_bits_are_per_example_across_replicas(two_cpu_strategy):
-    strategy = two_cpu_strategy
-    seed = tf.constant([9, 9])
-    whole = randomness.hash_bits([4, 3, 5], seed).numpy()
-    halves = strategy.run(tf.function(lambda: randomness.hash_bits([2, 3, 5], seed)))
-    parts = strategy.experimental_local_results(halves)
-    np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), whole)
 
 
 def test_dropout_masks_of_different_seeds_are_independent():
