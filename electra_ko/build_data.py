@@ -23,9 +23,7 @@ import os
 import queue
 import random
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 
 import tqdm
@@ -229,7 +227,7 @@ _worker_state = {}
 def _init_worker(job, progress_queue):
     os.environ["RAYON_NUM_THREADS"] = "1"  # one process per core already
     _worker_state.update(job=job, queue=progress_queue,
-                         tokenizer=load_vocab(job["vocab"]))
+                         tokenizer=vocab.load_tokenizer(job["vocab"]))
 
 
 def _build_shard_in_worker(index, ranges):
@@ -262,24 +260,6 @@ def run_shards(job, plans, pending, tokenizer, num_workers, on_progress, on_done
 
 
 # --------------------------------------------------------------------------- run
-
-
-def load_vocab(path):
-    """The tokenizer; a gs:// vocab dir is copied to a local temp dir first."""
-    if not storage.is_gcs(path):
-        return vocab.load_tokenizer(path)
-    local = tempfile.mkdtemp(prefix="electra_ko_vocab_")
-    try:
-        directory = path if not path.endswith(".txt") else path.rsplit("/", 1)[0]
-        for name in (vocab.VOCAB_FILE, vocab.META_FILE, vocab.SPM_FILE):
-            remote = storage.join(directory, name)
-            if storage.exists(remote):
-                with storage.open_read(remote, binary=True) as src, \
-                        open(os.path.join(local, name), "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        return vocab.load_tokenizer(local)
-    finally:
-        shutil.rmtree(local, ignore_errors=True)
 
 
 # The pretraining driver runs this stage too, and has no --overwrite flag.
@@ -334,7 +314,7 @@ def build(args, command):
         raise BuildError("--num_shards and --num_workers must be at least 1")
     if args.max_seq_length < 5:
         raise BuildError(f"--max_seq_length {args.max_seq_length} is too short (needs >= 5)")
-    tokenizer = load_vocab(args.vocab)
+    tokenizer = vocab.load_tokenizer(args.vocab)
     files = corpus_files(args.corpus)
     compression = tfrecord.GZIP if args.gzip else ""
     settings = {"max_seq_length": args.max_seq_length, "seed": args.seed,

@@ -281,8 +281,11 @@ def test_gcs_round_trip(gcs_emulator, tmp_path, vocab_dir):
     root = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
     remote_corpus = storage.join(root, "corpus", "part-0.txt")
     storage.write_text(remote_corpus, (tmp_path / "corpus.txt").read_text(encoding="utf-8"))
+    remote_vocab = storage.join(root, "vocab")
+    storage.write_text(storage.join(remote_vocab, "vocab.txt"),
+                       open(os.path.join(vocab_dir, "vocab.txt"), encoding="utf-8").read())
     local = build(local_corpus, vocab_dir, tmp_path / "out")
-    remote = build(storage.join(root, "corpus", "*.txt"), vocab_dir, storage.join(root, "data"))
+    remote = build(storage.join(root, "corpus", "*.txt"), remote_vocab, storage.join(root, "data"))
     assert remote["examples"] == local["examples"]
     assert shard_bytes(storage.join(root, "data")) == shard_bytes(str(tmp_path / "out"))
 
