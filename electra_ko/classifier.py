@@ -72,6 +72,15 @@ def huggingface_name(tf1_name: str):
     return modeling.tf1_to_huggingface(tf1_name)
 
 
+def huggingface_weights(model: SequenceClassifier):
+    """[(HF name, variable, transposed?)] of a classifier's weights, for the exporter."""
+    rows = []
+    for tf1_name, variable in model.named_weights():
+        hf_name, transposed = huggingface_name(tf1_name)
+        rows.append((hf_name, variable, transposed))
+    return rows
+
+
 def layer_depth(tf1_name: str, num_layers: int) -> int:
     """google-research/electra's depths: embeddings 0, layer i -> i + 1, task head L + 2."""
     if "/embeddings/" in tf1_name or "/embeddings_project/" in tf1_name:

@@ -93,11 +93,7 @@ class ClassifierModel(keras.Model):
     def hf_weights(self):
         from electra_ko import classifier
 
-        rows = []
-        for tf1_name, variable in self.classifier.named_weights():
-            hf_name, transposed = classifier.huggingface_name(tf1_name)
-            rows.append((hf_name, variable, transposed))
-        return rows
+        return classifier.huggingface_weights(self.classifier)
 
 
 KERAS_MODELS = {DISCRIMINATOR: DiscriminatorModel, GENERATOR: GeneratorModel,
@@ -175,8 +171,9 @@ def _without_tied_lm_weight(tensors):
 # --------------------------------------------------------------------------- Hugging Face
 
 
-def hf_config(tower, special_ids):
-    """A `config.json` that transformers' ElectraConfig reads with no custom code."""
+def hf_config(tower, special_ids, extra=None):
+    """A `config.json` that transformers' ElectraConfig reads with no custom code; `extra`
+    adds keys of our own (a fine-tuned model's task, under "electra_ko")."""
     c = tower.config
     config = {
         "architectures": [HF_ARCHITECTURES[tower.kind]],
@@ -202,6 +199,7 @@ def hf_config(tower, special_ids):
         config.update(_classifier_labels(tower.labels))
     if tower.masked_lm:
         config[checkpoints.MASKED_LM_KEY] = True
+    config.update(extra or {})
     return config
 
 
@@ -240,7 +238,7 @@ def fast_tokenizer_json(tokenizer):
     return pipeline.to_str()
 
 
-def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None):
+def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None, extra_config=None):
     """A directory that `transformers` loads with `<Architecture>.from_pretrained(dir)`."""
     from safetensors.numpy import save_file
 
@@ -251,7 +249,7 @@ def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None):
     os.makedirs(output_dir, exist_ok=True)
     save_file(tower.tensors, os.path.join(output_dir, checkpoints.HF_SAFETENSORS),
               metadata={"format": "pt"})
-    files = {checkpoints.HF_CONFIG: hf_config(tower, tokenizer.special_ids)}
+    files = {checkpoints.HF_CONFIG: hf_config(tower, tokenizer.special_ids, extra_config)}
     files.update(tokenizer_files(tokenizer, max_seq_length or tower.config.max_position_embeddings))
     for name, content in files.items():
         _write_json(os.path.join(output_dir, name), content)

@@ -18,15 +18,15 @@ Layout of `--output_dir`:
                      skipped), wall time, examples/s
     predictions.tsv  the best model's predictions on the test file (when there is one)
     model/           the best model as a Hugging Face `ElectraForSequenceClassification`
-                     directory: model.safetensors, config.json (labels in id2label and
-                     under "electra_ko"), the vocabulary files
+                     directory, written by `electra_ko.export`: model.safetensors,
+                     config.json (labels in id2label, the task under "electra_ko"),
+                     tokenizer files and the vocabulary
     seed_<n>/        with several seeds: each seed's results.json and predictions.tsv
 """
 import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Optional, Sequence
@@ -44,11 +44,9 @@ from electra_ko import checkpoints, classifier, export, modeling, tasks  # noqa:
 from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 
-WEIGHTS_FILE = "model.safetensors"
 MODEL_DIR = "model"
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.tsv"
-VOCAB_FILES = (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE)
 # Keys a `--model_config` file may contribute (a pretraining config holds many more): the
 # architecture, and how a random init starts, so a random-init baseline starts as its
 # pretrained twin did. Dropout is a training choice, not architecture: a model pretrained
@@ -277,51 +275,24 @@ def write_predictions(path, spec, examples, outputs):
     prediction_frame(spec, examples, outputs).to_csv(path, sep="\t", index=False)
 
 
-def huggingface_config(cfg, spec: tasks.TaskSpec, tokenizer) -> dict:
-    """config.json readable by transformers' ElectraConfig, plus our task under electra_ko."""
-    regression = spec.task_type == tasks.REGRESSION
-    labels = ["score"] if regression else list(spec.labels)
-    return {
-        "architectures": ["ElectraForSequenceClassification"], "model_type": "electra",
-        "vocab_size": cfg.vocab_size, "embedding_size": cfg.embedding_size or cfg.hidden_size,
-        "hidden_size": cfg.hidden_size, "num_hidden_layers": cfg.num_hidden_layers,
-        "num_attention_heads": cfg.num_attention_heads,
-        "intermediate_size": cfg.intermediate_size, "hidden_act": cfg.hidden_act,
-        "hidden_dropout_prob": cfg.hidden_dropout_prob,
-        "attention_probs_dropout_prob": cfg.attention_probs_dropout_prob,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "type_vocab_size": cfg.type_vocab_size, "initializer_range": cfg.initializer_range,
-        "layer_norm_eps": cfg.layer_norm_eps, "pad_token_id": tokenizer.special_ids["pad"],
-        "summary_type": "first", "summary_use_proj": True, "summary_activation": "gelu",
-        "summary_last_dropout": cfg.hidden_dropout_prob,
-        "problem_type": "regression" if regression else "single_label_classification",
-        "id2label": {str(i): label for i, label in enumerate(labels)},
-        "label2id": {label: i for i, label in enumerate(labels)},
-        "electra_ko": {"task": spec.name, "task_type": spec.task_type, "labels": labels,
-                       "text_a_column": spec.text_a, "text_b_column": spec.text_b,
-                       "label_column": spec.label, "max_seq_length": cfg.max_seq_length,
-                       "do_lower_case": tokenizer.do_lower_case},
-    }
+def task_record(cfg, spec: tasks.TaskSpec, tokenizer) -> dict:
+    """What a fine-tuned model's config.json records of its task, under "electra_ko"."""
+    return {"task": spec.name, "task_type": spec.task_type,
+            "labels": list(spec.labels) if spec.labels else None,
+            "text_a_column": spec.text_a, "text_b_column": spec.text_b,
+            "label_column": spec.label, "max_seq_length": cfg.max_seq_length,
+            "do_lower_case": tokenizer.do_lower_case}
 
 
 def save_model(model_dir, model: classifier.SequenceClassifier, cfg, spec, tokenizer) -> str:
-    """Weights (safetensors, HF names and torch layout), config.json, vocabulary files."""
-    from safetensors.numpy import save_file
-    os.makedirs(model_dir, exist_ok=True)
-    tensors = {}
-    for tf1_name, variable in model.named_weights():
-        name, transposed = classifier.huggingface_name(tf1_name)
-        value = variable.numpy().astype(np.float32)
-        tensors[name] = np.ascontiguousarray(value.T if transposed else value)
-    weights_path = os.path.join(model_dir, WEIGHTS_FILE)
-    save_file(tensors, weights_path, metadata={"format": "pt"})
-    with open(os.path.join(model_dir, checkpoints.HF_CONFIG), "w", encoding="utf-8") as f:
-        json.dump(huggingface_config(cfg, spec, tokenizer), f, ensure_ascii=False, indent=2)
-    vocab_dir = os.path.dirname(cfg.vocab_file) if os.path.isfile(cfg.vocab_file) else cfg.vocab_file
-    for name in VOCAB_FILES:
-        if os.path.exists(os.path.join(vocab_dir, name)):
-            shutil.copyfile(os.path.join(vocab_dir, name), os.path.join(model_dir, name))
-    return weights_path
+    """The model as a Hugging Face `ElectraForSequenceClassification` directory, written by
+    the exporter (weights, config.json, tokenizer files, vocabulary); returns the weights path."""
+    labels = None if spec.task_type == tasks.REGRESSION else tuple(spec.labels)
+    tower = checkpoints.Tower(checkpoints.CLASSIFIER, modeling.EncoderConfig.from_config(cfg),
+                              export.hf_tensors(classifier.huggingface_weights(model)), labels)
+    export.write_huggingface(tower, cfg.vocab_file, model_dir, cfg.max_seq_length,
+                             {"electra_ko": task_record(cfg, spec, tokenizer)})
+    return os.path.join(model_dir, checkpoints.HF_SAFETENSORS)
 
 
 def write_json(path, data):

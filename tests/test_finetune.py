@@ -95,6 +95,24 @@ def test_predictions_and_model_dir(nsmc_run):
     assert (root / "out" / "model" / "vocab.txt").exists()
 
 
+def test_model_dir_predicts_in_transformers_as_in_predictions_tsv(nsmc_run):
+    """The fine-tuned model/ is a transformers directory: its own tokenizer and
+    ElectraForSequenceClassification reproduce predictions.tsv."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    root, _ = nsmc_run
+    model_dir = root / "out" / "model"
+    rows = [r.split("\t") for r in
+            (root / "out" / "predictions.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = transformers.ElectraForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        logits = model(**tokenizer([r[4] for r in rows], padding=True, return_tensors="pt")).logits
+    probabilities = torch.softmax(logits, -1).numpy()
+    assert [model.config.id2label[i] for i in probabilities.argmax(-1)] == [r[1] for r in rows]
+    np.testing.assert_allclose(probabilities.max(-1), [float(r[2]) for r in rows], atol=2e-4)
+
+
 def test_saved_model_reloads_as_init_checkpoint(nsmc_run, tmp_path):
     root, _ = nsmc_run
     init = finetune.load_init_checkpoint(str(root / "out" / "model"), finetune.resolve_config())
