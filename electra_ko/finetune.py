@@ -275,23 +275,22 @@ def write_predictions(path, spec, examples, outputs):
     prediction_frame(spec, examples, outputs).to_csv(path, sep="\t", index=False)
 
 
-def task_record(cfg, spec: tasks.TaskSpec, tokenizer) -> dict:
-    """What a fine-tuned model's config.json records of its task, under "electra_ko"."""
+def task_record(cfg, spec: tasks.TaskSpec) -> dict:
+    """What a fine-tuned model's config.json records of its task, under "electra_ko" (the
+    labels are in id2label, the casing in tokenizer_config.json)."""
     return {"task": spec.name, "task_type": spec.task_type,
-            "labels": list(spec.labels) if spec.labels else None,
             "text_a_column": spec.text_a, "text_b_column": spec.text_b,
-            "label_column": spec.label, "max_seq_length": cfg.max_seq_length,
-            "do_lower_case": tokenizer.do_lower_case}
+            "label_column": spec.label, "max_seq_length": cfg.max_seq_length}
 
 
-def save_model(model_dir, model: classifier.SequenceClassifier, cfg, spec, tokenizer) -> str:
+def save_model(model_dir, model: classifier.SequenceClassifier, cfg, spec) -> str:
     """The model as a Hugging Face `ElectraForSequenceClassification` directory, written by
     the exporter (weights, config.json, tokenizer files, vocabulary); returns the weights path."""
     labels = None if spec.task_type == tasks.REGRESSION else tuple(spec.labels)
     tower = checkpoints.Tower(checkpoints.CLASSIFIER, modeling.EncoderConfig.from_config(cfg),
                               export.hf_tensors(classifier.huggingface_weights(model)), labels)
     export.write_huggingface(tower, cfg.vocab_file, model_dir, cfg.max_seq_length,
-                             {"electra_ko": task_record(cfg, spec, tokenizer)})
+                             {"electra_ko": task_record(cfg, spec)})
     return os.path.join(model_dir, checkpoints.HF_SAFETENSORS)
 
 
@@ -375,7 +374,7 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
             best_run = (score, run)
     _, best = best_run
     weights_path = save_model(os.path.join(cfg.output_dir, MODEL_DIR), best["runner"].model,
-                              cfg, spec, tokenizer)
+                              cfg, spec)
     if best["test_outputs"] is not None:
         write_predictions(os.path.join(cfg.output_dir, PREDICTIONS_FILE), spec,
                           prepared.splits.test, best["test_outputs"])
