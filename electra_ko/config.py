@@ -61,7 +61,11 @@ _MODEL_KEYS = {
     # accelerator keys of the original; `use_tpu` selects TPUStrategy
     "use_tpu": _Key(False, bool),
     "num_tpu_cores": _Key(1, int),
-    "tpu_name": _Key(None, _OPT_STR),
+    "tpu_name": _Key(None, _OPT_STR, doc='"" or "local" = the TPU of this VM; any other name '
+                                         "is a remote TPU or a pod slice"),
+    "tpu_type": _Key(None, _OPT_STR, doc="accelerator type of the slice (v3-8, v4-32, "
+                                         "v5litepod-16, ...): --dry_run estimates per-core "
+                                         "memory for it"),
     "tpu_zone": _Key(None, _OPT_STR),
     "gcp_project": _Key(None, _OPT_STR),
     "tpu_job_name": _Key(None, _OPT_STR),
@@ -100,7 +104,11 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     # training loop
     "num_train_steps": _Key(1000000, int),
     "num_eval_steps": _Key(100, int),
-    "iterations_per_loop": _Key(200, int),
+    "iterations_per_loop": _Key(200, int, doc="steps between progress lines and summaries"),
+    "stop_check_secs": _Key(10.0, float,
+                            doc="longest device call between checks for SIGTERM (a preempted "
+                                "TPU gets ~30 s notice): the checkpoint of the current step "
+                                "is saved within about this time"),
     "save_checkpoints_steps": _Key(1000, int),
     "keep_checkpoint_max": _Key(5, int),
     "train_batch_size": _Key(None, _OPT_INT),

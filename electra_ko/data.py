@@ -7,17 +7,23 @@ sequence length is refused with both values named.
 
 Every host reads its own slice of the shards (`distribute_datasets_from_function`
 hands each input pipeline its id) and batches per replica with static shapes, as
-TPUs need. The training pipeline is a pure function of the seed, and its iterator is
-checkpointed by the driver, so a resumed run sees exactly the examples it would have.
+TPUs need. The training stream is a pure function of (seed, position): each epoch
+reads the host's shards back to back in a seeded order and permutes the examples
+within blocks of `SHUFFLE_BLOCK`, so a resumed run starts the stream at its global
+step by index arithmetic (skipping whole shards and blocks) and sees exactly the
+examples an uninterrupted run would, on every strategy, with no iterator state in
+the checkpoint (TPUStrategy's distributed iterator cannot be saved).
 """
 import json
 
 import tensorflow as tf
+from absl import logging
 
 SHARD_PATTERN = "pretrain_data.tfrecord-*"
 MANIFEST_NAME = "manifest.json"
 FEATURES = ("input_ids", "input_mask", "segment_ids")
-SHUFFLE_BUFFER = 1000  # examples; kept small because it is part of every checkpoint
+SHUFFLE_BLOCK = 4096  # examples permuted together (a few MB of serialized records)
+READ_BUFFER_BYTES = 16 << 20  # per-shard read-ahead: sequential GCS reads stay fast
 
 
 class DataError(ValueError):
@@ -90,21 +96,84 @@ def host_files(files, input_context):
     return files[i::n]
 
 
+def shard_example_counts(manifest, files, compression=""):
+    """Examples per shard of `files`, from the manifest's `shards` entries when it has
+    them (build_data writes them), else by reading the shards once."""
+    recorded = {entry["file"]: entry["examples"] for entry in manifest.get("shards") or []
+                if entry and "file" in entry and "examples" in entry}
+    names = [path.rstrip("/").rsplit("/", 1)[-1] for path in files]
+    if all(name in recorded for name in names):
+        return [int(recorded[name]) for name in names]
+    logging.info("the manifest has no example counts: counting the records of %d shards",
+                 len(files))
+    try:
+        return [int(tf.data.TFRecordDataset(path, compression).reduce(0, lambda n, _: n + 1))
+                for path in files]
+    except tf.errors.DataLossError as e:
+        raise corrupt_shard_error(files, compression, e) from None
+
+
+def _permutation(size, seed):
+    """A permutation of range(size) keyed by `seed` ([2] int64), int64 [size]."""
+    keys = tf.random.stateless_uniform([size], seed=seed, alg="philox")
+    return tf.cast(tf.argsort(keys, stable=True), tf.int64)
+
+
+def _epoch_records(files, counts, compression, seed, epoch, skip):
+    """The serialized examples of one epoch, from its `skip`-th on.
+
+    The epoch's order: shards in a permutation keyed by (seed, epoch), read back to back,
+    examples permuted within consecutive blocks of SHUFFLE_BLOCK. Starting mid-epoch
+    skips whole shards, then records up to the start of the block holding `skip`.
+    """
+    epoch_seed = tf.stack([tf.cast(seed, tf.int64), epoch])
+    order = _permutation(tf.size(files), epoch_seed)
+    files, counts = tf.gather(files, order), tf.gather(counts, order)
+    first_block = skip // SHUFFLE_BLOCK
+    block_start = first_block * SHUFFLE_BLOCK
+    ends = tf.cumsum(counts)
+    first_file = tf.searchsorted(ends, tf.reshape(block_start, [1]), side="right")[0]
+    skip_in_file = block_start - (ends[first_file] - counts[first_file])
+    records = tf.data.TFRecordDataset(files[first_file:], compression,
+                                      buffer_size=READ_BUFFER_BYTES).skip(skip_in_file)
+    blocks = tf.data.Dataset.zip(tf.data.Dataset.range(first_block, tf.int64.max),
+                                 records.batch(SHUFFLE_BLOCK))
+
+    def permute(index, block):
+        block_seed = tf.random.experimental.stateless_fold_in(epoch_seed, index, alg="philox")
+        return tf.gather(block, _permutation(tf.shape(block, tf.int64)[0], block_seed))
+
+    return blocks.map(permute).unbatch().skip(skip - block_start)
+
+
+def training_records(files, counts, compression="", seed=0, first_example=0):
+    """The endless training stream of serialized examples from its `first_example`-th on
+    (a pure function of the shards, `seed` and that position)."""
+    total = sum(counts)
+    if total == 0:
+        raise DataError(f"the {len(files)} training shards hold no examples")
+    first_epoch, skip = divmod(int(first_example), total)
+    files = tf.constant(files)
+    counts = tf.constant(counts, tf.int64)
+    return tf.data.Dataset.range(first_epoch, tf.int64.max).flat_map(
+        lambda epoch: _epoch_records(files, counts, compression, seed, epoch,
+                                     tf.where(epoch == first_epoch, tf.constant(skip, tf.int64),
+                                              tf.constant(0, tf.int64))))
+
+
 def make_dataset(files, batch_size, max_seq_length, compression="", training=True, seed=0,
-                 num_batches=None):
+                 num_batches=None, counts=None, first_batch=0):
     """Batches of parsed examples from `files`.
 
-    Training: files and examples shuffled with `seed`, repeated forever. Evaluation:
-    one ordered pass (at most `num_batches`). `drop_remainder` keeps shapes static.
+    Training: the seeded endless stream of `training_records`, from batch `first_batch`
+    on (`counts`: examples per shard, counted when not given). Evaluation: one ordered
+    pass (at most `num_batches`). `drop_remainder` keeps shapes static.
     """
-    files_ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
-        files_ds = files_ds.shuffle(len(files), seed=seed).repeat()
-    records = files_ds.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
-        cycle_length=min(4, len(files)))
-    if training:
-        records = records.shuffle(SHUFFLE_BUFFER, seed=seed + 1)
+        counts = counts if counts is not None else shard_example_counts({}, files, compression)
+        records = training_records(files, counts, compression, seed, first_batch * batch_size)
+    else:
+        records = tf.data.TFRecordDataset(files, compression, buffer_size=READ_BUFFER_BYTES)
     batches = records.batch(batch_size, drop_remainder=True)
     if num_batches:
         batches = batches.take(num_batches)
@@ -114,17 +183,25 @@ def make_dataset(files, batch_size, max_seq_length, compression="", training=Tru
 
 
 def distributed_dataset(strategy, files, global_batch_size, max_seq_length, compression="",
-                        training=True, seed=0, num_batches=None):
-    """Per-replica batches over all hosts: each host reads its own shards."""
+                        training=True, seed=0, num_batches=None, counts=None, first_step=0):
+    """Per-replica batches over all hosts: each host reads its own shards. Training
+    starts at global step `first_step`: each host has fed its local replicas one batch
+    each per step before it."""
     if global_batch_size % strategy.num_replicas_in_sync:
         raise DataError(f"batch size {global_batch_size} is not a multiple of the "
                         f"{strategy.num_replicas_in_sync} replicas")
+    if training and counts is None:
+        counts = shard_example_counts({}, files, compression)
+    count_of = dict(zip(files, counts)) if training else {}
 
     def dataset_fn(input_context):
         batch = input_context.get_per_replica_batch_size(global_batch_size)
-        return make_dataset(host_files(files, input_context), batch, max_seq_length,
-                            compression, training, seed + input_context.input_pipeline_id,
-                            num_batches)
+        local_replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+        host = host_files(files, input_context)
+        host_counts = [count_of[f] for f in host] if training else None
+        return make_dataset(host, batch, max_seq_length, compression, training,
+                            seed + input_context.input_pipeline_id, num_batches, host_counts,
+                            first_step * local_replicas)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 

@@ -24,7 +24,8 @@ Layout of `model_dir` (local or gs://):
 
 Resume: re-running the same command continues from the newest `ckpt-<step>`; raising
 `num_train_steps` continues a finished run. SIGTERM (TPU preemption) saves a checkpoint
-before exiting. A NaN/Inf loss stops the run; the newest checkpoint is the last good one.
+of the current step within about `stop_check_secs` and exits with status 75
+(`training.EXIT_PREEMPTED`); re-running the same command resumes exactly. A NaN/Inf loss stops the run; the newest checkpoint is the last good one.
 """
 import json
 import os
@@ -44,7 +45,8 @@ from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import data as data_lib  # noqa: E402
 from electra_ko import masking, modeling  # noqa: E402
 from electra_ko import optimization, storage  # noqa: E402
-from electra_ko.training import Task, Trainer, TrainingError, create_strategy  # noqa: E402
+from electra_ko.training import (EXIT_PREEMPTED, Task, Trainer, TrainingError,  # noqa: E402
+                                 create_strategy)
 from electra_ko import vocab as vocab_lib  # noqa: E402
 
 
@@ -85,12 +87,15 @@ def electra_task(cfg, model, objective):
 
 
 def auc_histograms(probs, labels, weights):
-    """Weighted counts of positive and negative tokens per probability bin."""
+    """Weighted counts of positive and negative tokens per probability bin, [AUC_BINS]
+    each. A one-hot product instead of a scatter: every token lands in one of 200 bins,
+    and scatters with that many index collisions serialise on a TPU."""
     bins = tf.clip_by_value(tf.cast(tf.cast(probs, tf.float32) * AUC_BINS, tf.int32), 0,
                             AUC_BINS - 1)
     bins, labels, weights = (tf.reshape(t, [-1]) for t in (bins, labels, weights))
-    positive = tf.math.unsorted_segment_sum(weights * labels, bins, AUC_BINS)
-    negative = tf.math.unsorted_segment_sum(weights * (1.0 - labels), bins, AUC_BINS)
+    one_hot = tf.one_hot(bins, AUC_BINS, dtype=tf.float32)  # [tokens, AUC_BINS]
+    positive = tf.linalg.matvec(one_hot, weights * labels, transpose_a=True)
+    negative = tf.linalg.matvec(one_hot, weights * (1.0 - labels), transpose_a=True)
     return {"auc_positive": positive, "auc_negative": negative}
 
 
@@ -250,11 +255,11 @@ def with_vocab(cfg):
 
 
 def checked_shards(cfg, tokenizer, directory):
-    """(shard files, compression) of `directory` after checking its manifest."""
+    """(shard files, compression, manifest) of `directory` after checking its manifest."""
     manifest = data_lib.read_manifest(directory)
     data_lib.check_manifest(manifest, directory, tokenizer.vocab_sha256, tokenizer.vocab_size,
                             cfg.max_seq_length)
-    return data_lib.shard_files(directory), data_lib.compression_of(manifest)
+    return data_lib.shard_files(directory), data_lib.compression_of(manifest), manifest
 
 
 def split_eval_shards(files, eval_dir, do_eval):
@@ -312,13 +317,16 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     if shards is None:
         raise data_lib.DataError("no pretraining data: give --pretrain_tfrecords or --data_dir")
     write_config(cfg, cfg.model_dir)
-    files, compression = shards
+    files, compression, manifest = shards
     train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
     objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids,
                                                     _continuation_table(cfg, tokenizer))
-    def make_dataset(seed):
+    shard_sizes = data_lib.shard_example_counts(manifest, train_files, compression)
+
+    def make_dataset(step):
         return data_lib.distributed_dataset(strategy, train_files, cfg.train_batch_size,
-                                            cfg.max_seq_length, compression, True, seed)
+                                            cfg.max_seq_length, compression, True, cfg.seed,
+                                            counts=shard_sizes, first_step=step)
     trainer = Trainer(strategy, cfg, electra_task(cfg, model, objective), make_dataset,
                       cfg.model_dir, precision,
                       data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
@@ -326,6 +334,10 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     signal.signal(signal.SIGTERM, trainer.request_stop)
     step = trainer.train(stop_at=stop_at)
     summary = {"step": step, "parameters": counts}
+    if trainer.stop_requested:
+        print(f"preempted at step {step}: checkpoint saved in {cfg.model_dir}; re-run the same "
+              f"command to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr, flush=True)
+        return dict(summary, preempted=True)
     if step < cfg.num_train_steps:
         return summary
     if cfg.do_eval:
@@ -345,7 +357,7 @@ def _continuation_table(cfg, tokenizer):
 def _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files):
     compression = ""
     if eval_dir:
-        eval_files, compression = checked_shards(cfg, tokenizer, eval_dir)
+        eval_files, compression, _ = checked_shards(cfg, tokenizer, eval_dir)
     dataset = data_lib.distributed_dataset(strategy, eval_files, cfg.eval_batch_size,
                                            cfg.max_seq_length, compression, training=False,
                                            num_batches=cfg.num_eval_steps)
@@ -375,7 +387,7 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(summary, default=str))
-    return 0
+    return EXIT_PREEMPTED if summary.get("preempted") else 0
 
 
 if __name__ == "__main__":

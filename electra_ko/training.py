@@ -1,11 +1,14 @@
 """The TPU-style training loop, independent of what is trained (Orbit-like).
 
-`Trainer` runs `iterations_per_loop` steps inside one `tf.function` on the device
-(`strategy.run` in a `tf.range` loop), sums metrics on the device, and between loops
+`Trainer` runs steps inside one `tf.function` on the device (`strategy.run` in a
+`tf.range` loop), sums metrics on the device, and every `iterations_per_loop` steps
 prints a progress line, writes TensorBoard summaries and saves numbered checkpoints
-(`ckpt-<step>`) including the input iterator where TensorFlow can checkpoint it. A
-`Task` supplies the model, the loss and how to summarise the metric sums;
-`electra_ko.pretrain` builds the ELECTRA task and drives a run.
+(`ckpt-<step>`). The input is a pure function of the global step (`make_dataset(step)`),
+so a checkpoint holds no iterator state and resume is exact on every strategy. Device
+calls last about `stop_check_secs` at most, so a SIGTERM (TPU preemption) is answered
+with a checkpoint of the current step within seconds. A `Task` supplies the model, the
+loss and how to summarise the metric sums; `electra_ko.pretrain` builds the ELECTRA
+task and drives a run.
 """
 import dataclasses
 import datetime
@@ -21,6 +24,11 @@ from electra_ko import masking, optimization
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, ...); the message says why."""
+
+
+# Exit status of a run stopped by SIGTERM (a preempted TPU) after saving its checkpoint:
+# EX_TEMPFAIL, "try again": re-running the same command resumes.
+EXIT_PREEMPTED = 75
 
 
 # --------------------------------------------------------------------------- strategy
@@ -42,7 +50,7 @@ def create_strategy(kind="auto", tpu=None, cfg=None):
         else:
             kind = "default"
     if kind == "tpu":
-        return _tpu_strategy(tpu or "local", cfg), "TPU"
+        return _tpu_strategy(tpu or "", cfg), "TPU"
     if kind == "multi_worker":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif kind == "mirrored":
@@ -55,21 +63,41 @@ def create_strategy(kind="auto", tpu=None, cfg=None):
     return strategy, device
 
 
+def is_local_tpu(name):
+    """True for the TPU attached to this VM ("" or "local", as TF Model Garden); any other
+    name is a remote TPU or a pod slice, reached through its cluster."""
+    return name in ("", "local", None)
+
+
 def _tpu_strategy(name, cfg):
     zone = cfg.tpu_zone if cfg is not None else None
     project = cfg.gcp_project if cfg is not None else None
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu=name, zone=zone, project=project)
-    if name != "local":
+        tpu="local" if is_local_tpu(name) else name, zone=zone, project=project)
+    if not is_local_tpu(name):
         tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
 
 
+def is_tpu(strategy):
+    return isinstance(strategy, tf.distribute.TPUStrategy)
+
+
+def compiled(fn, strategy, jit_compile):
+    """`fn` as its own function (an XLA cluster with `jit_compile`) on CPU/GPU with one
+    replica; with several it would have to all-reduce inside a nested function, which
+    merge_call forbids. Never under TPUStrategy, which compiles the whole replicated step
+    itself and fails on nested `jit_compile` functions."""
+    if strategy.num_replicas_in_sync == 1 and not is_tpu(strategy):
+        return tf.function(fn, jit_compile=jit_compile)
+    return fn
+
+
 def is_chief(strategy):
     """True on the worker that writes checkpoints, summaries and exports."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type or isinstance(strategy, tf.distribute.TPUStrategy):
+    if resolver is None or not resolver.task_type or is_tpu(strategy):
         return True
     if resolver.task_type == "chief":
         return True
@@ -131,46 +159,33 @@ class Trainer:
 
     def __init__(self, strategy, cfg, task, make_dataset, model_dir, precision="float32",
                  data_error=lambda error: error):
-        """`make_dataset(seed)` gives the distributed training input; `data_error` turns a
-        `DataLossError` into the exception to raise (naming the shard).
-
-        The input iterator is part of the checkpoint when TensorFlow can save it (the
-        default strategy: CPU, one GPU), so a resumed run reads exactly the examples an
-        uninterrupted one would. Distributed iterators cannot be saved in TF 2.21; then a
-        resumed input is reseeded with the resume step instead (reproducible, not identical).
+        """`make_dataset(step)` gives the distributed training input from global step
+        `step` on (a pure function of it, so a checkpoint needs no iterator state);
+        `data_error` turns a `DataLossError` into the exception to raise (naming the shard).
         """
         self.strategy, self.cfg, self.task = strategy, cfg, task
         self.model_dir, self.data_error = model_dir, data_error
+        self.make_dataset, self.iterator = make_dataset, None
         self.chief = is_chief(strategy)
         with strategy.scope():
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.optimizer = optimization.create_optimizer(cfg, precision)
             optimization.build_optimizer(self.optimizer, task.model.trainable_variables)
-            start = _checkpoint_step(model_dir)
-            self.iterator = iter(make_dataset(cfg.seed))
-            if not isinstance(self.iterator, tf.__internal__.tracking.Trackable):
-                self.iterator = iter(make_dataset(cfg.seed + start))
             self.sums = DeviceSums(dict(task.sum_shapes, **_TRAINER_SUMS))
-        state = dict(model=task.model, optimizer=self.optimizer, global_step=self.global_step)
-        if isinstance(self.iterator, tf.__internal__.tracking.Trackable):
-            state["train_iterator"] = self.iterator
-        self.checkpoint = tf.train.Checkpoint(**state)
+        self.checkpoint = tf.train.Checkpoint(model=task.model, optimizer=self.optimizer,
+                                              global_step=self.global_step)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoint_max,
             step_counter=self.global_step, checkpoint_name="ckpt")
-        # On a single replica, the forward/backward pass with clipping is one XLA cluster
-        # and the optimizer update a second: compiled together, a tiny step took 21
-        # instead of 1.1 CPU-s on CPU. With several replicas, the objective and the
-        # optimizer all-reduce, which a nested tf.function cannot do (merge_call); TPUs
-        # compile the whole step anyway.
-        single = strategy.num_replicas_in_sync == 1
-        self._grad_fn = (tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
-                         if single else self._loss_and_grads)
-        self._apply_fn = (tf.function(self._apply_gradients, jit_compile=cfg.jit_compile)
-                          if single else self._apply_gradients)
+        # On CPU/GPU with a single replica, the forward/backward pass with clipping is one
+        # XLA cluster and the optimizer update a second: compiled together, a tiny step
+        # took 21 instead of 1.1 CPU-s on CPU (see `compiled`).
+        self._grad_fn = compiled(self._loss_and_grads, strategy, cfg.jit_compile)
+        self._apply_fn = compiled(self._apply_gradients, strategy, cfg.jit_compile)
         self._loop_fn = tf.function(self._train_loop)
-        self._stop_requested = False
+        self.stop_requested = False
+        self._traced, self._seconds_per_step = False, None
 
     # --- device side
 
@@ -220,9 +235,9 @@ class Trainer:
         for features in dataset:
             self.strategy.run(self._eval_step, args=(features,))
 
-    def _train_loop(self, num_steps):
+    def _train_loop(self, iterator, num_steps):
         for _ in tf.range(num_steps):
-            features = next(self.iterator)
+            features = next(iterator)
             self.strategy.run(self._train_step, args=(features, self.global_step.read_value()))
             self.global_step.assign_add(1)
 
@@ -236,17 +251,20 @@ class Trainer:
         return f"{self.model_dir.rstrip('/')}/.worker-{self.strategy.cluster_resolver.task_id}"
 
     def restore(self):
-        """Continue from the newest checkpoint in model_dir, if any; returns the step."""
+        """Continue from the newest checkpoint in model_dir, if any; returns the step.
+        (Checkpoints of older versions also hold an input iterator: it is not read.)"""
         latest = tf.train.latest_checkpoint(self.model_dir)
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("restored %s at step %d", latest, int(self.global_step.numpy()))
+        self.iterator = None
         return int(self.global_step.numpy())
 
     def request_stop(self, *_):
-        """Signal handler: finish the current loop, save, stop."""
-        logging.warning("stop requested (SIGTERM): saving a checkpoint after this loop")
-        self._stop_requested = True
+        """Signal handler (SIGTERM, TPU preemption): save after the running device call,
+        which lasts about `stop_check_secs` at most, then stop."""
+        logging.warning("stop requested (SIGTERM): saving a checkpoint of the current step")
+        self.stop_requested = True
 
     def save(self):
         path = self.manager.save(checkpoint_number=self.global_step)
@@ -254,34 +272,60 @@ class Trainer:
         return path
 
     def train(self, num_train_steps=None, stop_at=None):
-        """Train up to `num_train_steps` (or stop early at `stop_at`); returns the step."""
+        """Train up to `num_train_steps` (or stop early at `stop_at`, or at a stop
+        request); returns the step."""
         total = num_train_steps or self.cfg.num_train_steps
         end = min(total, stop_at) if stop_at else total
         step = int(self.global_step.numpy())
         writer = self._summary_writer("train")
         started, start_step = time.time(), step
-        while step < end:
+        print(f"training from step {step} to {end}", flush=True)
+        while step < end and not self.stop_requested:
             next_save = (step // self.cfg.save_checkpoints_steps + 1) * self.cfg.save_checkpoints_steps
             n = min(self.cfg.iterations_per_loop, end - step, next_save - step)
             self.sums.reset()
-            loop_start = time.time()
-            step = self.run_steps(n)
-            metrics = self._loop_metrics(step, n, time.time() - loop_start)
-            eta = (time.time() - started) / (step - start_step) * (total - step)
+            loop_start, loop_first_step = time.time(), step
+            step = self._run_checking_for_stop(n)
+            metrics = self._loop_metrics(step, step - loop_first_step, time.time() - loop_start)
+            eta = (time.time() - started) / max(step - start_step, 1) * (total - step)
             print(f"train step={step}/{total} {format_metrics(metrics)} "
                   f"eta={datetime.timedelta(seconds=round(eta))}", flush=True)
             write_summaries(writer, metrics, step)
-            if step % self.cfg.save_checkpoints_steps == 0 or step == end or self._stop_requested:
+            if step % self.cfg.save_checkpoints_steps == 0 or step == end or self.stop_requested:
                 self.save()
-            if self._stop_requested:
+        return step
+
+    def _run_checking_for_stop(self, num_steps):
+        """Run `num_steps` steps in device calls of about `stop_check_secs` each, checking
+        for a stop request between them; returns the global step."""
+        step = int(self.global_step.numpy())
+        target = step + num_steps
+        while step < target:
+            chunk = self._steps_per_call(target - step)
+            call_start = time.time()
+            step = self.run_steps(chunk)
+            if self._traced:  # the first call's time is mostly tracing and compiling
+                self._seconds_per_step = (time.time() - call_start) / chunk
+            self._traced = True
+            if self.stop_requested:
                 break
         return step
+
+    def _steps_per_call(self, remaining):
+        """As many steps as fit in `stop_check_secs` at the measured speed (one step
+        while the speed is unknown: the first call traces and compiles)."""
+        if self._seconds_per_step is None:
+            return 1
+        fit = int(self.cfg.stop_check_secs / max(self._seconds_per_step, 1e-9))
+        return max(1, min(remaining, fit))
 
     def run_steps(self, num_steps):
         """Run `num_steps` steps in one on-device loop; returns the global step. No
         metrics, summaries or checkpoints (`train` adds those): benchmarks time this."""
         try:
-            self._loop_fn(tf.constant(num_steps, tf.int32))
+            if self.iterator is None:
+                self.iterator = iter(self.make_dataset(int(self.global_step.numpy())))
+            self._loop_fn(self.iterator, tf.constant(num_steps, tf.int32))
         except tf.errors.DataLossError as e:
             raise self.data_error(e) from None
         return int(self.global_step.numpy())
@@ -329,14 +373,6 @@ class Trainer:
         if not self.chief:
             return tf.summary.create_noop_writer()
         return tf.summary.create_file_writer(os.path.join(self.model_dir, name))
-
-
-def _checkpoint_step(model_dir):
-    """The global step of the newest checkpoint in model_dir (0 without one)."""
-    latest = tf.train.latest_checkpoint(model_dir)
-    if not latest:
-        return 0
-    return int(tf.train.load_checkpoint(latest).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
 def format_metrics(metrics):

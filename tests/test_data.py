@@ -22,22 +22,27 @@ def _example(ids, seq_len):
 
 
 def write_shards(directory, num_shards=2, per_shard=8, seq_len=SEQ, vocab_size=64,
-                 vocab_sha256="abc", gzipped=False, seed=0):
-    """Shards as build_data writes them; example j of shard s starts with id 5+s*per_shard+j
-    (so tests can tell examples apart); the rest are random ids below vocab_size."""
+                 vocab_sha256="abc", gzipped=False, seed=0, sizes=None):
+    """Shards as build_data writes them (`sizes`: examples per shard, default per_shard
+    each); examples are numbered across shards from 0 and example k starts with id 5+k
+    (so tests can tell them apart); the rest are random ids below vocab_size."""
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(seed)
     suffix = ".gz" if gzipped else ""
-    for s in range(num_shards):
-        name = f"pretrain_data.tfrecord-{s:05d}-of-{num_shards:05d}{suffix}"
+    sizes = sizes or [per_shard] * num_shards
+    entries, number = [], 0
+    for s, size in enumerate(sizes):
+        name = f"pretrain_data.tfrecord-{s:05d}-of-{len(sizes):05d}{suffix}"
         options = tf.io.TFRecordOptions("GZIP" if gzipped else "")
         with tf.io.TFRecordWriter(os.path.join(directory, name), options) as writer:
-            for j in range(per_shard):
+            for _ in range(size):
                 length = int(rng.integers(3, seq_len + 1))
-                ids = [5 + s * per_shard + j] + rng.integers(5, vocab_size, length - 1).tolist()
+                ids = [5 + number] + rng.integers(5, vocab_size, length - 1).tolist()
                 writer.write(_example(ids, seq_len))
+                number += 1
+        entries.append({"file": name, "examples": size})
     manifest = dict(vocab_sha256=vocab_sha256, vocab_size=vocab_size, max_seq_length=seq_len,
-                    compression="gzip" if gzipped else None, seed=seed)
+                    compression="gzip" if gzipped else None, seed=seed, shards=entries)
     with open(os.path.join(directory, "manifest.json"), "w") as f:
         json.dump(manifest, f)
     return directory
@@ -74,6 +79,29 @@ def test_training_stream_is_shuffled_repeated_and_seeded(tmp_path):
     flat = [i for batch in first for i in batch]
     assert len(flat) == 80 and set(flat) == set(range(5, 21))  # repeats, reaches every example
     assert flat[:16] != list(range(5, 21))
+
+
+def _stream(files, batch, first_batch, num, seed=3, counts=None):
+    dataset = data.make_dataset(files, batch, SEQ, seed=seed, counts=counts, first_batch=first_batch)
+    return [b["input_ids"][:, 0].numpy().tolist() for b in dataset.take(num)]
+
+
+def test_training_stream_starts_exactly_at_any_batch(tmp_path, monkeypatch):
+    """Resume without iterator state: batch k of a stream started at k is batch k of the
+    uninterrupted stream, across shard, block and epoch boundaries."""
+    monkeypatch.setattr(data, "SHUFFLE_BLOCK", 5)
+    directory = write_shards(str(tmp_path), sizes=[7, 3, 11, 4])
+    files = data.shard_files(directory)
+    counts = data.shard_example_counts(data.read_manifest(directory), files)
+    assert counts == [7, 3, 11, 4]
+    whole = _stream(files, 3, 0, 40, counts=counts)  # 120 examples: 4.8 epochs of 25
+    flat = sum(whole, [])
+    for epoch in range(4):  # every example once per epoch, each epoch in its own order
+        assert sorted(flat[epoch * 25:(epoch + 1) * 25]) == list(range(5, 30))
+    assert flat[:25] != flat[25:50] and flat[:25] != list(range(5, 30))
+    for start in (1, 2, 8, 9, 16, 33):
+        assert _stream(files, 3, start, 40 - start, counts=counts) == whole[start:], start
+    assert _stream(files, 3, 0, 40) == whole  # counting the records gives the same counts
 
 
 def test_hosts_read_disjoint_shards():

@@ -2,9 +2,11 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -85,8 +87,9 @@ def _stand_in_trainer(corpus_dir, model_dir, strategy=None, **values):
     with strategy.scope():
         model = StandIn()
     files = data.shard_files(cfg.pretrain_tfrecords)
-    def make_dataset(seed):
-        return data.distributed_dataset(strategy, files, cfg.train_batch_size, SEQ, seed=seed)
+    def make_dataset(step):
+        return data.distributed_dataset(strategy, files, cfg.train_batch_size, SEQ, seed=cfg.seed,
+                                        first_step=step)
     return training.Trainer(strategy, cfg, stand_in_task(model, cfg.train_batch_size), make_dataset,
                             cfg.model_dir,
                             data_error=lambda e: data.corrupt_shard_error(files, "", e))
@@ -114,11 +117,60 @@ def test_progress_values_have_four_significant_digits():
     assert training.format_metrics(metrics) == "loss=31.81 lr=0.0005123 seq_per_s=1235 disc_auc=0.5"
 
 
-def test_sigterm_request_saves_after_the_current_loop(corpus_dir, tmp_path):
-    trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=100)
-    trainer.request_stop()
-    assert trainer.train() == 2
-    assert trainer.manager.latest_checkpoint.endswith("ckpt-2")
+def test_stop_request_during_a_device_call_saves_that_step(corpus_dir, tmp_path, monkeypatch):
+    trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=100, iterations_per_loop=50,
+                                stop_check_secs=1e-9)
+    run = trainer.run_steps
+
+    def signalled_during_third_call(n):
+        step = run(n)
+        if step == 3:
+            trainer.request_stop()
+        return step
+    monkeypatch.setattr(trainer, "run_steps", signalled_during_third_call)
+    assert trainer.train() == 3
+    assert trainer.manager.latest_checkpoint.endswith("ckpt-3")
+
+
+def test_device_calls_fit_the_stop_check_interval(corpus_dir, tmp_path, monkeypatch):
+    trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=60, iterations_per_loop=60,
+                                save_checkpoints_steps=60, stop_check_secs=1e-9)
+    calls = []
+    monkeypatch.setattr(trainer, "run_steps", lambda n, run=trainer.run_steps: calls.append(n) or run(n))
+    assert trainer.train(stop_at=5) == 5
+    assert calls == [1] * 5  # one step per call when a step takes longer than the interval
+    trainer.cfg = trainer.cfg.replace(stop_check_secs=1e9)
+    calls.clear()
+    assert trainer.train() == 60
+    assert calls == [55]
+
+
+def test_sigterm_saves_the_current_step_within_seconds_and_exits_75(corpus_dir, tmp_path):
+    """A preempted TPU gets ~30 s: the run must not finish its 100000-step loop first."""
+    args = [sys.executable, "-m", "electra_ko.pretrain", "--vocab_file", str(corpus_dir / "vocab.txt"),
+            "--pretrain_tfrecords", str(corpus_dir / "shards"), "--model_dir", str(tmp_path),
+            "--set", "num_train_steps=1000000", "--set", "iterations_per_loop=100000",
+            "--set", "save_checkpoints_steps=100000", "--set", "stop_check_secs=2"]
+    args += [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()
+             if k not in ("iterations_per_loop", "save_checkpoints_steps")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    output = []
+    for line in proc.stdout:
+        output.append(line)
+        if line.startswith("training from step 0"):
+            break
+    time.sleep(4)
+    signalled = time.time()
+    proc.send_signal(signal.SIGTERM)
+    output += proc.communicate(timeout=120)[0].splitlines(keepends=True)
+    waited = time.time() - signalled
+    assert proc.returncode == training.EXIT_PREEMPTED == 75, "".join(output[-30:])
+    assert waited < 15, waited
+    step = int(tf.train.load_checkpoint(str(tmp_path)).get_tensor(
+        "global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert 1 <= step < 100000
+    assert re.search(rf"preempted at step {step}", "".join(output)), "".join(output[-30:])
 
 
 def test_nan_loss_stops_with_clear_message_keeping_last_checkpoint(corpus_dir, tmp_path):
@@ -158,6 +210,26 @@ def test_two_replicas_match_one_device_for_the_same_global_batch(corpus_dir, tmp
     for key in results[0]:
         np.testing.assert_allclose(results[0][key], results[1][key], rtol=2e-5, atol=1e-6,
                                    err_msg=key)
+
+
+def test_resume_under_two_replicas_is_exact_without_iterator_state(corpus_dir, tmp_path,
+                                                                   two_cpu_strategy):
+    """The input restarts from the global step (TPUStrategy cannot save its iterator):
+    stopped at step 3 of 6 and resumed, a two-replica run ends bit-identical."""
+    whole = _stand_in_trainer(corpus_dir, tmp_path / "whole", two_cpu_strategy, num_train_steps=6)
+    whole.train()
+    _stand_in_trainer(corpus_dir, tmp_path / "parts", two_cpu_strategy,
+                      num_train_steps=6).train(stop_at=3)
+    saved = [name for name, _ in tf.train.list_variables(str(tmp_path / "parts"))]
+    assert not [name for name in saved if "iterator" in name]
+    resumed = _stand_in_trainer(corpus_dir, tmp_path / "parts", two_cpu_strategy,
+                                num_train_steps=6)
+    assert resumed.restore() == 3
+    assert resumed.train() == 6
+    a, b = _checkpoint_values(tmp_path / "whole"), _checkpoint_values(tmp_path / "parts")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 # ------------------------------------------------------------------ real ELECTRA model
