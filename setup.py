@@ -1,5 +1,14 @@
 """electra_ko: pretrain, fine-tune and export Korean ELECTRA models with TensorFlow 2."""
+import os
+
 from setuptools import find_packages, setup
+
+# The generic TensorFlow 2.21 wheels (CPU, GPU). TensorFlow 2.21 has no TPU build, and
+# tensorflow-text pins the generic `tensorflow`, so an environment that brings its own
+# TensorFlow (scripts/install_tpu.sh: tensorflow-tpu 2.20; scripts/test.sh's TF 2.20
+# check) installs electra_ko with ELECTRA_KO_TENSORFLOW=external, leaving these out.
+TENSORFLOW = ["tensorflow==2.21.*", "tensorflow-text==2.21.*", "tensorboard==2.21.*"]
+BRINGS_ITS_OWN_TENSORFLOW = os.environ.get("ELECTRA_KO_TENSORFLOW") == "external"
 
 setup(
     name="electra_ko",
@@ -10,9 +19,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["electra_ko", "electra_ko.*"]),
     package_data={"electra_ko": ["sample/*"]},
-    install_requires=[
-        "tensorflow==2.21.*",
-        "tensorflow-text==2.21.*",
+    install_requires=([] if BRINGS_ITS_OWN_TENSORFLOW else TENSORFLOW) + [
         "tokenizers>=0.21",
         "sentencepiece>=0.2",
         "google-cloud-storage>=2.14",
@@ -22,7 +29,6 @@ setup(
         "numpy>=1.26",
         "tqdm>=4.66",
         "safetensors>=0.4",
-        "tensorboard==2.21.*",
     ],
     extras_require={
         "test": [

@@ -7,10 +7,13 @@ TF1 names (`named_weights`) that map one-to-one onto transformers'
 `ElectraForSequenceClassification`. Layer-wise learning-rate decay follows
 google-research/electra's `_get_layer_lrs`.
 
-For speed on CPU the forward/backward pass is XLA-compiled and batches are padded to a
-few static widths (16, 32, 64, ... up to max_seq_length) instead of always to the max;
-examples of similar length are batched together. No example is dropped: a last partial
-batch is padded with zero-weight rows.
+For speed on CPU and GPU the forward/backward pass is XLA-compiled and batches are padded
+to a few widths (16, 32, 64, ... up to max_seq_length) instead of always to the max;
+examples of similar length are batched together. On a TPU every batch is padded to
+max_seq_length (one static shape, one compilation) and the TPU compiles the whole step.
+No example is dropped: a last partial batch is padded with zero-weight rows. The loss is
+summed on the device and read every `iterations_per_loop` steps; with static shapes
+(TPU) those steps run in one device call.
 
 `electra_ko.finetune` drives it: config, initial checkpoint, seeds, evaluation, outputs, CLI.
 """
@@ -22,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from electra_ko import checkpoints, modeling, optimization, randomness, tasks
+from electra_ko import checkpoints, modeling, optimization, randomness, tasks, training
 
 MIN_BUCKET = 16
 
@@ -155,8 +158,12 @@ def create_optimizer(cfg, model: SequenceClassifier, num_train_steps: int, preci
 # --------------------------------------------------------------------------- batching
 
 
-def bucket_widths(max_seq_length: int) -> list:
+def bucket_widths(max_seq_length: int, static: bool = False) -> list:
+    """Padded widths of the batches: powers of two from MIN_BUCKET, then max_seq_length;
+    only max_seq_length when shapes must be `static` (TPU)."""
     widths, width = [], MIN_BUCKET
+    if static:
+        return [max_seq_length]
     while width < max_seq_length:
         widths.append(width)
         width *= 2
@@ -217,11 +224,11 @@ def make_batch(data: Encoded, indices, batch_size, widths, regression):
     return batch
 
 
-def batch_signature(regression):
-    ids = tf.TensorSpec([None, None], tf.int32)
+def batch_signature(regression, batch_size=None, width=None):
+    ids = tf.TensorSpec([batch_size, width], tf.int32)
     return {"input_ids": ids, "input_mask": ids, "segment_ids": ids,
-            "weight": tf.TensorSpec([None], tf.float32),
-            "labels": tf.TensorSpec([None], tf.float32 if regression else tf.int32)}
+            "weight": tf.TensorSpec([batch_size], tf.float32),
+            "labels": tf.TensorSpec([batch_size], tf.float32 if regression else tf.int32)}
 
 
 # --------------------------------------------------------------------------- initial weights
@@ -287,6 +294,8 @@ class Runner:
         self.regression = spec.task_type == tasks.REGRESSION
         precision = optimization.precision_policy(cfg.mixed_precision, device_kind)
         keras.mixed_precision.set_global_policy(precision)
+        randomness.use_dropout_bits_for(device_kind)
+        self.static_shapes = training.is_tpu(strategy)
         num_outputs = 1 if self.regression else len(spec.labels)
         with strategy.scope():
             keras.utils.set_random_seed(cfg.seed)
@@ -297,9 +306,14 @@ class Runner:
             self.optimizer = create_optimizer(cfg, self.model, num_train_steps, precision)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self._grads = tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
-        self._forward = tf.function(self._outputs, jit_compile=cfg.jit_compile)
-        self._train_fn = tf.function(self._distributed_train_step)
+            self.sums = training.DeviceSums({"loss": ()})
+        # Each replica's forward/backward pass is its own XLA cluster on CPU/GPU (the
+        # all-reduce stays outside it); a TPU compiles the whole replicated step itself.
+        jit = cfg.jit_compile and not self.static_shapes
+        self._grads = tf.function(self._loss_and_grads, jit_compile=jit)
+        self._forward = tf.function(self._outputs, jit_compile=jit)
+        self._step_fn = tf.function(self._distributed_train_step)
+        self._loop_fn = tf.function(self._train_loop)
         self._eval_fn = tf.function(self._distributed_eval_step)
 
     def _loss(self, outputs, batch):
@@ -325,12 +339,24 @@ class Runner:
         grads, _ = optimization.reduce_and_clip(grads, self.cfg.clip_norm,
                                                 optimization.loss_scale(self.optimizer))
         self.optimizer.apply(grads, self.model.trainable_variables)
-        return loss
+        self.sums.add({"loss": loss})
 
     def _distributed_train_step(self, batch):
-        losses = self.strategy.run(self._train_step, args=(batch,))
+        self.strategy.run(self._train_step, args=(batch,))
         self.step.assign_add(1)
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def _train_loop(self, iterator, num_steps):
+        """`num_steps` steps in one device call (static shapes only: the model needs
+        each batch's width when it is traced)."""
+        for _ in tf.range(num_steps):
+            self._distributed_train_step(next(iterator))
+
+    def _run_steps(self, iterator, num_steps):
+        if self.static_shapes:
+            self._loop_fn(iterator, tf.constant(num_steps, tf.int32))
+        else:  # one call per batch, traced once per bucket width
+            for _ in range(num_steps):
+                self._step_fn(next(iterator))
 
     def _outputs(self, batch):
         return self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
@@ -339,27 +365,32 @@ class Runner:
         return self.strategy.gather(self.strategy.run(self._forward, args=(batch,)), axis=0)
 
     def _dataset(self, data, batches, size):
-        widths = bucket_widths(self.cfg.max_seq_length)
+        widths = bucket_widths(self.cfg.max_seq_length, self.static_shapes)
 
         def generate():
             for indices in batches:
                 yield make_batch(data, indices, size, widths, self.regression)
 
-        dataset = tf.data.Dataset.from_generator(
-            generate, output_signature=batch_signature(self.regression)).prefetch(2)
+        signature = batch_signature(self.regression, size,
+                                    widths[0] if self.static_shapes else None)
+        dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
         return self.strategy.experimental_distribute_dataset(dataset)
 
     def train_epoch(self, data: Encoded, batches, description):
-        """Run the given batches; returns the mean training loss."""
-        total, steps = 0.0, 0
+        """Run the given batches, `iterations_per_loop` per device call; returns the mean
+        training loss."""
+        iterator = iter(self._dataset(data, batches, self.cfg.train_batch_size))
+        self.sums.reset()
+        done = 0
         bar = tqdm(total=len(batches), desc=description, unit="batch", leave=False)
-        for batch in self._dataset(data, batches, self.cfg.train_batch_size):
-            total += float(self._train_fn(batch))
-            steps += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / steps:.4f}")
+        while done < len(batches):
+            n = min(self.cfg.iterations_per_loop, len(batches) - done)
+            self._run_steps(iterator, n)
+            done += n
+            bar.update(n)
+            bar.set_postfix(loss=f"{float(self.sums.read()['loss']) / done:.4f}")
         bar.close()
-        return total / max(steps, 1)
+        return float(self.sums.read()["loss"]) / max(done, 1)
 
     def predict(self, data: Encoded, description="eval") -> np.ndarray:
         """Outputs for every example, in the input order (last partial batch included)."""

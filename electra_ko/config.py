@@ -138,6 +138,8 @@ FINETUNE = dict(_MODEL_KEYS, **{
     "num_train_epochs": _Key(3.0, float),
     "train_batch_size": _Key(32, int),
     "eval_batch_size": _Key(32, int),
+    "iterations_per_loop": _Key(20, int, doc="training steps per device call (a TPU runs them "
+                                            "without returning to the host)"),
     "adam_epsilon": _Key(1e-6, float),
     "clip_norm": _Key(1.0, float),
     "init_checkpoint": _Key(None, _OPT_STR),

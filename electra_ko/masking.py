@@ -187,20 +187,28 @@ def maskable(input_ids, input_mask, objective: ObjectiveConfig):
 
 def word_spans(input_ids, candidates, word_continuation):
     """Per token: its word's random-order key index, the token's offset inside its word
-    and the word's length. A continuation piece after a non-candidate starts a word."""
+    and the word's length (0 for non-candidates), each int32 [B, L]. A word is a run of
+    candidates; a continuation piece after a non-candidate starts a word.
+
+    Sorts instead of segment reductions: every token would scatter into its word's
+    segment, and scatters with that many collisions serialise on a TPU.
+    """
     batch, length = input_ids.shape
     continues = tf.gather(tf.constant(word_continuation, tf.bool), input_ids)
     previous_candidate = tf.pad(candidates[:, :-1], [[0, 0], [1, 0]])
     starts = candidates & ~(continues & previous_candidate)
-    word_index = tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1
-    segment = tf.where(candidates, word_index + length * tf.range(batch)[:, tf.newaxis],
-                       batch * length)                                     # dump segment last
-    num_segments = batch * length + 1
-    word_length = tf.gather(tf.math.unsorted_segment_sum(
-        tf.cast(candidates, tf.int32), segment, num_segments), segment)
+    continued = tf.pad(candidates[:, 1:] & ~starts[:, 1:], [[0, 0], [0, 1]])
+    ends = candidates & ~continued
+    word_index = tf.maximum(tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1, 0)
     positions = tf.broadcast_to(tf.range(length), [batch, length])
-    word_first = tf.gather(tf.math.unsorted_segment_min(positions, segment, num_segments), segment)
-    return tf.maximum(word_index, 0), positions - word_first, word_length
+
+    def marked_positions_first(marks):  # [B, L]: the marked positions in order, then the rest
+        return tf.argsort(tf.where(marks, positions, length + positions), axis=1, stable=True)
+
+    word_first = tf.gather(marked_positions_first(starts), word_index, batch_dims=1)
+    word_last = tf.gather(marked_positions_first(ends), word_index, batch_dims=1)
+    word_length = tf.where(candidates, word_last - word_first + 1, 0)
+    return word_index, positions - word_first, word_length
 
 
 def choose_positions(candidates, num_to_predict, max_predictions, seed, spans=None):

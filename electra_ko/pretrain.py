@@ -44,7 +44,7 @@ from absl import app, flags, logging  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import data as data_lib  # noqa: E402
 from electra_ko import masking, modeling  # noqa: E402
-from electra_ko import optimization, storage  # noqa: E402
+from electra_ko import optimization, randomness, storage  # noqa: E402
 from electra_ko.training import (EXIT_PREEMPTED, Task, Trainer, TrainingError,  # noqa: E402
                                  create_strategy)
 from electra_ko import vocab as vocab_lib  # noqa: E402
@@ -305,6 +305,7 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     strategy, device = create_strategy(strategy_kind, tpu, cfg)
     precision = optimization.precision_policy(cfg.mixed_precision, device)
     keras.mixed_precision.set_global_policy(precision)
+    randomness.use_dropout_bits_for(device)
     with strategy.scope():
         model = modeling.ElectraPretrainer.from_project_config(cfg)
     counts = parameter_counts(model)

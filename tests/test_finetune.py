@@ -194,10 +194,39 @@ def test_default_recipe_learns_within_a_hundred_steps(tmp_path):
     runner = classifier.Runner(cfg, tasks.get_task("nsmc"), tf.distribute.get_strategy(), "CPU",
                              120, None)
     batches = classifier.batch_order(data.features["lengths"], 16, np.random.RandomState(0))
-    losses = [float(runner._train_fn(batch)) for batch in runner._dataset(data, batches, 16)]
-    assert len(losses) == 120 and cfg.learning_rate == pytest.approx(1e-3)
-    assert np.mean(losses[:10]) == pytest.approx(np.log(2), abs=0.02)
-    assert np.mean(losses[-10:]) < 0.4
+    losses = [runner.train_epoch(data, batches[i:i + 10], "train") for i in range(0, 120, 10)]
+    assert int(runner.step.numpy()) == 120 and cfg.learning_rate == pytest.approx(1e-3)
+    assert losses[0] == pytest.approx(np.log(2), abs=0.02)
+    assert losses[-1] < 0.4
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_steps_per_device_call_do_not_change_training(tmp_path, static, monkeypatch):
+    """One step per call or several in one on-device loop: the same weights and loss; with
+    the TPU's static shapes too (every batch padded to max_seq_length)."""
+    write_nsmc(tmp_path / "train.txt", 96, seed=5)
+    (tmp_path / "vocab.txt").write_text("\n".join(SPECIALS + POSITIVE + NEGATIVE + FILLER) + "\n",
+                                        encoding="utf-8")
+    examples = tasks.load_splits(tasks.get_task("nsmc").with_files(["train.txt"], "", ""),
+                                 str(tmp_path)).train
+    results = []
+    for per_call in (1, 4):
+        cfg = finetune.random_init_recipe(finetune.resolve_config(
+            overrides=["model_size=debug"], vocab_file=str(tmp_path / "vocab.txt"),
+            train_batch_size=16, max_seq_length=32, vocab_size=14, iterations_per_loop=per_call))
+        data = classifier.encode_split(finetune.vocab_lib.load_tokenizer(cfg.vocab_file),
+                                       examples, 32)
+        runner = classifier.Runner(cfg, tasks.get_task("nsmc"), tf.distribute.get_strategy(), "CPU",
+                                   6, None)
+        runner.static_shapes = static
+        batches = classifier.batch_order(data.features["lengths"], 16, np.random.RandomState(0))
+        loss = runner.train_epoch(data, batches, "train")
+        widths = {b["input_ids"].shape[1] for b in runner._dataset(data, batches, 16)}
+        assert widths == {32} if static else widths <= {16, 32}
+        results.append((loss, runner.get_weights()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_collapsed_checkpoint_is_measured_and_flagged(caplog):

@@ -170,6 +170,38 @@ def test_whole_word_masking_masks_complete_words():
         assert len(chosen) >= min(5, min(len(p) for p in words.values()))  # target reached or a word was too long
 
 
+def segment_word_spans(input_ids, candidates, word_continuation):
+    """The scatter-based formulation `masking.word_spans` replaced (segment sums and mins
+    over one segment per word), kept as its reference."""
+    batch, length = input_ids.shape
+    continues = tf.gather(tf.constant(word_continuation, tf.bool), input_ids)
+    previous_candidate = tf.pad(candidates[:, :-1], [[0, 0], [1, 0]])
+    starts = candidates & ~(continues & previous_candidate)
+    word_index = tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1
+    segment = tf.where(candidates, word_index + length * tf.range(batch)[:, tf.newaxis],
+                       batch * length)
+    word_length = tf.gather(tf.math.unsorted_segment_sum(
+        tf.cast(candidates, tf.int32), segment, batch * length + 1), segment)
+    positions = tf.broadcast_to(tf.range(length), [batch, length])
+    word_first = tf.gather(tf.math.unsorted_segment_min(positions, segment, batch * length + 1),
+                           segment)
+    return tf.maximum(word_index, 0), positions - word_first, word_length
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_word_spans_without_scatters_equal_the_segment_reference(seed):
+    rng = np.random.default_rng(seed)
+    table = rng.random(40) < 0.5
+    ids = tf.constant(rng.integers(0, 40, (6, 24)), tf.int32)
+    candidates = tf.constant(rng.random((6, 24)) < 0.8)
+    got = [t.numpy() for t in masking.word_spans(ids, candidates, table)]
+    want = [t.numpy() for t in segment_word_spans(ids, candidates, table)]
+    real = candidates.numpy()
+    for name, a, b in zip(("word_index", "offset", "length"), got, want):
+        np.testing.assert_array_equal(a[real], b[real], err_msg=name)
+    assert (got[2][~real] == 0).all()
+
+
 def test_whole_word_masking_needs_the_table():
     cfg = config.load_config(config.PRETRAIN, model_size="debug", vocab_size=VOCAB,
                              whole_word_masking=True)

@@ -117,6 +117,24 @@ def test_progress_values_have_four_significant_digits():
     assert training.format_metrics(metrics) == "loss=31.81 lr=0.0005123 seq_per_s=1235 disc_auc=0.5"
 
 
+def test_auc_histograms_without_scatters_equal_segment_sums_and_give_the_exact_auc():
+    rng = np.random.default_rng(0)
+    probs = rng.random((8, 16)).astype(np.float32)
+    probs[0, :3] = [0.0, 1.0, 0.999999]  # the edge bins
+    labels = (rng.random((8, 16)) < 0.3).astype(np.float32)
+    weights = (rng.random((8, 16)) < 0.9).astype(np.float32)
+    got = pretrain.auc_histograms(tf.constant(probs), tf.constant(labels), tf.constant(weights))
+    bins = np.clip((probs * pretrain.AUC_BINS).astype(np.int32), 0, pretrain.AUC_BINS - 1).ravel()
+    for name, mass in (("auc_positive", weights * labels), ("auc_negative", weights * (1 - labels))):
+        reference = tf.math.unsorted_segment_sum(mass.ravel(), bins, pretrain.AUC_BINS)
+        np.testing.assert_array_equal(got[name].numpy(), reference.numpy(), err_msg=name)
+    real = weights.ravel() > 0
+    p, y = probs.ravel()[real], labels.ravel()[real]
+    pairs = [(a > b) + 0.5 * (a == b) for a in p[y == 1] for b in p[y == 0]]
+    coarse = pretrain.auc_from_histograms(got["auc_positive"].numpy(), got["auc_negative"].numpy())
+    assert abs(coarse - np.mean(pairs)) < 0.02
+
+
 def test_stop_request_during_a_device_call_saves_that_step(corpus_dir, tmp_path, monkeypatch):
     trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=100, iterations_per_loop=50,
                                 stop_check_secs=1e-9)

@@ -14,7 +14,8 @@ def test_random_uniform_range_and_xla_parity():
     assert abs(eager.mean() - 0.5) < 0.03
 
 
-@pytest.mark.parametrize("bits", [randomness.random_bits, randomness.hash_bits])
+@pytest.mark.parametrize("bits", [randomness.random_bits, randomness.hash_bits,
+                                  randomness.hash_bits32])
 def test_bits_are_per_example_across_replicas(two_cpu_strategy, bits):
     """Two replicas holding halves of a batch draw what one device draws for all of it."""
     strategy = two_cpu_strategy
@@ -73,3 +74,52 @@ def test_dropout_masks_of_different_seeds_are_independent():
     bits = randomness.hash_bits([100, 1000], tf.constant([4, 4])).numpy().astype(np.float64)
     neighbours = np.corrcoef(bits.reshape(-1)[:-1], bits.reshape(-1)[1:])[0, 1]
     assert abs(neighbours) < 0.01 and abs(bits.mean() / 2**32 - 0.5) < 0.005
+
+
+def lowbias32_reference(seed, row, column):
+    """`hash_bits32`'s bits for element `column` of example `row`, in Python integers."""
+    mask = (1 << 32) - 1
+
+    def mix(x):
+        x = ((x ^ (x >> 16)) * 0x7FEB352D) & mask
+        x = ((x ^ (x >> 15)) * 0x846CA68B) & mask
+        return x ^ (x >> 16)
+
+    words = [v & mask for v in seed] + [(v & ((1 << 64) - 1)) >> 32 for v in seed]
+    key = mix(words[0] ^ mix(words[1] ^ mix(words[2] ^ mix(words[3]))))
+    gamma = randomness.GOLDEN_GAMMA32
+    row_key = mix(key ^ mix((row * gamma) & mask))
+    return mix((row_key + column * gamma) & mask)
+
+
+@pytest.mark.parametrize("seed", [(5, 7), (-3, 2**40 + 9)])
+def test_hash_bits32_match_the_reference_with_and_without_xla(seed):
+    tf_seed = tf.constant(seed, tf.int64)
+    eager = randomness.hash_bits32([3, 2, 4], tf_seed).numpy()
+    compiled = tf.function(lambda s: randomness.hash_bits32([3, 2, 4], s), jit_compile=True)(tf_seed)
+    np.testing.assert_array_equal(eager, compiled.numpy())
+    expected = [[lowbias32_reference(seed, r, c) for c in range(8)] for r in range(3)]
+    assert eager.reshape(3, 8).tolist() == expected
+
+
+def test_hash_bits32_are_uniform_and_uncorrelated():
+    bits = randomness.hash_bits32([100, 1000], tf.constant([4, 4])).numpy().astype(np.float64)
+    flat = bits.reshape(-1)
+    assert abs(flat.mean() / 2**32 - 0.5) < 0.005
+    assert abs(np.corrcoef(flat[:-1], flat[1:])[0, 1]) < 0.01
+    assert abs(np.corrcoef(bits[:-1].reshape(-1), bits[1:].reshape(-1))[0, 1]) < 0.01  # rows
+    other = randomness.hash_bits32([100, 1000], tf.constant([4, 5])).numpy().astype(np.float64)
+    assert abs(np.corrcoef(flat, other.reshape(-1))[0, 1]) < 0.01
+
+
+def test_dropout_uses_splitmix64_on_cpu_and_the_32_bit_hash_on_accelerators():
+    x, seed = tf.ones([20, 30]), tf.constant([1, 2])
+    try:
+        for device, bits in (("TPU", randomness.hash_bits32), ("GPU", randomness.hash_bits32),
+                             ("CPU", randomness.hash_bits)):
+            randomness.use_dropout_bits_for(device)
+            kept = randomness.dropout(x, 0.5, seed, training=True).numpy() > 0
+            expected = bits([20, 30], seed).numpy() >= np.uint32(2**31)
+            np.testing.assert_array_equal(kept, expected, err_msg=device)
+    finally:
+        randomness.use_dropout_bits_for("CPU")
