@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 
 from electra_ko import environment
 
@@ -310,11 +311,15 @@ def read_init_checkpoint(path, cfg):
     checkpoint (a file prefix, or a directory with a `checkpoint` file), whose attention
     heads, dropout and initializer range are not recorded and come from `cfg`.
 
-    The one reader of `--init_checkpoint` for export and fine-tuning alike.
+    The one reader of `--init_checkpoint` for export and fine-tuning alike; `path` may be
+    on gs:// (a transformers folder there is copied to a temporary folder first).
     """
+    if storage.is_gcs(path) and storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
+        with tempfile.TemporaryDirectory() as local:
+            return [checkpoints.read_hf_tower(storage.download_dir(path, local))]
     if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
         return [checkpoints.read_hf_tower(path)]
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
     if not prefix or not tf.io.gfile.exists(prefix + ".index"):
         raise checkpoints.CheckpointError(
             f"{path}: neither a Hugging Face directory (no {checkpoints.HF_CONFIG}) nor a TF "

@@ -45,6 +45,7 @@ from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import data as data_lib  # noqa: E402
 from electra_ko import masking, modeling  # noqa: E402
 from electra_ko import optimization, randomness, storage  # noqa: E402
+from electra_ko import tpu as tpu_lib  # noqa: E402
 from electra_ko.training import (EXIT_PREEMPTED, Task, Trainer, TrainingError,  # noqa: E402
                                  create_strategy)
 from electra_ko import vocab as vocab_lib  # noqa: E402
@@ -166,14 +167,15 @@ def define_flags():
 
 
 def resolve_config():
-    """Config from the file, --hparams, --set and the path flags (validated)."""
+    """Config from the file, --hparams, --set and the path flags (validated). A dry run
+    needs no vocab or model_dir when the config gives `vocab_size`."""
     paths = dict(data_dir=FLAGS.data_dir, pretrain_tfrecords=FLAGS.pretrain_tfrecords,
                  model_dir=FLAGS.model_dir, vocab_file=FLAGS.vocab_file, corpus=FLAGS.corpus,
                  do_eval=FLAGS.do_eval)
     cfg = config_lib.load_config(config_lib.PRETRAIN, FLAGS.config, FLAGS.set, FLAGS.hparams,
                                  **paths)
     for key in ("vocab_file", "model_dir"):
-        if not getattr(cfg, key):
+        if not getattr(cfg, key) and not (FLAGS.dry_run and cfg.vocab_size):
             raise config_lib.ConfigError(f"config key {key!r} is not set: give --{key} or "
                                          "--data_dir")
     return cfg
@@ -281,6 +283,23 @@ def parameter_counts(model):
     return counts
 
 
+def tpu_memory_check(cfg, num_params):
+    """Per-device memory estimate for `cfg.tpu_type` (None when unset), printed with a
+    warning when the run cannot fit."""
+    if not cfg.tpu_type:
+        return None
+    try:
+        estimate = tpu_lib.estimate_memory(cfg, num_params, tpu_lib.Slice.parse(cfg.tpu_type))
+    except tpu_lib.SliceError as e:
+        raise config_lib.ConfigError(f"config key 'tpu_type': {e}") from None
+    print("tpu memory: " + " ".join(f"{k}={v}" for k, v in estimate.items()))
+    warning = tpu_lib.memory_warning(estimate)
+    if warning:
+        logging.warning("%s", warning)
+        print(warning, file=sys.stderr)
+    return estimate
+
+
 def write_config(cfg, model_dir):
     tf.io.gfile.makedirs(model_dir)
     text = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
@@ -298,10 +317,13 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         tf.config.experimental.enable_op_determinism()
     if cfg.corpus and not dry_run:
         cfg = prepare_from_corpus(cfg)
-    cfg, tokenizer = with_vocab(cfg)
+    if dry_run and cfg.vocab_size and not (cfg.vocab_file and storage.exists(cfg.vocab_file)):
+        tokenizer = None  # sizes from the config alone
+    else:
+        cfg, tokenizer = with_vocab(cfg)
     shards = checked_shards(cfg, tokenizer, cfg.pretrain_tfrecords) if (
-        cfg.pretrain_tfrecords and (not dry_run or tf.io.gfile.exists(cfg.pretrain_tfrecords))) \
-        else None
+        tokenizer and cfg.pretrain_tfrecords
+        and (not dry_run or tf.io.gfile.exists(cfg.pretrain_tfrecords))) else None
     strategy, device = create_strategy(strategy_kind, tpu, cfg)
     precision = optimization.precision_policy(cfg.mixed_precision, device)
     keras.mixed_precision.set_global_policy(precision)
@@ -313,8 +335,10 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     print("parameters: " + " ".join(f"{k}={v:,}" for k, v in counts.items()))
     print(f"strategy={type(strategy).__name__} replicas={strategy.num_replicas_in_sync} "
           f"device={device} precision={precision}")
+    memory = tpu_memory_check(cfg, counts["total"])
     if dry_run:
-        return {"parameters": counts, "shards": len(shards[0]) if shards else 0}
+        return {"parameters": counts, "shards": len(shards[0]) if shards else 0,
+                **({"tpu_memory": memory} if memory else {})}
     if shards is None:
         raise data_lib.DataError("no pretraining data: give --pretrain_tfrecords or --data_dir")
     write_config(cfg, cfg.model_dir)

@@ -16,6 +16,7 @@ import fnmatch
 import glob as _glob
 import os
 import re
+import shutil
 import tempfile
 
 GCS_PREFIX = "gs://"
@@ -174,3 +175,17 @@ def remove(path):
         _blob(path).delete(retry=_retry())
     else:
         os.remove(path)
+
+
+def download_dir(path, local_dir):
+    """Copy the files directly inside ``path`` (gs:// or local) into ``local_dir``, for
+    libraries that read only local folders; returns ``local_dir``."""
+    os.makedirs(local_dir, exist_ok=True)
+    prefix = path.rstrip("/") + "/"
+    for source in glob(prefix + "*"):
+        name = source[len(prefix):]
+        if "/" in name or (not is_gcs(source) and os.path.isdir(source)):
+            continue  # sub-folders (on gs:// "*" also matches deeper objects)
+        with open_read(source, binary=True) as src, open(os.path.join(local_dir, name), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return local_dir

@@ -164,3 +164,26 @@ def test_pytorch_bin_holding_code_is_refused(tmp_path, capsys):
     with pytest.raises(checkpoints.CheckpointError, match="weights_only=True"):
         checkpoints.read_hf_tower(tmp_path)
     assert "this must never run" not in capsys.readouterr().out
+
+
+def test_init_checkpoint_on_gcs_reads_like_the_local_folder(tmp_path, vocab_dir, gcs_emulator,
+                                                            monkeypatch):
+    import uuid
+
+    from electra_ko import storage
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = randomize(export.KERAS_MODELS["discriminator"](config), seed=2)
+    local = export.write_huggingface(export.tower_from_model("discriminator", model), vocab_dir,
+                                     tmp_path / "hf")
+    remote = f"gs://{gcs_emulator}/{uuid.uuid4().hex}/discriminator"
+    for file in sorted(p for p in (tmp_path / "hf").iterdir() if p.is_file()):
+        with storage.atomic_writer(storage.join(remote, file.name), binary=True) as f:
+            f.write(file.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    [tower] = export.read_init_checkpoint(remote, None)
+    [expected] = export.read_init_checkpoint(str(local), None)
+    assert (tower.kind, tower.config) == (expected.kind, expected.config)
+    assert tower.tensors.keys() == expected.tensors.keys()
+    for name in tower.tensors:
+        np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
+    assert not (tmp_path / "gs:").exists()
