@@ -407,15 +407,16 @@ def run(fv):
     if fv.model_dir:
         towers, vocab_path, recorded_length = read_model_dir(fv.model_dir)
     else:
-        is_hf = os.path.exists(os.path.join(fv.init_checkpoint, checkpoints.HF_CONFIG))
+        is_hf = storage.exists(storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))
         cfg = None if is_hf else resolve_heads_config(fv.config, fv.set)
         towers, vocab_path, recorded_length = (read_init_checkpoint(fv.init_checkpoint, cfg),
                                                fv.init_checkpoint if is_hf else None, None)
     vocab_path = fv.vocab or vocab_path
     if not vocab_path:
         raise checkpoints.CheckpointError("a TF1 checkpoint holds no vocabulary: pass --vocab")
-    return export(towers, vocab_path, fv.format, fv.output_dir,
-                  fv.max_seq_length or recorded_length)
+    with storage.staged_output(fv.output_dir) as local:
+        written = export(towers, vocab_path, fv.format, local, fv.max_seq_length or recorded_length)
+    return [storage.final_path(path, local, fv.output_dir) for path in written]
 
 
 def main(argv):

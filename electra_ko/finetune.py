@@ -40,7 +40,7 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from electra_ko import checkpoints, classifier, export, modeling, tasks  # noqa: E402
+from electra_ko import checkpoints, classifier, export, modeling, storage, tasks  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 
@@ -72,7 +72,7 @@ CHECKPOINT_SIZE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidd
 def file_sha256(path: str) -> str:
     import hashlib
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_read(path, binary=True) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -81,11 +81,11 @@ def file_sha256(path: str) -> str:
 def checkpoint_identity(path: str):
     """(path, file whose hash identifies the checkpoint): a Hugging Face directory and its
     weights file, or a TF checkpoint's prefix and its `.index`."""
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
-        files = [os.path.join(path, name) for name in (
+    if storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
+        files = [storage.join(path, name) for name in (
             checkpoints.HF_SAFETENSORS, checkpoints.HF_SAFETENSORS_INDEX, checkpoints.HF_PYTORCH)]
-        return path, next(file for file in files if os.path.exists(file))
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+        return path, next(file for file in files if storage.exists(file))
+    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
     return prefix, prefix + ".index"
 
 
@@ -357,13 +357,30 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
     spec = prepared.splits.spec
     strategy, device_kind = create_strategy(cfg)
     seeds = list(seeds) or [cfg.seed]
-    os.makedirs(cfg.output_dir, exist_ok=True)
+    with storage.staged_output(cfg.output_dir) as out:  # a local folder, uploaded for gs://
+        runs, best = run_seeds(prepared, seeds, strategy, device_kind, out)
+        weights_path = save_model(os.path.join(out, MODEL_DIR), best["runner"].model, cfg, spec)
+        model_record = {"path": storage.final_path(weights_path, out, cfg.output_dir),
+                        "sha256": file_sha256(weights_path)}
+        if best["test_outputs"] is not None:
+            write_predictions(os.path.join(out, PREDICTIONS_FILE), spec, prepared.splits.test,
+                              best["test_outputs"])
+        results = results_record(cfg, spec, prepared, init, spread, tokenizer, runs, best,
+                                 model_record, time.time() - started, command)
+        write_json(os.path.join(out, RESULTS_FILE), results)
+    return results
+
+
+def run_seeds(prepared: Prepared, seeds, strategy, device_kind, out):
+    """Train every seed (writing each one's results under `out`/seed_N when there are
+    several); returns (their results, the run of the best eval score)."""
+    spec = prepared.splits.spec
     runs, best_run = [], None
     for seed in seeds:
         run = run_seed(prepared, seed, strategy, device_kind)
         runs.append(run["result"])
         if len(seeds) > 1:
-            seed_dir = os.path.join(cfg.output_dir, f"seed_{seed}")
+            seed_dir = os.path.join(out, f"seed_{seed}")
             os.makedirs(seed_dir, exist_ok=True)
             write_json(os.path.join(seed_dir, RESULTS_FILE), run["result"])
             if run["test_outputs"] is not None:
@@ -372,17 +389,16 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
         score = (run["result"]["eval"] or {}).get(spec.main_metric, -math.inf)
         if best_run is None or score > best_run[0]:
             best_run = (score, run)
-    _, best = best_run
-    weights_path = save_model(os.path.join(cfg.output_dir, MODEL_DIR), best["runner"].model,
-                              cfg, spec)
-    if best["test_outputs"] is not None:
-        write_predictions(os.path.join(cfg.output_dir, PREDICTIONS_FILE), spec,
-                          prepared.splits.test, best["test_outputs"])
-    wall = time.time() - started
+    return runs, best_run[1]
+
+
+def results_record(cfg, spec, prepared, init, spread, tokenizer, runs, best, model_record,
+                   wall, command) -> dict:
+    """The results.json content."""
     train_seconds = sum(e["train_seconds"] for r in runs for e in r["epochs"])
     train_examples = sum(e["train_examples_per_second"] * e["train_seconds"]
                          for r in runs for e in r["epochs"])
-    results = {
+    return {
         "task": spec.name, "task_type": spec.task_type, "main_metric": spec.main_metric,
         "labels": list(spec.labels) if spec.labels else None,
         "seeds": runs, "best_seed": best["result"]["seed"],
@@ -400,14 +416,12 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
                             else {"path": None, "random_init": True}),
         "vocab": {"path": cfg.vocab_file, "sha256": tokenizer.vocab_sha256,
                   "size": tokenizer.vocab_size},
-        "model": {"path": weights_path, "sha256": file_sha256(weights_path)},
+        "model": model_record,
         "config": recorded_config(cfg, init),
         "wall_seconds": round(wall, 2),
         "train_examples_per_second": round(train_examples / max(train_seconds, 1e-9), 1),
         "command": command,
     }
-    write_json(os.path.join(cfg.output_dir, RESULTS_FILE), results)
-    return results
 
 
 # --------------------------------------------------------------------------- CLI
@@ -461,7 +475,8 @@ def default_vocab(fv):
     """--vocab, else the vocabulary stored next to the initial checkpoint."""
     if fv.vocab:
         return fv.vocab
-    if fv.init_checkpoint and os.path.isdir(fv.init_checkpoint):
+    if fv.init_checkpoint and (os.path.isdir(fv.init_checkpoint) or storage.exists(
+            storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))):
         return fv.init_checkpoint
     return None
 
@@ -515,7 +530,7 @@ def main(argv):
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     print(format_summary(results))
-    print(f"results: {os.path.join(flags.FLAGS.output_dir, RESULTS_FILE)}")
+    print(f"results: {storage.join(flags.FLAGS.output_dir, RESULTS_FILE)}")
 
 
 if __name__ == "__main__":

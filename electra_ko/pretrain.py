@@ -127,16 +127,10 @@ def export_towers(model, vocab_path, output_dir, max_seq_length):
 
 
 def _write_to(output_dir, name, write):
-    """Run `write(local_dir)` for output_dir/name, uploading afterwards when it is on gs://."""
-    target = os.path.join(output_dir, name) if "://" not in output_dir else output_dir + "/" + name
-    if "://" not in output_dir:
-        write(target)
-        return target
-    with tempfile.TemporaryDirectory() as local:
+    """Run `write(local_dir)` for output_dir/name (staged locally when it is on gs://)."""
+    target = storage.join(output_dir, name)
+    with storage.staged_output(target) as local:
         write(local)
-        tf.io.gfile.makedirs(target)
-        for file in os.listdir(local):
-            tf.io.gfile.copy(os.path.join(local, file), target + "/" + file, overwrite=True)
     return target
 
 

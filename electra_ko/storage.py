@@ -189,3 +189,37 @@ def download_dir(path, local_dir):
         with open_read(source, binary=True) as src, open(os.path.join(local_dir, name), "wb") as dst:
             shutil.copyfileobj(src, dst)
     return local_dir
+
+
+@contextlib.contextmanager
+def staged_output(output_dir):
+    """A local folder standing for ``output_dir``, for writers that only write locally:
+    ``output_dir`` itself when it is local, else a temporary folder whose files are
+    uploaded under ``output_dir`` (sub-folders too) when the block finishes without error.
+    Nothing named ``gs:`` ever appears on local disk."""
+    if not is_gcs(output_dir):
+        os.makedirs(output_dir, exist_ok=True)
+        yield output_dir
+        return
+    with tempfile.TemporaryDirectory() as local:
+        yield local
+        upload_dir(local, output_dir)
+
+
+def upload_dir(local_dir, target):
+    """Copy every file under ``local_dir`` to the same relative path under ``target``."""
+    for root, _, names in os.walk(local_dir):
+        for name in sorted(names):
+            relative = os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
+            destination = join(target, relative)
+            if is_gcs(destination):
+                _blob(destination).upload_from_filename(os.path.join(root, name), retry=_retry())
+            else:
+                os.makedirs(os.path.dirname(destination), exist_ok=True)
+                shutil.copyfile(os.path.join(root, name), destination)
+
+
+def final_path(path, staged_dir, output_dir):
+    """Where ``path``, written under ``staged_dir``, lands under ``output_dir``."""
+    relative = os.path.relpath(path, staged_dir).replace(os.sep, "/")
+    return output_dir if relative == "." else join(output_dir, relative)

@@ -187,3 +187,27 @@ def test_init_checkpoint_on_gcs_reads_like_the_local_folder(tmp_path, vocab_dir,
     for name in tower.tensors:
         np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
     assert not (tmp_path / "gs:").exists()
+
+
+def test_export_to_gcs_writes_the_bucket_and_nothing_local(tmp_path, vocab_dir, gcs_emulator,
+                                                           monkeypatch):
+    import types
+    import uuid
+
+    from electra_ko import storage
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = randomize(export.KERAS_MODELS["discriminator"](config), seed=3)
+    source = export.write_huggingface(export.tower_from_model("discriminator", model), vocab_dir,
+                                      tmp_path / "source")
+    target = f"gs://{gcs_emulator}/{uuid.uuid4().hex}/export"
+    monkeypatch.chdir(tmp_path)
+    flags = types.SimpleNamespace(model_dir=str(source), init_checkpoint=None, output_dir=target,
+                                  format="huggingface", vocab=None, config=None, set=[],
+                                  max_seq_length=None)
+    assert export.run(flags) == [target]
+    uploaded = sorted(p.rsplit("/", 1)[1] for p in storage.glob(target + "/*"))
+    assert uploaded == sorted(p.name for p in source.iterdir())
+    [tower], [expected] = (export.read_init_checkpoint(p, None) for p in (target, str(source)))
+    for name in expected.tensors:
+        np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
+    assert not (tmp_path / "gs:").exists()

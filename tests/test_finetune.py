@@ -386,3 +386,27 @@ def test_plain_masked_lm_is_fine_tunable_but_an_electra_generator_is_not(tmp_pat
     assert init.sizes["hidden_size"] == 16  # the masked LM is discriminator-sized
     np.testing.assert_array_equal(init.tensors["electra.encoder.layer.1.output.dense.weight"],
                                   model.discriminator.encoder_layers[1].output_dense.kernel.numpy().T)
+
+
+def test_outputs_and_init_checkpoint_on_gcs(nsmc_run, gcs_emulator, tmp_path, monkeypatch):
+    """A TPU VM's fine-tuning reads its checkpoint from and writes its outputs to a bucket."""
+    import uuid
+
+    from electra_ko import storage
+    root, _ = nsmc_run
+    base = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
+    monkeypatch.chdir(tmp_path)
+    first = finetune.run_from_flags(parse_flags(
+        ["--task", "nsmc", "--data_dir", str(root), "--init_checkpoint", str(root / "out" / "model"),
+         "--output_dir", f"{base}/first", "--epochs", "1", "--batch_size", "8",
+         "--max_seq_length", "16", "--max_train_examples", "64"]))
+    assert first["model"]["path"].startswith(f"{base}/first/model/")
+    assert storage.exists(f"{base}/first/{finetune.PREDICTIONS_FILE}")
+    second = finetune.run_from_flags(parse_flags(
+        ["--task", "nsmc", "--data_dir", str(root), "--init_checkpoint", f"{base}/first/model",
+         "--output_dir", f"{base}/second", "--epochs", "1", "--batch_size", "8",
+         "--max_seq_length", "16", "--max_train_examples", "64"]))
+    recorded = json.loads(storage.read_text(f"{base}/second/{finetune.RESULTS_FILE}"))
+    assert recorded["init_checkpoint"]["sha256"] == first["model"]["sha256"]
+    assert recorded["final"] == second["final"]
+    assert not (tmp_path / "gs:").exists()
