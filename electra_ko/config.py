@@ -96,6 +96,9 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     "adam_beta1": _Key(0.9, float),
     "adam_beta2": _Key(0.999, float),
     "adam_epsilon": _Key(1e-6, float),
+    "adam_bias_correction": _Key(False, bool,
+                                 doc="AdamW corrects its moments' zero start (Keras, PyTorch); "
+                                     "false = as google-research/electra, larger first steps"),
     "clip_norm": _Key(1.0, float),
     # training loop
     "num_train_steps": _Key(1000000, int),

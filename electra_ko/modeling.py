@@ -148,9 +148,16 @@ def sinusoidal_initializer(stddev: float):
     return initialize
 
 
-def dense(units: int, config: EncoderConfig, name: str, activation=None) -> keras.layers.Dense:
+# The kernel initializer of TF1's `tf.layers.dense` when none is given. google-research/electra
+# leaves it so for `embeddings_project` and the discriminator's output layer; for tiny
+# widths it starts them ~7x larger than the truncated normal the other layers take.
+TF1_DENSE_DEFAULT_INIT = "glorot_uniform"
+
+
+def dense(units: int, config: EncoderConfig, name: str, activation=None,
+          kernel_initializer=None) -> keras.layers.Dense:
     return keras.layers.Dense(units, activation=activation, name=name,
-                              kernel_initializer=initializer(config))
+                              kernel_initializer=kernel_initializer or initializer(config))
 
 
 def layer_norm(config: EncoderConfig, name: str = "LayerNorm") -> keras.layers.LayerNormalization:
@@ -293,7 +300,8 @@ class ElectraEncoder(ConfigLayer):
         if self.embeddings.config.embedding_size != config.embedding_size:
             raise ValueError(f"shared embeddings have width {self.embeddings.config.embedding_size}, "
                              f"config says embedding_size {config.embedding_size}")
-        self.embeddings_project = (dense(config.hidden_size, config, "embeddings_project")
+        self.embeddings_project = (dense(config.hidden_size, config, "embeddings_project",
+                                         kernel_initializer=TF1_DENSE_DEFAULT_INIT)
                                    if config.embedding_size != config.hidden_size else None)
         self.encoder_layers = [TransformerLayer(config, name=f"layer_{i}")
                                for i in range(config.num_hidden_layers)]
@@ -374,7 +382,8 @@ class DiscriminatorHead(ConfigLayer):
     def __init__(self, config: EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.dense = dense(config.hidden_size, config, "dense", "gelu")
-        self.dense_prediction = dense(1, config, "dense_prediction")
+        self.dense_prediction = dense(1, config, "dense_prediction",
+                                      kernel_initializer=TF1_DENSE_DEFAULT_INIT)
 
     def build(self, input_shape=None):
         self.dense.build((None, None, self.config.hidden_size))

@@ -255,3 +255,17 @@ def test_model_only_checkpoint_saves_and_restores_every_weight(tmp_path):
     tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
     for mine, theirs in zip(model.weights, other.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_layers_left_at_tf1_dense_default_start_glorot_uniform(tiny_model):
+    """As google-research/electra: `embeddings_project` and the discriminator's output
+    layer take tf.layers.dense's default glorot-uniform kernel, the rest truncated normal."""
+    def limit(kernel):
+        return np.sqrt(6.0 / sum(kernel.shape))
+    for kernel in (tiny_model.discriminator.embeddings_project.kernel,
+                   tiny_model.discriminator_predictions.dense_prediction.kernel):
+        values = kernel.numpy()
+        assert np.abs(values).max() <= limit(values)
+        assert np.abs(values).max() > 0.5 * limit(values) > 3 * TINY.initializer_range
+    query = tiny_model.discriminator.encoder_layers[0].query.kernel.numpy()
+    assert np.abs(query).max() <= 2 * TINY.initializer_range  # truncated at two stddevs
