@@ -26,6 +26,7 @@ class _Key:
 
 
 POSITION_EMBEDDING_INITS = ("truncated_normal", "sinusoidal")
+EMBEDDING_SHARING = ("tied", "gdes", "untied")
 
 _OPT_INT = (int, type(None))
 _OPT_FLOAT = (float, type(None))
@@ -84,7 +85,11 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     "generator_layers": _Key(1.0, float),
     "uniform_generator": _Key(False, bool),
     "two_tower_generator": _Key(False, bool),
-    "untied_generator_embeddings": _Key(False, bool),
+    "untied_generator_embeddings": _Key(False, bool, doc="use embedding_sharing=untied"),
+    "embedding_sharing": _Key(
+        "tied", str, EMBEDDING_SHARING,
+        doc="generator/discriminator embeddings: tied (google-research/electra), gdes "
+            "(DeBERTaV3: the discriminator trains only a delta on the shared tables) or untied"),
     "untied_generator": _Key(True, bool),
     "disallow_correct": _Key(False, bool),
     # optimisation
@@ -401,5 +406,10 @@ def _validate(resolved):
                    "untied_generator": False}
     for key, bad in unsupported.items():
         if resolved.get(key) == bad:
+            hint = ("; set embedding_sharing=untied instead" if key == "untied_generator_embeddings"
+                    else "")
             raise ConfigError(f"config key {key!r}={bad} (an ablation of the original paper) "
-                              "is not supported by electra_ko")
+                              f"is not supported by electra_ko{hint}")
+    if resolved.get("embedding_sharing", "tied") != "tied" and not resolved["electra_objective"]:
+        raise ConfigError(f"config key 'embedding_sharing'={resolved['embedding_sharing']!r} "
+                          "needs electra_objective=true (a masked LM has one embedding layer)")
