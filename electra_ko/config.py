@@ -107,6 +107,9 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     "clip_norm": _Key(1.0, float),
     # training loop
     "num_train_steps": _Key(1000000, int),
+    "disc_health_check_steps": _Key(
+        2000, int, doc="steps after warm-up at which a discriminator with precision and recall "
+                       "still 0 gets one warning saying what to try (0 = never)"),
     "num_eval_steps": _Key(100, int),
     "iterations_per_loop": _Key(200, int),
     "save_checkpoints_steps": _Key(1000, int),

@@ -6,10 +6,17 @@ per host, and one `tf.function` runs `iterations_per_loop` steps on the device b
 the host prints a line like
 
     train step=400/1000 loss=8.142 mlm_loss=6.213 mlm_acc=0.1234 sampled_acc=0.1012 disc_loss=0.0412
-      disc_acc=0.9301 disc_precision=0.6 disc_recall=0.4 disc_auc=0.8123 lr=0.0005 seq_per_s=31.5 eta=0:05:10
+      disc_acc=0.9301 disc_precision=0.6 disc_recall=0.4 disc_auc=0.8123 disc_auc_all=0.9012
+      lr=0.0005 seq_per_s=31.5 eta=0:05:10
 
 (one line on stdout, 4 significant digits, no log prefix: `grep '^train step='`) and
 writes the full values as TensorBoard summaries.
+
+Discriminator health: disc_precision, disc_recall and disc_auc count the maskable tokens
+only (real tokens other than [CLS], [SEP], [PAD]), which the generator can replace;
+disc_auc_all is the AUC over all real tokens, inflated by the special tokens the
+discriminator learns at once never to flag. A discriminator whose precision and recall
+are still 0 `disc_health_check_steps` steps after warm-up gets one warning with what to try.
 
 Layout of `model_dir` (local or gs://):
 
@@ -59,29 +66,61 @@ _LOG_NAMES = {"mlm_accuracy": "mlm_acc", "sampled_token_accuracy": "sampled_acc"
 
 def electra_task(cfg, model, objective):
     """`Task` for `masking.pretraining_losses`: its global-batch metrics are averaged
-    over steps, and the discriminator's per-token probabilities feed an AUC histogram."""
+    over steps, and the discriminator's per-token probabilities feed two AUC histograms
+    (maskable tokens: disc_auc; all real tokens: disc_auc_all)."""
     names = [n for n in _GLOBAL_METRICS if objective.electra_objective or not n.startswith(
         ("disc", "sampled"))]
     shapes = {name: () for name in names}
     if objective.electra_objective:
-        shapes.update(auc_positive=(AUC_BINS,), auc_negative=(AUC_BINS,))
+        shapes.update({name: (AUC_BINS,) for name in _AUC_SUMS})
 
     def loss_fn(features, seed, training):
         loss, metrics = masking.pretraining_losses(model, features, seed, objective, training)
         share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
         sums = {name: metrics[name] * share for name in names}
         if objective.electra_objective:
-            sums.update(auc_histograms(metrics["disc_probs"], metrics["disc_labels"],
-                                       metrics["disc_weights"]))
+            probs, labels = metrics["disc_probs"], metrics["disc_labels"]
+            sums.update(auc_histograms(probs, labels, metrics["disc_weights"]))
+            every_token = auc_histograms(probs, labels, metrics["disc_all_weights"])
+            sums.update({_ALL_TOKENS_PREFIX + name: value for name, value in every_token.items()})
         return loss, sums
 
     def summarize(sums):
         metrics = {_LOG_NAMES.get(n, n): float(sums[n] / sums["steps"]) for n in names}
         if objective.electra_objective:
             metrics["disc_auc"] = auc_from_histograms(sums["auc_positive"], sums["auc_negative"])
+            metrics["disc_auc_all"] = auc_from_histograms(
+                sums[_ALL_TOKENS_PREFIX + "auc_positive"], sums[_ALL_TOKENS_PREFIX + "auc_negative"])
         return metrics
 
-    return Task(model, loss_fn, summarize, shapes)
+    after_loop = discriminator_health_check(cfg) if objective.electra_objective else None
+    return Task(model, loss_fn, summarize, shapes, after_loop)
+
+
+_ALL_TOKENS_PREFIX = "all_tokens_"
+_AUC_SUMS = ("auc_positive", "auc_negative", _ALL_TOKENS_PREFIX + "auc_positive",
+             _ALL_TOKENS_PREFIX + "auc_negative")
+
+
+def discriminator_health_check(cfg):
+    """after_loop(step, metrics) that warns once when the discriminator still flags no
+    token at all `disc_health_check_steps` steps past warm-up (0: never checks)."""
+    due = cfg.num_warmup_steps + cfg.disc_health_check_steps
+    warned = []
+
+    def check(step, metrics):
+        if (warned or not cfg.disc_health_check_steps or step < due
+                or metrics["disc_precision"] or metrics["disc_recall"]):
+            return
+        warned.append(step)
+        logging.warning(
+            "discriminator health: disc_precision and disc_recall are still 0 at step %d, "
+            "%d steps after warm-up: the discriminator calls every token original and is not "
+            "learning (disc_auc %.3f over maskable tokens). Try embedding_sharing=gdes, a warm "
+            "start (--init_checkpoint from a masked LM or a published ELECTRA), a lower "
+            "learning_rate, or a smaller generator (generator_hidden_size). Training goes on.",
+            step, step - cfg.num_warmup_steps, metrics["disc_auc"])
+    return check
 
 
 def auc_histograms(probs, labels, weights):

@@ -225,6 +225,24 @@ def test_exported_towers_reload_with_the_trained_weights(corpus_dir, trained_mod
         np.testing.assert_allclose(reloaded, expected[tower.kind], atol=1e-5, err_msg=tower.kind)
 
 
+def test_silent_discriminator_gets_one_warning_after_warm_up(corpus_dir, tmp_path, caplog):
+    cfg = _cfg(corpus_dir, tmp_path, num_warmup_steps=10, disc_health_check_steps=20)
+    check = pretrain.discriminator_health_check(cfg)
+    silent = {"disc_precision": 0.0, "disc_recall": 0.0, "disc_auc": 0.5}
+    check(20, silent)  # still within warm-up + disc_health_check_steps
+    check(30, dict(silent, disc_precision=0.5, disc_recall=0.1))
+    assert "discriminator health" not in caplog.text
+    for step in (40, 50):
+        check(step, silent)
+    warnings = [r.getMessage() for r in caplog.records if "discriminator health" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "still 0 at step 40, 30 steps after warm-up" in warnings[0]
+    assert "embedding_sharing=gdes" in warnings[0] and "--init_checkpoint" in warnings[0]
+    off = pretrain.discriminator_health_check(cfg.replace(disc_health_check_steps=0))
+    off(1000, silent)
+    assert len([r for r in caplog.records if "discriminator health" in r.getMessage()]) == 1
+
+
 def test_xla_step_gives_the_same_loss_and_gradients_as_eager(corpus_dir, tmp_path):
     """The trainer's jit-compiled forward/backward pass of the ELECTRA task (masking,
     generator sampling, both towers, AUC sums) against op-by-op execution."""
