@@ -74,6 +74,12 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     # objective
     "do_train": _Key(True, bool),
     "do_eval": _Key(False, bool),
+    "init_checkpoint": _Key(None, _OPT_STR,
+                            doc="continue pretraining from this checkpoint (ours, Hugging Face "
+                                "or TF1; see electra_ko.warm_start); resuming model_dir wins"),
+    "init_generator": _Key(None, _OPT_STR,
+                           doc="Hugging Face generator folder pairing a discriminator-only "
+                               "init_checkpoint"),
     "electra_objective": _Key(True, bool),
     "gen_weight": _Key(1.0, float),
     "disc_weight": _Key(50.0, float),

@@ -30,7 +30,8 @@ Layout of `model_dir` (local or gs://):
                              fine-tuning loads `discriminator/` alone
 
 Resume: re-running the same command continues from the newest `ckpt-<step>`; raising
-`num_train_steps` continues a finished run. SIGTERM (TPU preemption) saves a checkpoint
+`num_train_steps` continues a finished run. `--init_checkpoint` starts a new run from the
+weights of another (`electra_ko.warm_start`), never a resumed one. SIGTERM (TPU preemption) saves a checkpoint
 before exiting. A NaN/Inf loss stops the run; the newest checkpoint is the last good one.
 """
 import json
@@ -50,7 +51,8 @@ from absl import app, flags, logging  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import data as data_lib  # noqa: E402
 from electra_ko import masking, modeling  # noqa: E402
-from electra_ko import optimization, storage  # noqa: E402
+from electra_ko import optimization, storage, warm_start  # noqa: E402
+from electra_ko.checkpoints import CheckpointError  # noqa: E402
 from electra_ko.training import Task, Trainer, TrainingError, create_strategy  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 
@@ -185,6 +187,10 @@ def define_flags():
     flags.DEFINE_string("eval_tfrecords", None, "held-out shards for --do_eval "
                         "(default: the last training shard, then left out of training)")
     flags.DEFINE_string("model_dir", None, "checkpoints, summaries and the final models")
+    flags.DEFINE_string("init_checkpoint", None, "start from these weights: our model_dir, a "
+                        "Hugging Face ELECTRA pair/discriminator/masked LM or a TF1 checkpoint")
+    flags.DEFINE_string("init_generator", None, "Hugging Face generator folder for a "
+                        "discriminator-only --init_checkpoint")
     flags.DEFINE_string("vocab_file", None, "vocab.txt or a vocab directory")
     flags.DEFINE_string("corpus", None, "raw corpus: build vocab and shards first if missing")
     flags.DEFINE_string("tpu", None, "Cloud TPU name, or 'local' on a TPU VM")
@@ -203,7 +209,8 @@ def resolve_config():
     """Config from the file, --hparams, --set and the path flags (validated)."""
     paths = dict(data_dir=FLAGS.data_dir, pretrain_tfrecords=FLAGS.pretrain_tfrecords,
                  model_dir=FLAGS.model_dir, vocab_file=FLAGS.vocab_file, corpus=FLAGS.corpus,
-                 do_eval=FLAGS.do_eval)
+                 do_eval=FLAGS.do_eval, init_checkpoint=FLAGS.init_checkpoint,
+                 init_generator=FLAGS.init_generator)
     cfg = config_lib.load_config(config_lib.PRETRAIN, FLAGS.config, FLAGS.set, FLAGS.hparams,
                                  **paths)
     for key in ("vocab_file", "model_dir"):
@@ -333,6 +340,9 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     if cfg.corpus and not dry_run:
         cfg = prepare_from_corpus(cfg)
     cfg, tokenizer = with_vocab(cfg)
+    init = read_init_checkpoint(cfg, tokenizer)
+    if init:
+        cfg = warm_start.sized_config(cfg, init)
     shards = checked_shards(cfg, tokenizer, cfg.pretrain_tfrecords) if (
         cfg.pretrain_tfrecords and (not dry_run or tf.io.gfile.exists(cfg.pretrain_tfrecords))) \
         else None
@@ -361,6 +371,8 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     trainer = Trainer(strategy, cfg, electra_task(cfg, model, objective), make_dataset,
                       cfg.model_dir, precision,
                       data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
+    if init:
+        start_from(init, trainer, model)
     trainer.restore()
     signal.signal(signal.SIGTERM, trainer.request_stop)
     step = trainer.train(stop_at=stop_at)
@@ -373,6 +385,30 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         summary["exported"] = export_towers(model, cfg.vocab_file, cfg.model_dir,
                                             cfg.max_seq_length)
     return summary
+
+
+def read_init_checkpoint(cfg, tokenizer):
+    """The `init_checkpoint` to start from (None without one), its vocab checked."""
+    if cfg.init_generator and not cfg.init_checkpoint:
+        raise config_lib.ConfigError("config key 'init_generator' needs 'init_checkpoint' "
+                                     "(the discriminator)")
+    if not cfg.init_checkpoint:
+        return None
+    init = warm_start.read(cfg.init_checkpoint, cfg.init_generator, cfg)
+    warm_start.check_vocab(init, tokenizer, cfg.vocab_file)
+    return init
+
+
+def start_from(init, trainer, model):
+    """Load the init checkpoint, unless model_dir has checkpoints: resuming wins."""
+    latest = tf.train.latest_checkpoint(trainer.model_dir)
+    if latest:
+        logging.warning("--init_checkpoint %s ignored: %s holds %s, resuming from it",
+                        init.path, trainer.model_dir, os.path.basename(latest))
+        return
+    with trainer.strategy.scope():
+        for line in warm_start.load(model, init):
+            print(f"init_checkpoint: {line}")
 
 
 def _continuation_table(cfg, tokenizer):
@@ -409,7 +445,7 @@ def main(argv):
         summary = run(cfg, FLAGS.strategy, FLAGS.tpu, FLAGS.dry_run, FLAGS.deterministic,
                       FLAGS.eval_tfrecords, FLAGS.stop_at_step)
     except (config_lib.ConfigError, data_lib.DataError, vocab_lib.VocabError,
-            TrainingError, _build_error()) as e:
+            TrainingError, CheckpointError, _build_error()) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1
