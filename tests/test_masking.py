@@ -330,12 +330,17 @@ def test_masked_lm_objective_trains_the_discriminator_sized_model():
     assert float(history[-1]["mlm_loss"]) < 0.5 * float(history[0]["mlm_loss"])
 
 
-def test_replicas_see_the_same_masks_and_loss_as_one_device(tiny_model, two_cpu_strategy):
+@pytest.mark.parametrize("sharing", ["tied", "gdes"])
+def test_replicas_see_the_same_masks_and_loss_as_one_device(two_cpu_strategy, sharing):
     strategy = two_cpu_strategy
     ids, mask = make_batch([32, 12, 25, 30])
+    keras.utils.set_random_seed(1)
+    reference = modeling.ElectraPretrainer(TINY, TINY.generator(0.5), embedding_sharing=sharing)
+    for delta in reference.embedding_deltas.deltas if sharing == "gdes" else []:
+        delta.assign(tf.random.normal(delta.shape, stddev=0.05))
     with strategy.scope():
-        model = modeling.ElectraPretrainer(TINY, TINY.generator(0.5))
-    model.set_weights(tiny_model.get_weights())
+        model = modeling.ElectraPretrainer(TINY, TINY.generator(0.5), embedding_sharing=sharing)
+    model.set_weights(reference.get_weights())
     seed = tf.constant([8, 9])
     single, single_metrics = masking.pretraining_losses(model, features(ids, mask), seed, ELECTRA)
     dataset = tf.data.Dataset.from_tensor_slices(features(ids, mask)).batch(4)
