@@ -26,7 +26,7 @@ below), batches, schedule, optimizer and masking recipe:
     python benchmarks/copy_task.py --steps 600 \
         --runs ours_mlm,torch_mlm,ours_electra,torch_electra --work_dir /tmp/copy --seed 42
 
-`--set key=value` (repeatable) adds config overrides to our runs only, e.g.
+`--set key=value` (repeatable) adds config overrides to `ours_electra` only, e.g.
 `--set embedding_sharing=gdes` or `--set adam_bias_correction=true`; `--warm_start` starts
 `ours_electra` from `ours_mlm`'s finished model (`--init_checkpoint`: the masked LM fills the
 discriminator's encoder and the embeddings; put `ours_mlm` first in `--runs`).
@@ -142,9 +142,11 @@ def run_overrides(args, name):
                  f"attention_probs_dropout_prob={args.dropout}", f"seed={args.seed}"]
     if name.endswith("_mlm"):
         overrides.append("electra_objective=false")
-    elif name == "ours_electra" and args.warm_start:
-        overrides.append(f"init_checkpoint={os.path.join(args.work_dir, 'ours_mlm')}")
-    return overrides + (args.set if name.startswith("ours_") else [])
+    if name == "ours_electra":
+        if args.warm_start:
+            overrides.append(f"init_checkpoint={os.path.join(args.work_dir, 'ours_mlm')}")
+        overrides += args.set
+    return overrides
 
 
 # ----------------------------------------------------------------------- reporting
@@ -423,7 +425,8 @@ def parse_args(argv=None):
                         help="intra-op threads of the torch runs (0 = PyTorch's default); 1 is "
                         "far faster when other processes keep the cores busy")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override of our runs (repeatable), e.g. embedding_sharing=gdes")
+                        help="config override of ours_electra (repeatable), e.g. "
+                        "embedding_sharing=gdes")
     parser.add_argument("--warm_start", action="store_true",
                         help="start ours_electra from ours_mlm's model (run ours_mlm first)")
     args = parser.parse_args(argv)
