@@ -26,10 +26,11 @@ below), batches, schedule, optimizer and masking recipe:
     python benchmarks/copy_task.py --steps 600 \
         --runs ours_mlm,torch_mlm,ours_electra,torch_electra --work_dir /tmp/copy --seed 42
 
-`--set key=value` (repeatable) adds config overrides to `ours_electra` only, e.g.
+`--set key=value` (repeatable) adds config overrides to our runs, e.g.
 `--set embedding_sharing=gdes` or `--set adam_bias_correction=true`; `--warm_start` starts
 `ours_electra` from `ours_mlm`'s finished model (`--init_checkpoint`: the masked LM fills the
-discriminator's encoder and the embeddings; put `ours_mlm` first in `--runs`).
+discriminator's encoder and the embeddings; put `ours_mlm` first in `--runs`, or reuse the
+one a former run left in `--work_dir`).
 
 Metrics are averaged like our driver's progress lines: `mlm_acc` over each loop of
 `iterations_per_loop` (50) steps, `disc_auc` over the loop's maskable tokens (real tokens
@@ -142,11 +143,9 @@ def run_overrides(args, name):
                  f"attention_probs_dropout_prob={args.dropout}", f"seed={args.seed}"]
     if name.endswith("_mlm"):
         overrides.append("electra_objective=false")
-    if name == "ours_electra":
-        if args.warm_start:
-            overrides.append(f"init_checkpoint={os.path.join(args.work_dir, 'ours_mlm')}")
-        overrides += args.set
-    return overrides
+    elif name == "ours_electra" and args.warm_start:
+        overrides.append(f"init_checkpoint={os.path.join(args.work_dir, 'ours_mlm')}")
+    return overrides + (args.set if name.startswith("ours_") else [])
 
 
 # ----------------------------------------------------------------------- reporting
@@ -425,8 +424,8 @@ def parse_args(argv=None):
                         help="intra-op threads of the torch runs (0 = PyTorch's default); 1 is "
                         "far faster when other processes keep the cores busy")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override of ours_electra (repeatable), e.g. "
-                        "embedding_sharing=gdes")
+                        help="config override of our runs (repeatable), e.g. "
+                        "embedding_sharing=gdes (a masked LM ignores it)")
     parser.add_argument("--warm_start", action="store_true",
                         help="start ours_electra from ours_mlm's model (run ours_mlm first)")
     args = parser.parse_args(argv)
@@ -435,14 +434,15 @@ def parse_args(argv=None):
     if unknown or not args.runs:
         parser.error(f"--runs: unknown or empty {', '.join(unknown)} "
                      f"(choose from {', '.join(RUN_NAMES)})")
-    if (args.warm_start and "ours_electra" in args.runs and "ours_mlm" not in
-            args.runs[:args.runs.index("ours_electra")]):
+    args.work_dir = os.path.abspath(args.work_dir)
+    if (args.warm_start and "ours_electra" in args.runs
+            and "ours_mlm" not in args.runs[:args.runs.index("ours_electra")]
+            and not os.path.isdir(os.path.join(args.work_dir, "ours_mlm"))):
         parser.error("--warm_start: put ours_mlm before ours_electra in --runs")
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if not 0.0 <= args.dropout < 1.0:
         parser.error("--dropout must be in [0, 1)")
-    args.work_dir = os.path.abspath(args.work_dir)
     return args
 
 

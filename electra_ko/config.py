@@ -95,7 +95,8 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     "embedding_sharing": _Key(
         "tied", str, EMBEDDING_SHARING,
         doc="generator/discriminator embeddings: tied (google-research/electra), gdes "
-            "(DeBERTaV3: the discriminator trains only a delta on the shared tables) or untied"),
+            "(DeBERTaV3: the discriminator trains only a delta on the shared tables) or untied; "
+            "a masked LM (electra_objective=false) has one embedding layer and ignores it"),
     "untied_generator": _Key(True, bool),
     "disallow_correct": _Key(False, bool),
     # optimisation
@@ -419,6 +420,4 @@ def _validate(resolved):
                     else "")
             raise ConfigError(f"config key {key!r}={bad} (an ablation of the original paper) "
                               f"is not supported by electra_ko{hint}")
-    if resolved.get("embedding_sharing", "tied") != "tied" and not resolved["electra_objective"]:
-        raise ConfigError(f"config key 'embedding_sharing'={resolved['embedding_sharing']!r} "
-                          "needs electra_objective=true (a masked LM has one embedding layer)")
+

@@ -335,6 +335,6 @@ def test_embedding_sharing_is_a_checked_config_key():
     assert modeling.ElectraPretrainer.from_project_config(cfg).embedding_deltas is not None
     with pytest.raises(config.ConfigError, match="embedding_sharing"):
         config.load_config(config.PRETRAIN, overrides=["embedding_sharing=half"])
-    with pytest.raises(config.ConfigError, match="needs electra_objective=true"):
-        config.load_config(config.PRETRAIN, overrides=["embedding_sharing=gdes",
-                                                       "electra_objective=false"])
+    masked_lm = config.load_config(config.PRETRAIN, model_size="debug", vocab_size=50,
+                                   overrides=["embedding_sharing=gdes", "electra_objective=false"])
+    assert modeling.ElectraPretrainer.from_project_config(masked_lm).embedding_deltas is None
