@@ -26,8 +26,15 @@ below), batches, schedule, optimizer and masking recipe:
     python benchmarks/copy_task.py --steps 600 \
         --runs ours_mlm,torch_mlm,ours_electra,torch_electra --work_dir /tmp/copy --seed 42
 
+`--set key=value` (repeatable) adds config overrides to our runs, e.g.
+`--set embedding_sharing=gdes` or `--set adam_bias_correction=true`; `--warm_start` starts
+`ours_electra` from `ours_mlm`'s finished model (`--init_checkpoint`: the masked LM fills the
+discriminator's encoder and the embeddings; put `ours_mlm` first in `--runs`, or reuse the
+one a former run left in `--work_dir`).
+
 Metrics are averaged like our driver's progress lines: `mlm_acc` over each loop of
-`iterations_per_loop` (50) steps, `disc_auc` over all real tokens of the loop. A row is
+`iterations_per_loop` (50) steps, `disc_auc` over the loop's maskable tokens (real tokens
+other than [CLS]/[SEP]/[PAD]). A row is
 printed every 100 steps (and at the last step) per run, then a Markdown table of all
 runs; the last output line is one JSON object: `steps`, `seed`, `dropout`, and `runs`
 with, per run, `step`, `mlm_acc`, `disc_auc` (ELECTRA runs) lists and `wall_seconds`.
@@ -136,7 +143,9 @@ def run_overrides(args, name):
                  f"attention_probs_dropout_prob={args.dropout}", f"seed={args.seed}"]
     if name.endswith("_mlm"):
         overrides.append("electra_objective=false")
-    return overrides
+    elif name == "ours_electra" and args.warm_start:
+        overrides.append(f"init_checkpoint={os.path.join(args.work_dir, 'ours_mlm')}")
+    return overrides + (args.set if name.startswith("ours_") else [])
 
 
 # ----------------------------------------------------------------------- reporting
@@ -309,9 +318,7 @@ def mask_batch(ids, input_mask, objective, vocab_size):
     at most max_predictions_per_seq) drawn without replacement among real tokens other
     than [PAD]/[CLS]/[SEP]/[MASK]; mask_token_fraction of them become [MASK],
     random_token_fraction a uniform random id (BERT-style MLM only), the rest stay."""
-    specials = torch.tensor(
-        [objective.pad_id, objective.cls_id, objective.sep_id, objective.mask_id])
-    candidates = input_mask.bool() & ~torch.isin(ids, specials)
+    candidates = maskable_tokens(ids, input_mask, objective)
     count = torch.round(input_mask.sum(1) * objective.mask_prob).clamp(
         1, objective.max_predictions_per_seq)
     keys = torch.rand(ids.shape).masked_fill(~candidates, -1.0)
@@ -326,9 +333,16 @@ def mask_batch(ids, input_mask, objective, vocab_size):
     return inputs, masked
 
 
+def maskable_tokens(ids, input_mask, objective):
+    """`masking.maskable`: real tokens other than [PAD]/[CLS]/[SEP]/[MASK]."""
+    specials = torch.tensor(
+        [objective.pad_id, objective.cls_id, objective.sep_id, objective.mask_id])
+    return input_mask.bool() & ~torch.isin(ids, specials)
+
+
 def torch_step_loss(models, batch, objective, vocab_size):
-    """The loss of one batch and its step metrics (discriminator scores of real tokens kept
-    for the loop's AUC)."""
+    """The loss of one batch and its step metrics (discriminator scores of maskable tokens
+    kept for the loop's AUC)."""
     ids, input_mask, segment_ids = batch
     inputs, masked = mask_batch(ids, input_mask, objective, vocab_size)
     generator = models[0]
@@ -344,8 +358,9 @@ def torch_step_loss(models, batch, objective, vocab_size):
     replaced = (fake != ids).float()  # a sample equal to the original counts as original
     disc = models[1](input_ids=fake, attention_mask=input_mask, token_type_ids=segment_ids,
                      labels=replaced)
-    real = input_mask.bool()
-    step.update(disc_scores=disc.logits[real].detach().numpy(), disc_labels=replaced[real].numpy())
+    counted = maskable_tokens(ids, input_mask, objective)
+    step.update(disc_scores=disc.logits[counted].detach().numpy(),
+                disc_labels=replaced[counted].numpy())
     return objective.gen_weight * gen.loss + objective.disc_weight * disc.loss, step
 
 
@@ -408,17 +423,26 @@ def parse_args(argv=None):
     parser.add_argument("--torch_threads", type=int, default=0,
                         help="intra-op threads of the torch runs (0 = PyTorch's default); 1 is "
                         "far faster when other processes keep the cores busy")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override of our runs (repeatable), e.g. "
+                        "embedding_sharing=gdes (a masked LM ignores it)")
+    parser.add_argument("--warm_start", action="store_true",
+                        help="start ours_electra from ours_mlm's model (run ours_mlm first)")
     args = parser.parse_args(argv)
     args.runs = [run.strip() for run in args.runs.split(",") if run.strip()]
     unknown = sorted(set(args.runs) - set(RUN_NAMES))
     if unknown or not args.runs:
         parser.error(f"--runs: unknown or empty {', '.join(unknown)} "
                      f"(choose from {', '.join(RUN_NAMES)})")
+    args.work_dir = os.path.abspath(args.work_dir)
+    if (args.warm_start and "ours_electra" in args.runs
+            and "ours_mlm" not in args.runs[:args.runs.index("ours_electra")]
+            and not os.path.isdir(os.path.join(args.work_dir, "ours_mlm"))):
+        parser.error("--warm_start: put ours_mlm before ours_electra in --runs")
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if not 0.0 <= args.dropout < 1.0:
         parser.error("--dropout must be in [0, 1)")
-    args.work_dir = os.path.abspath(args.work_dir)
     return args
 
 

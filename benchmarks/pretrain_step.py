@@ -134,7 +134,7 @@ def build_trainer(cfg, model_dir):
         model = modeling.ElectraPretrainer.from_project_config(cfg)
     objective = masking.ObjectiveConfig.from_config(cfg, SPECIAL_IDS)
     task = pretrain.electra_task(cfg, model, objective)
-    trainer = training.Trainer(strategy, cfg, task, lambda seed: synthetic_dataset(strategy, cfg),
+    trainer = training.Trainer(strategy, cfg, task, lambda step: synthetic_dataset(strategy, cfg),
                                model_dir, precision)
     return trainer, model, objective
 

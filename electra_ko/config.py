@@ -26,6 +26,7 @@ class _Key:
 
 
 POSITION_EMBEDDING_INITS = ("truncated_normal", "sinusoidal")
+EMBEDDING_SHARING = ("tied", "gdes", "untied")
 
 _OPT_INT = (int, type(None))
 _OPT_FLOAT = (float, type(None))
@@ -77,6 +78,12 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     # objective
     "do_train": _Key(True, bool),
     "do_eval": _Key(False, bool),
+    "init_checkpoint": _Key(None, _OPT_STR,
+                            doc="continue pretraining from this checkpoint (ours, Hugging Face "
+                                "or TF1; see electra_ko.warm_start); resuming model_dir wins"),
+    "init_generator": _Key(None, _OPT_STR,
+                           doc="Hugging Face generator folder pairing a discriminator-only "
+                               "init_checkpoint"),
     "electra_objective": _Key(True, bool),
     "gen_weight": _Key(1.0, float),
     "disc_weight": _Key(50.0, float),
@@ -88,7 +95,12 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     "generator_layers": _Key(1.0, float),
     "uniform_generator": _Key(False, bool),
     "two_tower_generator": _Key(False, bool),
-    "untied_generator_embeddings": _Key(False, bool),
+    "untied_generator_embeddings": _Key(False, bool, doc="use embedding_sharing=untied"),
+    "embedding_sharing": _Key(
+        "tied", str, EMBEDDING_SHARING,
+        doc="generator/discriminator embeddings: tied (google-research/electra), gdes "
+            "(DeBERTaV3: the discriminator trains only a delta on the shared tables) or untied; "
+            "a masked LM (electra_objective=false) has one embedding layer and ignores it"),
     "untied_generator": _Key(True, bool),
     "disallow_correct": _Key(False, bool),
     # optimisation
@@ -100,9 +112,15 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     "adam_beta1": _Key(0.9, float),
     "adam_beta2": _Key(0.999, float),
     "adam_epsilon": _Key(1e-6, float),
+    "adam_bias_correction": _Key(False, bool,
+                                 doc="AdamW corrects its moments' zero start (Keras, PyTorch); "
+                                     "false = as google-research/electra, larger first steps"),
     "clip_norm": _Key(1.0, float),
     # training loop
     "num_train_steps": _Key(1000000, int),
+    "disc_health_check_steps": _Key(
+        2000, int, doc="steps after warm-up at which a discriminator with precision and recall "
+                       "still 0 gets one warning saying what to try (0 = never)"),
     "num_eval_steps": _Key(100, int),
     "iterations_per_loop": _Key(200, int, doc="steps between progress lines and summaries"),
     "stop_check_secs": _Key(10.0, float,
@@ -408,5 +426,8 @@ def _validate(resolved):
                    "untied_generator": False}
     for key, bad in unsupported.items():
         if resolved.get(key) == bad:
+            hint = ("; set embedding_sharing=untied instead" if key == "untied_generator_embeddings"
+                    else "")
             raise ConfigError(f"config key {key!r}={bad} (an ablation of the original paper) "
-                              "is not supported by electra_ko")
+                              f"is not supported by electra_ko{hint}")
+

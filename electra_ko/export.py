@@ -124,11 +124,15 @@ def tower_from_model(kind, model, labels=None):
 
 
 def tower_from_pretrainer(model, part):
-    """The discriminator or generator of a `modeling.ElectraPretrainer` as a tower."""
+    """The discriminator or generator of a `modeling.ElectraPretrainer` as a tower; a gdes
+    discriminator's tables are the shared ones plus its deltas (a standard model)."""
     config = model.discriminator_config if part == DISCRIMINATOR else (
         model.generator_config or model.discriminator_config)
-    return Tower(part, config, hf_tensors(modeling.huggingface_weights(model, part)),
-                 masked_lm=not model.electra_objective)
+    tensors = hf_tensors(modeling.huggingface_weights(model, part))
+    if part == DISCRIMINATOR:
+        for name, delta in modeling.embedding_deltas(model):
+            tensors[name] = tensors[name] + delta.numpy()
+    return Tower(part, config, tensors, masked_lm=not model.electra_objective)
 
 
 def hf_tensors(rows):

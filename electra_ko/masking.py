@@ -20,9 +20,11 @@ The driver's contract (inside `strategy.run`):
   MirroredStrategy run then matches one device with the same global batch.
 * `metrics`: float32 scalars already reduced over the global batch (the same value on
   every replica): "total_loss", "mlm_loss", "mlm_accuracy", and with the ELECTRA
-  objective "sampled_token_accuracy", "disc_loss", "disc_accuracy", "disc_precision",
-  "disc_recall"; plus per-token float32 [B, L] tensors for an AUC metric:
-  "disc_probs", "disc_labels", "disc_weights" (= input_mask).
+  objective "sampled_token_accuracy", "disc_loss", "disc_accuracy" (over real tokens),
+  "disc_precision", "disc_recall" (over maskable tokens: the special tokens are never
+  replaced, and easy to call original); plus per-token float32 [B, L] tensors for AUC
+  metrics: "disc_probs", "disc_labels", "disc_weights" (1 on maskable tokens) and
+  "disc_all_weights" (= input_mask).
 
 Masking follows google-research/electra's `pretrain_helpers.mask`, with positions drawn
 WITHOUT replacement: [PAD], [CLS], [SEP] and [MASK] are never chosen; a sequence with
@@ -307,15 +309,17 @@ def mlm_sums(logits, masked: MaskedInputs, sampled_ids=None) -> dict:
     return sums
 
 
-def disc_sums(logits, labels, token_weights) -> dict:
+def disc_sums(logits, labels, token_weights, maskable_weights) -> dict:
+    """Loss and accuracy over real tokens (`token_weights`), as the reference; precision and
+    recall over the tokens that can be replaced (`maskable_weights`)."""
     losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
     predicted = tf.cast(logits > 0, tf.float32)
     return {"disc_loss_sum": tf.reduce_sum(losses * token_weights),
             "disc_tokens": tf.reduce_sum(token_weights),
             "disc_correct": tf.reduce_sum(tf.cast(predicted == labels, tf.float32) * token_weights),
-            "disc_true_positive": tf.reduce_sum(predicted * labels * token_weights),
-            "disc_predicted_positive": tf.reduce_sum(predicted * token_weights),
-            "disc_label_positive": tf.reduce_sum(labels * token_weights)}
+            "disc_true_positive": tf.reduce_sum(predicted * labels * maskable_weights),
+            "disc_predicted_positive": tf.reduce_sum(predicted * maskable_weights),
+            "disc_label_positive": tf.reduce_sum(labels * maskable_weights)}
 
 
 def ratio(total, numerator: str, denominator: str):
@@ -360,11 +364,12 @@ def pretraining_losses(model, features, seed, objective: ObjectiveConfig, traini
         disc_logits = model.discriminator_logits(fake_ids, input_mask, segment_ids,
                                                  training=training, seed=discriminator_seed)
         token_weights = tf.cast(input_mask, tf.float32)
+        maskable_weights = tf.cast(maskable(input_ids, input_mask, objective), tf.float32)
         local = {**mlm_sums(mlm_logits, masked, sampled),
-                 **disc_sums(disc_logits, labels, token_weights)}
+                 **disc_sums(disc_logits, labels, token_weights, maskable_weights)}
         loss_terms.append((objective.disc_weight, "disc_loss_sum", "disc_tokens"))
         per_token = dict(disc_probs=tf.sigmoid(disc_logits), disc_labels=labels,
-                         disc_weights=token_weights)
+                         disc_weights=maskable_weights, disc_all_weights=token_weights)
     else:
         local = mlm_sums(mlm_logits, masked)
     total = global_sums(local)

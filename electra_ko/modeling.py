@@ -13,6 +13,17 @@ Architecture (as google-research/electra and Hugging Face's `ElectraModel`):
 and both heads. With `electra_objective=False` it is a plain masked LM: the
 discriminator-sized encoder (scope "electra") with the MLM head, as the original builds it.
 
+Embedding sharing between the towers (`embedding_sharing`):
+
+    tied    one embedding layer, trained by both losses (google-research/electra)
+    gdes    DeBERTaV3's gradient-disentangled sharing: the discriminator reads each table
+            (word, position, token type) as stop_gradient(shared) + its own delta, zero at
+            the start, so the generator alone trains the shared tables and the
+            discriminator's loss trains only the deltas (and what lies above the tables;
+            the LayerNorm after them stays shared). Exports fold the deltas in: the
+            discriminator is a standard ElectraForPreTraining.
+    untied  the generator has an embedding layer of its own
+
 Dropout is stateless: every call that trains takes a `seed` (int tensor of shape [2]),
 so a training step is a pure function of (weights, batch, seed); `electra_ko.randomness`
 draws the bits (the same with and without XLA, and per example across replicas). Without
@@ -23,6 +34,7 @@ named as in google-research/electra TF1 checkpoints:
 
     electra/embeddings/{word_embeddings, position_embeddings, token_type_embeddings}
     electra/embeddings/LayerNorm/{gamma, beta}
+    generator/embeddings/...                                   (only if untied)
     {electra|generator}/embeddings_project/{kernel, bias}       (only if projected)
     {electra|generator}/encoder/layer_<i>/attention/self/{query,key,value}/{kernel,bias}
     {electra|generator}/encoder/layer_<i>/attention/output/dense/{kernel,bias}
@@ -33,6 +45,7 @@ named as in google-research/electra TF1 checkpoints:
     generator_predictions/dense/{kernel,bias}, generator_predictions/LayerNorm/{gamma,beta}
     generator_predictions/output_bias
     discriminator_predictions/dense/{kernel,bias}, discriminator_predictions/dense_1/{kernel,bias}
+    electra/embeddings/{word,position,token_type}_embeddings_delta   (only under gdes)
 
 `huggingface_weights(model, "discriminator"|"generator")` gives the same variables under
 Hugging Face `ElectraForPreTraining` / `ElectraForMaskedLM` state-dict names, with a flag
@@ -48,7 +61,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from electra_ko.config import POSITION_EMBEDDING_INITS
+from electra_ko.config import EMBEDDING_SHARING, POSITION_EMBEDDING_INITS
 from electra_ko.randomness import dropout, resolve_seed, split_seed
 
 ATTENTION_MASK_BIAS = -10000.0  # added to scores of padding keys; fits float16
@@ -148,9 +161,16 @@ def sinusoidal_initializer(stddev: float):
     return initialize
 
 
-def dense(units: int, config: EncoderConfig, name: str, activation=None) -> keras.layers.Dense:
+# The kernel initializer of TF1's `tf.layers.dense` when none is given. google-research/electra
+# leaves it so for `embeddings_project` and the discriminator's output layer; for tiny
+# widths it starts them ~7x larger than the truncated normal the other layers take.
+TF1_DENSE_DEFAULT_INIT = "glorot_uniform"
+
+
+def dense(units: int, config: EncoderConfig, name: str, activation=None,
+          kernel_initializer=None) -> keras.layers.Dense:
     return keras.layers.Dense(units, activation=activation, name=name,
-                              kernel_initializer=initializer(config))
+                              kernel_initializer=kernel_initializer or initializer(config))
 
 
 def layer_norm(config: EncoderConfig, name: str = "LayerNorm") -> keras.layers.LayerNormalization:
@@ -203,22 +223,48 @@ class Embeddings(ConfigLayer):
             initializer=initializer(c))
         self.layer_norm.build((None, None, c.embedding_size))
 
-    def call(self, input_ids, segment_ids, training=False, seed=None):
+    def tables(self):
+        """[word, position, token type] tables, in `TABLES` order."""
+        return [self.word_embeddings, self.position_embeddings, self.token_type_embeddings]
+
+    def call(self, input_ids, segment_ids, training=False, seed=None, tables=None):
+        """`tables` replaces `self.tables()` (the gdes discriminator's shared + delta)."""
         seq_length = input_ids.shape[1]
         if seq_length > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {seq_length} exceeds max_position_embeddings "
                              f"{self.config.max_position_embeddings}")
         dtype = self.compute_dtype
-        x = tf.gather(tf.cast(self.word_embeddings, dtype), input_ids)
-        x += tf.cast(self.position_embeddings, dtype)[tf.newaxis, :seq_length]
-        x += tf.gather(tf.cast(self.token_type_embeddings, dtype), segment_ids)
+        word, position, token_type = (tf.cast(t, dtype) for t in (tables or self.tables()))
+        x = tf.gather(word, input_ids)
+        x += position[tf.newaxis, :seq_length]
+        x += tf.gather(token_type, segment_ids)
         return dropout(self.layer_norm(x), self.config.hidden_dropout_prob, seed, training)
 
     def canonical_weights(self, prefix: str):
-        return ([(f"{prefix}/word_embeddings", self.word_embeddings),
-                 (f"{prefix}/position_embeddings", self.position_embeddings),
-                 (f"{prefix}/token_type_embeddings", self.token_type_embeddings)]
+        return ([(f"{prefix}/{name}", table) for name, table in zip(TABLES, self.tables())]
                 + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm"))
+
+
+TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings")
+
+
+class EmbeddingDeltas(ConfigLayer):
+    """gdes: the discriminator's own offsets to the shared tables, zero at the start."""
+
+    def build(self, input_shape=None):
+        c = self.config
+        shapes = ((c.vocab_size, c.embedding_size), (c.max_position_embeddings, c.embedding_size),
+                  (c.type_vocab_size, c.embedding_size))
+        self.deltas = [self.add_weight(name=f"{name}_delta", shape=shape, initializer="zeros")
+                       for name, shape in zip(TABLES, shapes)]
+
+    def tables(self, shared: Embeddings):
+        """The discriminator's tables: no gradient flows from them into `shared`'s."""
+        return [tf.stop_gradient(table) + delta for table, delta in zip(shared.tables(), self.deltas)]
+
+    def canonical_weights(self, prefix: str):
+        """Each delta under the name of the table it offsets."""
+        return [(f"{prefix}/{name}", delta) for name, delta in zip(TABLES, self.deltas)]
 
 
 
@@ -285,15 +331,19 @@ class ElectraEncoder(ConfigLayer):
     call(input_ids, input_mask, segment_ids) returns {"sequence_output": [B, L, hidden],
     "cls_output": [B, hidden]} (the [CLS] vector, no pooler, as ELECTRA). `embeddings`
     lets two encoders share one embedding layer; a deserialised encoder owns its own.
+    With `embedding_deltas` (gdes) the encoder reads the shared tables through them.
     """
 
-    def __init__(self, config: EncoderConfig, embeddings: Optional[Embeddings] = None, **kwargs):
+    def __init__(self, config: EncoderConfig, embeddings: Optional[Embeddings] = None,
+                 embedding_deltas: Optional[EmbeddingDeltas] = None, **kwargs):
         super().__init__(config, **kwargs)
         self.embeddings = embeddings or Embeddings(config, name="embeddings")
+        self.embedding_deltas = embedding_deltas
         if self.embeddings.config.embedding_size != config.embedding_size:
             raise ValueError(f"shared embeddings have width {self.embeddings.config.embedding_size}, "
                              f"config says embedding_size {config.embedding_size}")
-        self.embeddings_project = (dense(config.hidden_size, config, "embeddings_project")
+        self.embeddings_project = (dense(config.hidden_size, config, "embeddings_project",
+                                         kernel_initializer=TF1_DENSE_DEFAULT_INIT)
                                    if config.embedding_size != config.hidden_size else None)
         self.encoder_layers = [TransformerLayer(config, name=f"layer_{i}")
                                for i in range(config.num_hidden_layers)]
@@ -303,8 +353,9 @@ class ElectraEncoder(ConfigLayer):
             setattr(self, layer.name, layer)
 
     def build(self, input_shape=None):
-        if not self.embeddings.built:
-            self.embeddings.build()
+        for part in (self.embeddings, self.embedding_deltas):
+            if part is not None and not part.built:
+                part.build()
         if self.embeddings_project is not None:
             self.embeddings_project.build((None, None, self.config.embedding_size))
         for layer in self.encoder_layers:
@@ -316,7 +367,10 @@ class ElectraEncoder(ConfigLayer):
         seed = resolve_seed(seed, training)
         seeds = split_seed(seed, 1 + len(self.encoder_layers)) if training else [None] * (
             1 + len(self.encoder_layers))
-        x = self.embeddings(input_ids, segment_ids, training=training, seed=seeds[0])
+        tables = (None if self.embedding_deltas is None
+                  else self.embedding_deltas.tables(self.embeddings))
+        x = self.embeddings(input_ids, segment_ids, training=training, seed=seeds[0],
+                            tables=tables)
         if self.embeddings_project is not None:
             x = self.embeddings_project(x)
         bias = (1.0 - tf.cast(input_mask, x.dtype)[:, tf.newaxis, tf.newaxis, :]) * tf.cast(
@@ -325,10 +379,12 @@ class ElectraEncoder(ConfigLayer):
             x = layer(x, bias, training=training, seed=layer_seed)
         return {"sequence_output": x, "cls_output": x[:, 0]}
 
-    def canonical_weights(self, scope: str, include_embeddings: bool = True):
-        """TF1 names under `scope` ("electra" or "generator"); shared embeddings are
-        always named "electra/embeddings", as the original stores them once."""
-        weights = self.embeddings.canonical_weights("electra/embeddings") if include_embeddings else []
+    def canonical_weights(self, scope: str, embeddings_scope: Optional[str] = "electra"):
+        """TF1 names under `scope` ("electra" or "generator"); the embeddings under
+        `embeddings_scope` (None: left out). Shared embeddings are named "electra/embeddings",
+        as the original stores them once; untied generator ones "generator/embeddings"."""
+        weights = (self.embeddings.canonical_weights(f"{embeddings_scope}/embeddings")
+                   if embeddings_scope else [])
         if self.embeddings_project is not None:
             weights += dense_weights(self.embeddings_project, f"{scope}/embeddings_project")
         for i, layer in enumerate(self.encoder_layers):
@@ -374,7 +430,8 @@ class DiscriminatorHead(ConfigLayer):
     def __init__(self, config: EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.dense = dense(config.hidden_size, config, "dense", "gelu")
-        self.dense_prediction = dense(1, config, "dense_prediction")
+        self.dense_prediction = dense(1, config, "dense_prediction",
+                                      kernel_initializer=TF1_DENSE_DEFAULT_INIT)
 
     def build(self, input_shape=None):
         self.dense.build((None, None, self.config.hidden_size))
@@ -396,25 +453,37 @@ class ElectraPretrainer(keras.Model):
 
     With `electra_objective=False` there is no separate generator: the masked LM is the
     discriminator-sized encoder (`self.discriminator`) with the MLM head.
+    `embedding_sharing` ("tied", "gdes", "untied"; see the module docstring) applies to the
+    ELECTRA objective only.
     """
 
     def __init__(self, discriminator_config: EncoderConfig,
                  generator_config: Optional[EncoderConfig] = None,
-                 electra_objective: bool = True, **kwargs):
+                 electra_objective: bool = True, embedding_sharing: str = "tied", **kwargs):
         super().__init__(**kwargs)
         if electra_objective and generator_config is None:
             raise ValueError("the ELECTRA objective needs a generator_config")
+        if embedding_sharing not in EMBEDDING_SHARING:
+            raise ValueError(f"embedding_sharing must be one of {EMBEDDING_SHARING}, "
+                             f"got {embedding_sharing!r}")
         self.discriminator_config = discriminator_config
         self.generator_config = generator_config if electra_objective else None
         self.electra_objective = electra_objective
+        self.embedding_sharing = embedding_sharing if electra_objective else "tied"
         self.embeddings = Embeddings(discriminator_config, name="embeddings")
-        self.discriminator = ElectraEncoder(discriminator_config, self.embeddings, name="electra")
+        self.embedding_deltas = (EmbeddingDeltas(discriminator_config, name="embedding_deltas")
+                                 if self.embedding_sharing == "gdes" else None)
+        self.discriminator = ElectraEncoder(discriminator_config, self.embeddings,
+                                            self.embedding_deltas, name="electra")
         if electra_objective:
             if (generator_config.vocab_size, generator_config.embedding_size) != (
                     discriminator_config.vocab_size, discriminator_config.embedding_size):
                 raise ValueError("generator and discriminator must share vocab_size and "
                                  "embedding_size (they share the embedding layers)")
-            self.generator = ElectraEncoder(generator_config, self.embeddings, name="generator")
+            generator_embeddings = (Embeddings(generator_config, name="generator_embeddings")
+                                    if self.embedding_sharing == "untied" else self.embeddings)
+            self.generator = ElectraEncoder(generator_config, generator_embeddings,
+                                            name="generator")
             self.discriminator_predictions = DiscriminatorHead(
                 discriminator_config, name="discriminator_predictions")
         mlm_config = generator_config if electra_objective else discriminator_config
@@ -425,7 +494,8 @@ class ElectraPretrainer(keras.Model):
     def from_project_config(cls, cfg) -> "ElectraPretrainer":
         disc = EncoderConfig.from_config(cfg)
         gen = disc.generator(cfg.generator_hidden_size, cfg.generator_layers)
-        return cls(disc, gen, electra_objective=cfg.electra_objective, name="electra_pretrainer")
+        return cls(disc, gen, electra_objective=cfg.electra_objective,
+                   embedding_sharing=cfg.embedding_sharing, name="electra_pretrainer")
 
     def build(self, input_shape=None):
         parts = [self.embeddings, self.discriminator, self.generator_predictions]
@@ -444,7 +514,7 @@ class ElectraPretrainer(keras.Model):
         hidden = self.mlm_encoder(input_ids, input_mask, segment_ids, training=training,
                                   seed=seed)["sequence_output"]
         hidden = tf.gather(hidden, masked_lm_positions, batch_dims=1)
-        return self.generator_predictions(hidden, self.embeddings.word_embeddings)
+        return self.generator_predictions(hidden, self.mlm_encoder.embeddings.word_embeddings)
 
     def discriminator_logits(self, input_ids, input_mask, segment_ids, training=False, seed=None):
         """float32 replaced-token logits: [B, L]."""
@@ -468,14 +538,15 @@ class ElectraPretrainer(keras.Model):
     def get_config(self):
         return {"discriminator_config": self.discriminator_config.to_dict(),
                 "generator_config": self.generator_config and self.generator_config.to_dict(),
-                "electra_objective": self.electra_objective, "name": self.name}
+                "electra_objective": self.electra_objective,
+                "embedding_sharing": self.embedding_sharing, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
         gen = config.get("generator_config")
         return cls(EncoderConfig(**config["discriminator_config"]),
                    gen and EncoderConfig(**gen), config["electra_objective"],
-                   name=config.get("name"))
+                   config.get("embedding_sharing", "tied"), name=config.get("name"))
 
 
 # ----------------------------------------------------------------------------- names
@@ -484,9 +555,22 @@ def checkpoint_weights(model: ElectraPretrainer):
     """[(google-research/electra TF1 variable name, variable)] for every weight, once."""
     weights = model.discriminator.canonical_weights("electra")
     if model.electra_objective:
-        weights += model.generator.canonical_weights("generator", include_embeddings=False)
+        untied = model.embedding_sharing == "untied"
+        weights += model.generator.canonical_weights("generator", "generator" if untied else None)
         weights += model.discriminator_predictions.canonical_weights()
+    if model.embedding_deltas is not None:
+        weights += [(name + "_delta", delta) for name, delta
+                    in model.embedding_deltas.canonical_weights("electra/embeddings")]
     return weights + model.generator_predictions.canonical_weights()
+
+
+def embedding_deltas(model: ElectraPretrainer):
+    """[(HF name of a discriminator table, its gdes delta variable)]; empty unless gdes.
+    The discriminator's exported table is the shared one plus the delta."""
+    if model.embedding_deltas is None:
+        return []
+    return [(tf1_to_huggingface(name)[0], delta)
+            for name, delta in model.embedding_deltas.canonical_weights("electra/embeddings")]
 
 
 _HF_RENAMES = {
@@ -515,7 +599,8 @@ def tf1_to_huggingface(tf1_name: str) -> tuple:
 def huggingface_weights(model: ElectraPretrainer, part: str):
     """[(HF state-dict name, variable, transposed)] for `ElectraForPreTraining` ("discriminator")
     or `ElectraForMaskedLM` ("generator"). The tied `generator_lm_head.weight` is the word
-    embedding matrix, listed under `electra.embeddings.word_embeddings.weight`."""
+    embedding matrix, listed under `electra.embeddings.word_embeddings.weight`. Under gdes
+    the discriminator's tables are listed as the shared variables: add `embedding_deltas`."""
     if part not in ("discriminator", "generator"):
         raise ValueError(f"part must be 'discriminator' or 'generator', got {part!r}")
     if part == "discriminator":

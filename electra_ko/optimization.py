@@ -4,6 +4,10 @@
   from `learning_rate` to 0 at `num_train_steps`, multiplied by a linear warm-up factor
   `min(1, step / num_warmup_steps)`. Like the original, step 0 trains with lr 0.
 * AdamW (or LAMB) with decoupled weight decay that skips LayerNorm and bias variables.
+  Pretraining's AdamW does not correct Adam's moment estimates for their zero start
+  unless `adam_bias_correction` is set, as google-research/electra's
+  `AdamWeightDecayOptimizer`: its first steps are up to (1 - beta1) / sqrt(1 - beta2)
+  = 3.2x larger than bias-corrected Adam's, the gap closing over a few thousand steps.
 * Gradients are made dense, summed across replicas and clipped by their *global* norm
   in `reduce_and_clip` before the optimizer sees them. Keras 3 would clip each replica's
   local gradient before its own all-reduce, which is not the same update as on one
@@ -29,7 +33,31 @@ class _PreReducedGradients:
 
 @keras.saving.register_keras_serializable(package="electra_ko")
 class AdamW(_PreReducedGradients, keras.optimizers.AdamW):
-    """Keras AdamW fed with gradients already reduced across replicas."""
+    """Keras AdamW fed with gradients already reduced across replicas.
+
+    `bias_correction=False` updates as google-research/electra's AdamWeightDecayOptimizer:
+    w -= lr * m / (sqrt(v) + epsilon) with the raw moving averages m and v (weight decay
+    unchanged: decoupled, from the same w).
+    """
+
+    def __init__(self, *args, bias_correction=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bias_correction = bias_correction
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.bias_correction:
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        gradient = tf.cast(gradient, variable.dtype)
+        self.assign_add(m, (gradient - m) * (1.0 - self.beta_1))
+        self.assign_add(v, (tf.square(gradient) - v) * (1.0 - self.beta_2))
+        self.assign_sub(variable, tf.cast(learning_rate, variable.dtype) * m
+                        / (tf.sqrt(v) + self.epsilon))
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "bias_correction": self.bias_correction}
 
 
 @keras.saving.register_keras_serializable(package="electra_ko")
@@ -67,14 +95,16 @@ def learning_rate_schedule(cfg):
 
 
 def create_optimizer(cfg, precision_policy="float32"):
-    """AdamW or LAMB per `cfg.optimizer`, wrapped for loss scaling under float16.
+    """AdamW (bias correction per `cfg.adam_bias_correction`) or LAMB per `cfg.optimizer`,
+    wrapped for loss scaling under float16.
 
     Not yet built: call `build_optimizer` under the strategy scope before tracing a step.
     """
-    kinds = {"adamw": AdamW, "lamb": Lamb}
-    optimizer = kinds[cfg.optimizer](
+    options = {"adamw": (AdamW, {"bias_correction": cfg.adam_bias_correction}), "lamb": (Lamb, {})}
+    kind, extra = options[cfg.optimizer]
+    optimizer = kind(
         learning_rate=learning_rate_schedule(cfg), weight_decay=cfg.weight_decay_rate,
-        beta_1=cfg.adam_beta1, beta_2=cfg.adam_beta2, epsilon=cfg.adam_epsilon)
+        beta_1=cfg.adam_beta1, beta_2=cfg.adam_beta2, epsilon=cfg.adam_epsilon, **extra)
     optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_PATTERNS))
     if precision_policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -6,10 +6,17 @@ per host, and one `tf.function` runs `iterations_per_loop` steps on the device b
 the host prints a line like
 
     train step=400/1000 loss=8.142 mlm_loss=6.213 mlm_acc=0.1234 sampled_acc=0.1012 disc_loss=0.0412
-      disc_acc=0.9301 disc_precision=0.6 disc_recall=0.4 disc_auc=0.8123 lr=0.0005 seq_per_s=31.5 eta=0:05:10
+      disc_acc=0.9301 disc_precision=0.6 disc_recall=0.4 disc_auc=0.8123 disc_auc_all=0.9012
+      lr=0.0005 seq_per_s=31.5 eta=0:05:10
 
 (one line on stdout, 4 significant digits, no log prefix: `grep '^train step='`) and
 writes the full values as TensorBoard summaries.
+
+Discriminator health: disc_precision, disc_recall and disc_auc count the maskable tokens
+only (real tokens other than [CLS], [SEP], [PAD]), which the generator can replace;
+disc_auc_all is the AUC over all real tokens, inflated by the special tokens the
+discriminator learns at once never to flag. A discriminator whose precision and recall
+are still 0 `disc_health_check_steps` steps after warm-up gets one warning with what to try.
 
 Layout of `model_dir` (local or gs://):
 
@@ -23,9 +30,11 @@ Layout of `model_dir` (local or gs://):
                              fine-tuning loads `discriminator/` alone
 
 Resume: re-running the same command continues from the newest `ckpt-<step>`; raising
-`num_train_steps` continues a finished run. SIGTERM (TPU preemption) saves a checkpoint
-of the current step within about `stop_check_secs` and exits with status 75
-(`training.EXIT_PREEMPTED`); re-running the same command resumes exactly. A NaN/Inf loss stops the run; the newest checkpoint is the last good one.
+`num_train_steps` continues a finished run. `--init_checkpoint` starts a new run from the
+weights of another (`electra_ko.warm_start`), never a resumed one. SIGTERM (TPU preemption)
+saves a checkpoint of the current step within about `stop_check_secs` and exits with status
+75 (`training.EXIT_PREEMPTED`); re-running the same command resumes exactly. A NaN/Inf loss
+stops the run; the newest checkpoint is the last good one.
 """
 import json
 import os
@@ -44,8 +53,9 @@ from absl import app, flags, logging  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
 from electra_ko import data as data_lib  # noqa: E402
 from electra_ko import masking, modeling  # noqa: E402
-from electra_ko import optimization, randomness, storage  # noqa: E402
+from electra_ko import optimization, randomness, storage, warm_start  # noqa: E402
 from electra_ko import tpu as tpu_lib  # noqa: E402
+from electra_ko.checkpoints import CheckpointError  # noqa: E402
 from electra_ko.training import (EXIT_PREEMPTED, Task, Trainer, TrainingError,  # noqa: E402
                                  create_strategy)
 from electra_ko import vocab as vocab_lib  # noqa: E402
@@ -62,29 +72,61 @@ _LOG_NAMES = {"mlm_accuracy": "mlm_acc", "sampled_token_accuracy": "sampled_acc"
 
 def electra_task(cfg, model, objective):
     """`Task` for `masking.pretraining_losses`: its global-batch metrics are averaged
-    over steps, and the discriminator's per-token probabilities feed an AUC histogram."""
+    over steps, and the discriminator's per-token probabilities feed two AUC histograms
+    (maskable tokens: disc_auc; all real tokens: disc_auc_all)."""
     names = [n for n in _GLOBAL_METRICS if objective.electra_objective or not n.startswith(
         ("disc", "sampled"))]
     shapes = {name: () for name in names}
     if objective.electra_objective:
-        shapes.update(auc_positive=(AUC_BINS,), auc_negative=(AUC_BINS,))
+        shapes.update({name: (AUC_BINS,) for name in _AUC_SUMS})
 
     def loss_fn(features, seed, training):
         loss, metrics = masking.pretraining_losses(model, features, seed, objective, training)
         share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
         sums = {name: metrics[name] * share for name in names}
         if objective.electra_objective:
-            sums.update(auc_histograms(metrics["disc_probs"], metrics["disc_labels"],
-                                       metrics["disc_weights"]))
+            probs, labels = metrics["disc_probs"], metrics["disc_labels"]
+            sums.update(auc_histograms(probs, labels, metrics["disc_weights"]))
+            every_token = auc_histograms(probs, labels, metrics["disc_all_weights"])
+            sums.update({_ALL_TOKENS_PREFIX + name: value for name, value in every_token.items()})
         return loss, sums
 
     def summarize(sums):
         metrics = {_LOG_NAMES.get(n, n): float(sums[n] / sums["steps"]) for n in names}
         if objective.electra_objective:
             metrics["disc_auc"] = auc_from_histograms(sums["auc_positive"], sums["auc_negative"])
+            metrics["disc_auc_all"] = auc_from_histograms(
+                sums[_ALL_TOKENS_PREFIX + "auc_positive"], sums[_ALL_TOKENS_PREFIX + "auc_negative"])
         return metrics
 
-    return Task(model, loss_fn, summarize, shapes)
+    after_loop = discriminator_health_check(cfg) if objective.electra_objective else None
+    return Task(model, loss_fn, summarize, shapes, after_loop)
+
+
+_ALL_TOKENS_PREFIX = "all_tokens_"
+_AUC_SUMS = ("auc_positive", "auc_negative", _ALL_TOKENS_PREFIX + "auc_positive",
+             _ALL_TOKENS_PREFIX + "auc_negative")
+
+
+def discriminator_health_check(cfg):
+    """after_loop(step, metrics) that warns once when the discriminator still flags no
+    token at all `disc_health_check_steps` steps past warm-up (0: never checks)."""
+    due = cfg.num_warmup_steps + cfg.disc_health_check_steps
+    warned = []
+
+    def check(step, metrics):
+        if (warned or not cfg.disc_health_check_steps or step < due
+                or metrics["disc_precision"] or metrics["disc_recall"]):
+            return
+        warned.append(step)
+        logging.warning(
+            "discriminator health: disc_precision and disc_recall are still 0 at step %d, "
+            "%d steps after warm-up: the discriminator calls every token original and is not "
+            "learning (disc_auc %.3f over maskable tokens). Try embedding_sharing=gdes, a warm "
+            "start (--init_checkpoint from a masked LM or a published ELECTRA), a lower "
+            "learning_rate, or a smaller generator (generator_hidden_size). Training goes on.",
+            step, step - cfg.num_warmup_steps, metrics["disc_auc"])
+    return check
 
 
 def auc_histograms(probs, labels, weights):
@@ -146,6 +188,10 @@ def define_flags():
     flags.DEFINE_string("eval_tfrecords", None, "held-out shards for --do_eval "
                         "(default: the last training shard, then left out of training)")
     flags.DEFINE_string("model_dir", None, "checkpoints, summaries and the final models")
+    flags.DEFINE_string("init_checkpoint", None, "start from these weights: our model_dir, a "
+                        "Hugging Face ELECTRA pair/discriminator/masked LM or a TF1 checkpoint")
+    flags.DEFINE_string("init_generator", None, "Hugging Face generator folder for a "
+                        "discriminator-only --init_checkpoint")
     flags.DEFINE_string("vocab_file", None, "vocab.txt or a vocab directory")
     flags.DEFINE_string("corpus", None, "raw corpus: build vocab and shards first if missing")
     flags.DEFINE_string("tpu", None, "Cloud TPU name, or 'local' on a TPU VM")
@@ -165,7 +211,8 @@ def resolve_config():
     needs no vocab or model_dir when the config gives `vocab_size`."""
     paths = dict(data_dir=FLAGS.data_dir, pretrain_tfrecords=FLAGS.pretrain_tfrecords,
                  model_dir=FLAGS.model_dir, vocab_file=FLAGS.vocab_file, corpus=FLAGS.corpus,
-                 do_eval=FLAGS.do_eval)
+                 do_eval=FLAGS.do_eval, init_checkpoint=FLAGS.init_checkpoint,
+                 init_generator=FLAGS.init_generator)
     cfg = config_lib.load_config(config_lib.PRETRAIN, FLAGS.config, FLAGS.set, FLAGS.hparams,
                                  **paths)
     for key in ("vocab_file", "model_dir"):
@@ -315,6 +362,9 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         tokenizer = None  # sizes from the config alone
     else:
         cfg, tokenizer = with_vocab(cfg)
+    init = read_init_checkpoint(cfg, tokenizer) if tokenizer else None
+    if init:
+        cfg = warm_start.sized_config(cfg, init)
     shards = checked_shards(cfg, tokenizer, cfg.pretrain_tfrecords) if (
         tokenizer and cfg.pretrain_tfrecords
         and (not dry_run or tf.io.gfile.exists(cfg.pretrain_tfrecords))) else None
@@ -349,6 +399,8 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     trainer = Trainer(strategy, cfg, electra_task(cfg, model, objective), make_dataset,
                       cfg.model_dir, precision,
                       data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
+    if init:
+        start_from(init, trainer, model)
     trainer.restore()
     signal.signal(signal.SIGTERM, trainer.request_stop)
     step = trainer.train(stop_at=stop_at)
@@ -365,6 +417,30 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         summary["exported"] = export_towers(model, cfg.vocab_file, cfg.model_dir,
                                             cfg.max_seq_length)
     return summary
+
+
+def read_init_checkpoint(cfg, tokenizer):
+    """The `init_checkpoint` to start from (None without one), its vocab checked."""
+    if cfg.init_generator and not cfg.init_checkpoint:
+        raise config_lib.ConfigError("config key 'init_generator' needs 'init_checkpoint' "
+                                     "(the discriminator)")
+    if not cfg.init_checkpoint:
+        return None
+    init = warm_start.read(cfg.init_checkpoint, cfg.init_generator, cfg)
+    warm_start.check_vocab(init, tokenizer, cfg.vocab_file)
+    return init
+
+
+def start_from(init, trainer, model):
+    """Load the init checkpoint, unless model_dir has checkpoints: resuming wins."""
+    latest = tf.train.latest_checkpoint(trainer.model_dir)
+    if latest:
+        logging.warning("--init_checkpoint %s ignored: %s holds %s, resuming from it",
+                        init.path, trainer.model_dir, os.path.basename(latest))
+        return
+    with trainer.strategy.scope():
+        for line in warm_start.load(model, init):
+            print(f"init_checkpoint: {line}")
 
 
 def _continuation_table(cfg, tokenizer):
@@ -401,7 +477,7 @@ def main(argv):
         summary = run(cfg, FLAGS.strategy, FLAGS.tpu, FLAGS.dry_run, FLAGS.deterministic,
                       FLAGS.eval_tfrecords, FLAGS.stop_at_step)
     except (config_lib.ConfigError, data_lib.DataError, vocab_lib.VocabError,
-            TrainingError, _build_error()) as e:
+            TrainingError, CheckpointError, _build_error()) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1

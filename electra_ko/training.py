@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import os
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -142,12 +142,14 @@ class Task:
     loss_fn(features, seed, training) -> (this replica's share of the global-batch loss,
     so that the replicas' losses add up to it; dict of per-replica tensors to sum over
     replicas and steps, shaped as `sum_shapes` says). summarize(sums) -> dict of
-    host-side metrics from those sums.
+    host-side metrics from those sums. after_loop(step, metrics), if given, sees each
+    training loop's metrics (health checks).
     """
     model: tf.Module
     loss_fn: Callable
     summarize: Callable
     sum_shapes: Dict[str, tuple]
+    after_loop: Optional[Callable] = None
 
 
 # Sums the trainer adds itself, next to the task's.
@@ -291,6 +293,8 @@ class Trainer:
             print(f"train step={step}/{total} {format_metrics(metrics)} "
                   f"eta={datetime.timedelta(seconds=round(eta))}", flush=True)
             write_summaries(writer, metrics, step)
+            if self.task.after_loop:
+                self.task.after_loop(step, metrics)
             if step % self.cfg.save_checkpoints_steps == 0 or step == end or self.stop_requested:
                 self.save()
         return step

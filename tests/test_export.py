@@ -211,3 +211,26 @@ def test_export_to_gcs_writes_the_bucket_and_nothing_local(tmp_path, vocab_dir, 
     for name in expected.tensors:
         np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
     assert not (tmp_path / "gs:").exists()
+
+
+def test_gdes_discriminator_exports_with_its_deltas_folded_in(tmp_path, vocab_dir, features):
+    """A gdes pretrainer's discriminator leaves as a standard ElectraForPreTraining: its
+    tables are shared + delta, with transformers' logits, and read back bit for bit."""
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = randomize(modeling.ElectraPretrainer(config, config.generator(0.5),
+                                                 embedding_sharing="gdes"), seed=3)
+    tower = export.tower_from_pretrainer(model, "discriminator")
+    word = "electra.embeddings.word_embeddings.weight"
+    np.testing.assert_array_equal(tower.tensors[word], model.embeddings.word_embeddings.numpy()
+                                  + model.embedding_deltas.deltas[0].numpy())
+    out = export.write_huggingface(tower, vocab_dir, tmp_path)
+    ours = model.discriminator_logits(features["input_ids"], features["input_mask"],
+                                      features["segment_ids"]).numpy()
+    assert np.std(ours) > 0.01  # logits that differ enough for the tolerance to mean something
+    assert np.abs(ours - hf_outputs(out, "ElectraForPreTraining", features)).max() < 1e-4
+    reread = checkpoints.read_hf_tower(out)
+    assert reread.tensors.keys() == tower.tensors.keys()
+    for name, value in tower.tensors.items():
+        np.testing.assert_array_equal(reread.tensors[name], value, err_msg=name)
+    generator = export.tower_from_pretrainer(model, "generator")
+    np.testing.assert_array_equal(generator.tensors[word], model.embeddings.word_embeddings.numpy())

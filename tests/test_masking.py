@@ -293,7 +293,21 @@ def test_rtd_label_is_zero_where_the_sample_equals_the_original():
                                       ids[row, positions[row, ::2]])
     assert float(metrics["sampled_token_accuracy"]) == pytest.approx(9 / 15)
     assert float(metrics["disc_loss"]) == pytest.approx(np.log(2.0), rel=1e-6)
-    np.testing.assert_array_equal(metrics["disc_weights"], mask)
+    np.testing.assert_array_equal(metrics["disc_all_weights"], mask)
+    special = np.isin(ids, [CLS, SEP])
+    np.testing.assert_array_equal(metrics["disc_weights"], mask * ~special)
+
+
+def test_precision_and_recall_count_maskable_tokens_only():
+    """A [CLS] flagged as replaced costs accuracy, not precision: specials are never replaced."""
+    sums = masking.disc_sums(logits=tf.constant([5.0, 5.0, -5.0, -5.0]),
+                             labels=tf.constant([0.0, 1.0, 1.0, 0.0]),
+                             token_weights=tf.constant([1.0, 1.0, 1.0, 1.0]),
+                             maskable_weights=tf.constant([0.0, 1.0, 1.0, 1.0]))
+    metrics = {name: float(value) for name, value in sums.items()}
+    assert metrics["disc_true_positive"] / metrics["disc_predicted_positive"] == 1.0
+    assert metrics["disc_true_positive"] / metrics["disc_label_positive"] == 0.5
+    assert metrics["disc_correct"] / metrics["disc_tokens"] == 0.5
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +325,7 @@ def test_losses_and_metrics_are_consistent(tiny_model):
     assert float(metrics["mlm_loss"]) == pytest.approx(np.log(VOCAB), rel=0.1)  # untrained
     assert set(metrics) == {"total_loss", "mlm_loss", "mlm_accuracy", "sampled_token_accuracy",
                             "disc_loss", "disc_accuracy", "disc_precision", "disc_recall",
-                            "disc_probs", "disc_labels", "disc_weights"}
+                            "disc_probs", "disc_labels", "disc_weights", "disc_all_weights"}
     assert metrics["disc_probs"].shape == (4, 32) and metrics["disc_labels"].dtype == tf.float32
 
 
@@ -348,12 +362,17 @@ def test_masked_lm_objective_trains_the_discriminator_sized_model():
     assert float(history[-1]["mlm_loss"]) < 0.5 * float(history[0]["mlm_loss"])
 
 
-def test_replicas_see_the_same_masks_and_loss_as_one_device(tiny_model, two_cpu_strategy):
+@pytest.mark.parametrize("sharing", ["tied", "gdes"])
+def test_replicas_see_the_same_masks_and_loss_as_one_device(two_cpu_strategy, sharing):
     strategy = two_cpu_strategy
     ids, mask = make_batch([32, 12, 25, 30])
+    keras.utils.set_random_seed(1)
+    reference = modeling.ElectraPretrainer(TINY, TINY.generator(0.5), embedding_sharing=sharing)
+    for delta in reference.embedding_deltas.deltas if sharing == "gdes" else []:
+        delta.assign(tf.random.normal(delta.shape, stddev=0.05))
     with strategy.scope():
-        model = modeling.ElectraPretrainer(TINY, TINY.generator(0.5))
-    model.set_weights(tiny_model.get_weights())
+        model = modeling.ElectraPretrainer(TINY, TINY.generator(0.5), embedding_sharing=sharing)
+    model.set_weights(reference.get_weights())
     seed = tf.constant([8, 9])
     single, single_metrics = masking.pretraining_losses(model, features(ids, mask), seed, ELECTRA)
     dataset = tf.data.Dataset.from_tensor_slices(features(ids, mask)).batch(4)

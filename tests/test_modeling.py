@@ -255,3 +255,86 @@ def test_model_only_checkpoint_saves_and_restores_every_weight(tmp_path):
     tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
     for mine, theirs in zip(model.weights, other.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_layers_left_at_tf1_dense_default_start_glorot_uniform(tiny_model):
+    """As google-research/electra: `embeddings_project` and the discriminator's output
+    layer take tf.layers.dense's default glorot-uniform kernel, the rest truncated normal."""
+    def limit(kernel):
+        return np.sqrt(6.0 / sum(kernel.shape))
+    for kernel in (tiny_model.discriminator.embeddings_project.kernel,
+                   tiny_model.discriminator_predictions.dense_prediction.kernel):
+        values = kernel.numpy()
+        assert np.abs(values).max() <= limit(values)
+        assert np.abs(values).max() > 0.5 * limit(values) > 3 * TINY.initializer_range
+    query = tiny_model.discriminator.encoder_layers[0].query.kernel.numpy()
+    assert np.abs(query).max() <= 2 * TINY.initializer_range  # truncated at two stddevs
+
+
+def _sharing_model(sharing):
+    keras.utils.set_random_seed(0)
+    return modeling.ElectraPretrainer(TINY, TINY.generator(0.5), embedding_sharing=sharing)
+
+
+def _gradients(loss_fn, variables):
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    grads = tape.gradient(loss, variables)
+    return [0.0 if g is None else float(tf.norm(tf.convert_to_tensor(g))) for g in grads]
+
+
+def test_gdes_discriminator_loss_trains_only_the_deltas():
+    model = _sharing_model("gdes")
+    labels = tf.constant(np.random.default_rng(0).integers(0, 2, IDS.shape), tf.float32)
+    positions = np.tile(np.arange(IDS.shape[1], dtype=np.int32), (2, 1))
+
+    def rtd_loss():
+        logits = model.discriminator_logits(IDS, MASK, SEGMENTS)
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+
+    def mlm_loss():
+        logits = model.generator_logits(IDS, MASK, SEGMENTS, positions)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(IDS, logits))
+    shared, deltas = model.embeddings.tables(), model.embedding_deltas.deltas
+    rtd = _gradients(rtd_loss, shared + deltas)
+    assert rtd[:3] == [0.0, 0.0, 0.0] and min(rtd[3:]) > 0
+    mlm = _gradients(mlm_loss, shared + deltas)
+    assert min(mlm[:3]) > 0 and mlm[3:] == [0.0, 0.0, 0.0]
+    # the LayerNorm after the tables stays shared, as in google-research/electra
+    assert min(_gradients(rtd_loss, model.embeddings.layer_norm.trainable_variables)) > 0
+
+
+def test_gdes_discriminator_starts_as_the_tied_one_and_reads_shared_plus_delta():
+    tied, gdes = _sharing_model("tied"), _sharing_model("gdes")
+    np.testing.assert_array_equal(tied.discriminator_logits(IDS, MASK, SEGMENTS),
+                                  gdes.discriminator_logits(IDS, MASK, SEGMENTS))
+    gdes.embedding_deltas.deltas[0].assign(tf.ones_like(gdes.embedding_deltas.deltas[0]))
+    tied.embeddings.word_embeddings.assign_add(tf.ones_like(tied.embeddings.word_embeddings))
+    np.testing.assert_allclose(tied.discriminator_logits(IDS, MASK, SEGMENTS),
+                               gdes.discriminator_logits(IDS, MASK, SEGMENTS), atol=1e-5)
+
+
+@pytest.mark.parametrize("sharing", ["gdes", "untied"])
+def test_every_weight_has_one_tf1_name_under_each_sharing(sharing):
+    model = _sharing_model(sharing)
+    named = modeling.checkpoint_weights(model)
+    assert len({name for name, _ in named}) == len(named)
+    assert sorted(id(v) for _, v in named) == sorted(id(v) for v in model.trainable_variables)
+    names = dict(named)
+    if sharing == "untied":
+        assert names["generator/embeddings/word_embeddings"] is not names[
+            "electra/embeddings/word_embeddings"]
+        assert model.generator.embeddings is not model.discriminator.embeddings
+    else:
+        assert names["electra/embeddings/word_embeddings_delta"].shape == (50, 16)
+
+
+def test_embedding_sharing_is_a_checked_config_key():
+    cfg = config.load_config(config.PRETRAIN, model_size="debug", vocab_size=50,
+                             overrides=["embedding_sharing=gdes"])
+    assert modeling.ElectraPretrainer.from_project_config(cfg).embedding_deltas is not None
+    with pytest.raises(config.ConfigError, match="embedding_sharing"):
+        config.load_config(config.PRETRAIN, overrides=["embedding_sharing=half"])
+    masked_lm = config.load_config(config.PRETRAIN, model_size="debug", vocab_size=50,
+                                   overrides=["embedding_sharing=gdes", "electra_objective=false"])
+    assert modeling.ElectraPretrainer.from_project_config(masked_lm).embedding_deltas is None

@@ -106,8 +106,53 @@ def test_adamw_step_from_repeated_sparse_rows_equals_the_dense_step():
         grads, _ = optimization.reduce_and_clip([grad], clip_norm=0.0)
         optimizer.apply(grads, [table])
     np.testing.assert_allclose(tables[0].numpy(), tables[1].numpy(), rtol=1e-6)
-    # Adam's first step is lr * sign(gradient): 1e-3, never 64e-3
-    np.testing.assert_allclose(tables[0].numpy(), [[-1e-3] * 3, [0.0] * 3], rtol=1e-5)
+    # Adam's first step without bias correction is lr * sign(gradient) * (1 - beta1) /
+    # sqrt(1 - beta2) = 3.16e-3 (1e-3 with it), never 64 times that
+    first_step = 1e-3 * 0.1 / np.sqrt(1e-3)
+    np.testing.assert_allclose(tables[0].numpy(), [[-first_step] * 3, [0.0] * 3], rtol=1e-5)
+
+
+def reference_adam_weight_decay(weights, gradients, lr, wd, beta1, beta2, eps, decays):
+    """google-research/electra's AdamWeightDecayOptimizer in NumPy: no bias correction."""
+    m, v = np.zeros_like(weights), np.zeros_like(weights)
+    for step, grad in enumerate(gradients):
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad ** 2
+        update = m / (np.sqrt(v) + eps) + (wd * weights if decays else 0.0)
+        weights = weights - lr(step) * update
+    return weights
+
+
+@pytest.mark.parametrize("name,decays", [("kernel", True), ("bias", False)])
+def test_adamw_without_bias_correction_matches_the_reference_update(name, decays):
+    cfg = _cfg(num_warmup_steps=3, weight_decay_rate=0.1, num_train_steps=20)
+    assert cfg.adam_bias_correction is False  # the reference's behaviour is the default
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((3, 4)).astype(np.float32)
+    gradients = [rng.standard_normal((3, 4)).astype(np.float32) for _ in range(6)]
+    variable = keras.Variable(start, name=name)
+    optimizer = optimization.create_optimizer(cfg)
+    optimization.build_optimizer(optimizer, [variable])
+    for grad in gradients:
+        optimizer.apply([tf.constant(grad)], [variable])
+    schedule = optimization.learning_rate_schedule(cfg)
+    expected = reference_adam_weight_decay(
+        start.astype(np.float64), gradients, lambda step: float(schedule(step)), 0.1,
+        cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, decays)
+    np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_adam_bias_correction_can_be_switched_on():
+    variables = {}
+    for corrected in (False, True):
+        variables[corrected] = keras.Variable(tf.zeros([2]), name="bias")
+        optimizer = optimization.create_optimizer(_cfg(num_warmup_steps=0,
+                                                       adam_bias_correction=corrected))
+        optimization.build_optimizer(optimizer, [variables[corrected]])
+        optimizer.apply([tf.constant([1.0, -1.0])], [variables[corrected]])
+    np.testing.assert_allclose(variables[True].numpy(), [-1e-3, 1e-3], rtol=1e-4)
+    np.testing.assert_allclose(variables[False].numpy(), [-1e-3, 1e-3] / np.sqrt(1e-3) * 0.1,
+                               rtol=1e-4)
 
 
 def test_float16_policy_wraps_optimizer_for_loss_scaling():
