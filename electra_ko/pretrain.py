@@ -341,12 +341,62 @@ def tpu_memory_check(cfg, num_params):
     return estimate
 
 
-def write_config(cfg, model_dir):
-    tf.io.gfile.makedirs(model_dir)
+# What a model_dir's checkpoints are bound to: a run that resumes them must not change it.
+RESUME_FIXED_KEYS = tuple(k for k in config_lib._BERT_CONFIG_KEYS if not k.endswith(
+    "dropout_prob") and k != "initializer_range") + (
+    "generator_hidden_size", "generator_layers", "electra_objective", "embedding_sharing",
+    "untied_generator_embeddings")
+RUN_IDENTITY_FILE = "run_identity.json"  # vocab and shards the checkpoints were trained on
+
+
+def check_resumable(cfg, tokenizer, manifest):
+    """Before anything is written into a model_dir that holds checkpoints: refuse another
+    architecture or vocab (naming the keys or both hashes); other shards only log, since
+    the input restarts at the global step from whatever shards are given."""
+    if not tf.train.latest_checkpoint(cfg.model_dir):
+        return
+    config_path = storage.join(cfg.model_dir, "config.json")
+    if storage.exists(config_path):
+        recorded = json.loads(storage.read_text(config_path))
+        changed = [f"{key}: {recorded.get(key)!r} there, {getattr(cfg, key)!r} now"
+                   for key in RESUME_FIXED_KEYS if key in recorded and recorded[key] != getattr(cfg, key)]
+        if changed:
+            raise config_lib.ConfigError(
+                f"{cfg.model_dir} holds checkpoints of another architecture ({'; '.join(changed)}): "
+                "set the keys back to resume, or give another --model_dir to start a new run")
+    identity_path = storage.join(cfg.model_dir, RUN_IDENTITY_FILE)
+    if not storage.exists(identity_path):
+        return
+    identity = json.loads(storage.read_text(identity_path))
+    if identity.get("vocab_sha256") not in (None, tokenizer.vocab_sha256):
+        raise config_lib.ConfigError(
+            f"{cfg.model_dir} was trained with another vocabulary (vocab sha256 "
+            f"{identity['vocab_sha256'][:12]}... there, {tokenizer.vocab_sha256[:12]}... in "
+            f"{cfg.vocab_file}): its embeddings would be read under new token ids. Use that "
+            "vocabulary to resume, or give another --model_dir (or delete this one) to start over")
+    if identity.get("shards") != shards_identity(cfg, manifest):
+        logging.warning("the pretraining shards changed since %s was last trained (%s then, %s "
+                        "now): continuing from its newest checkpoint with the new shards",
+                        cfg.model_dir, identity.get("shards"), shards_identity(cfg, manifest))
+
+
+def shards_identity(cfg, manifest):
+    """Where the shards are and what the manifest says about them (examples, seed, ...)."""
+    return {"path": cfg.pretrain_tfrecords, "examples": manifest.get("examples"),
+            "seed": manifest.get("seed"), "num_shards": manifest.get("num_shards")}
+
+
+def write_config(cfg, model_dir, tokenizer=None, manifest=None):
+    """The resolved config (`config.json`) and, with a tokenizer, the vocab and shards the
+    run trains on (`run_identity.json`)."""
+    storage.makedirs(model_dir)
     text = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
-    with tf.io.gfile.GFile(os.path.join(model_dir, "config.json") if "://" not in model_dir
-                           else model_dir + "/config.json", "w") as f:
-        f.write(text + "\n")
+    storage.write_text(storage.join(model_dir, "config.json"), text + "\n")
+    if tokenizer is not None:
+        identity = {"vocab_sha256": tokenizer.vocab_sha256, "vocab_size": tokenizer.vocab_size,
+                    "shards": shards_identity(cfg, manifest or {})}
+        storage.write_text(storage.join(model_dir, RUN_IDENTITY_FILE),
+                           json.dumps(identity, indent=2, sort_keys=True) + "\n")
     return text
 
 
@@ -385,8 +435,9 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
                 **({"tpu_memory": memory} if memory else {})}
     if shards is None:
         raise data_lib.DataError("no pretraining data: give --pretrain_tfrecords or --data_dir")
-    write_config(cfg, cfg.model_dir)
     files, compression, manifest = shards
+    check_resumable(cfg, tokenizer, manifest)
+    write_config(cfg, cfg.model_dir, tokenizer, manifest)
     train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
     objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids,
                                                     _continuation_table(cfg, tokenizer))

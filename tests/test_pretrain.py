@@ -598,3 +598,50 @@ def test_start_from_checkpoint_then_resume_is_exact(corpus_dir, exported_pair, t
     assert a.keys() == b.keys() and len(a) > 20
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+# ------------------------------------------------------------------ resuming safely
+
+def _copy_of(model_dir, tmp_path):
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    return target
+
+
+def test_resume_with_another_architecture_is_refused_before_writing(corpus_dir, trained_model_dir,
+                                                                     tmp_path):
+    model_dir = _copy_of(trained_model_dir, tmp_path)
+    before = (model_dir / "config.json").read_text()
+    with pytest.raises(config.ConfigError, match=r"another architecture \(hidden_size: 16 there, "
+                                                 r"24 now; embedding_size: 16 there, 24 now\)"):
+        pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=6, hidden_size=24,
+                          embedding_size=24))
+    assert (model_dir / "config.json").read_text() == before
+
+
+def test_resume_with_another_vocab_of_the_same_size_is_refused(corpus_dir, trained_model_dir,
+                                                               tmp_path):
+    model_dir = _copy_of(trained_model_dir, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"word{i}" for i in range(59)]
+    (other / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    tokenizer = vocab.load_tokenizer(str(other / "vocab.txt"))
+    write_shards(str(other / "shards"), num_shards=3, per_shard=16, seq_len=SEQ,
+                 vocab_size=tokenizer.vocab_size, vocab_sha256=tokenizer.vocab_sha256)
+    cfg = _cfg(corpus_dir, model_dir, num_train_steps=6, vocab_file=str(other / "vocab.txt"),
+               pretrain_tfrecords=str(other / "shards"))
+    with pytest.raises(config.ConfigError, match="trained with another vocabulary .* start over"):
+        pretrain.run(cfg)
+
+
+def test_resume_with_rebuilt_shards_continues_with_a_warning(corpus_dir, trained_model_dir,
+                                                             tmp_path, caplog):
+    model_dir = _copy_of(trained_model_dir, tmp_path)
+    tokenizer = vocab.load_tokenizer(str(corpus_dir / "vocab.txt"))
+    write_shards(str(tmp_path / "rebuilt"), num_shards=2, per_shard=20, seq_len=SEQ, seed=5,
+                 vocab_size=tokenizer.vocab_size, vocab_sha256=tokenizer.vocab_sha256)
+    summary = pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=6,
+                                pretrain_tfrecords=str(tmp_path / "rebuilt")), stop_at=5)
+    assert summary["step"] == 5
+    assert "pretraining shards changed" in caplog.text
