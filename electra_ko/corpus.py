@@ -364,6 +364,17 @@ def _process_line(line, options, dedup, stats, writer):
             writer.write(sentence)
 
 
+def check_output_is_not_an_input(output, paths):
+    """Refuse an output that would replace one of the raw inputs (or its stats file)."""
+    def same(path):
+        return path if storage.is_gcs(path) else os.path.realpath(path)
+    targets = {same(output), same(output + ".stats.json")}
+    clash = [path for path in paths if same(path) in targets]
+    if clash:
+        raise CorpusError(f"--output {output} is also an input ({clash[0]}): writing it would "
+                          "replace the raw corpus; choose another output path")
+
+
 def prepare_corpus(inputs, output, options=CorpusOptions()):
     """Clean and split `inputs` (paths, globs) into `output`; returns the stats dict.
 
@@ -372,6 +383,7 @@ def prepare_corpus(inputs, output, options=CorpusOptions()):
     """
     started = time.time()
     paths = expand_inputs(inputs)
+    check_output_is_not_an_input(output, paths)
     stats = CorpusStats(inputs=paths, output=output)
     dedup = Deduplicator(options.dedup_max_entries) if options.dedup else None
     with _output_writer(output) as handle, \

@@ -280,6 +280,16 @@ def test_missing_inputs_are_named(tmp_path):
         corpus.expand_inputs([" , "])
 
 
+def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, monkeypatch):
+    raw = tmp_path / "raw.txt"
+    raw.write_text("첫 번째 문장입니다. 두 번째 문장입니다.\n", encoding="utf-8")
+    for output, inputs in ((str(raw), [str(raw)]), ("raw.txt", [str(tmp_path / "*.txt")])):
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(corpus.CorpusError, match="is also an input .*raw.txt"):
+            corpus.prepare_corpus(inputs, output)
+    assert raw.read_text(encoding="utf-8") == "첫 번째 문장입니다. 두 번째 문장입니다.\n"
+
+
 def test_missing_column_and_field_are_named(tmp_path):
     table = write(tmp_path / "t.tsv", "id\ttext\n1\t좋다\n")
     expected = r"t\.tsv: no column 'document' \(columns: \['id', 'text'\]\)"
