@@ -36,10 +36,13 @@ saves a checkpoint of the current step within about `stop_check_secs` and exits 
 75 (`training.EXIT_PREEMPTED`); re-running the same command resumes exactly. A NaN/Inf loss
 stops the run; the newest checkpoint is the last good one.
 """
+import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import time
 import tempfile
 
 from electra_ko import environment
@@ -55,6 +58,7 @@ from electra_ko import data as data_lib  # noqa: E402
 from electra_ko import masking, modeling  # noqa: E402
 from electra_ko import optimization, randomness, storage, warm_start  # noqa: E402
 from electra_ko import tpu as tpu_lib  # noqa: E402
+from electra_ko import training  # noqa: E402
 from electra_ko.checkpoints import CheckpointError  # noqa: E402
 from electra_ko.training import (EXIT_PREEMPTED, Task, Trainer, TrainingError,  # noqa: E402
                                  create_strategy)
@@ -386,6 +390,73 @@ def shards_identity(cfg, manifest):
             "seed": manifest.get("seed"), "num_shards": manifest.get("num_shards")}
 
 
+LOCK_FILE = "RUNNING.lock"  # in a model_dir while a run trains into it
+
+
+class ModelDirLock:
+    """`model_dir/RUNNING.lock` for the life of a run, so a second run into the same folder
+    stops at once instead of overwriting the first one's checkpoints. A lock left by a
+    killed run on this machine (its process is gone) is broken with a log line; any other
+    is broken by deleting the file, as the error says."""
+
+    def __init__(self, model_dir):
+        self.path = storage.join(model_dir, LOCK_FILE)
+        self.held = False
+
+    def __enter__(self):
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        for _ in range(2):
+            if storage.create_exclusive(self.path, json.dumps(owner)):
+                self.held = True
+                return self
+            if not self._break_if_stale():
+                break
+        holder = self._holder()
+        raise config_lib.ConfigError(
+            f"another run is training into this model_dir (pid {holder.get('pid')} on "
+            f"{holder.get('host')}, see {self.path}): give another --model_dir, or if that run "
+            f"is dead, delete {self.path}")
+
+    def __exit__(self, *_):
+        if self.held:
+            storage.remove(self.path)
+
+    def _holder(self):
+        try:
+            return json.loads(storage.read_text(self.path))
+        except (OSError, ValueError):
+            return {}
+
+    def _break_if_stale(self):
+        holder = self._holder()
+        if holder.get("host") != socket.gethostname() or _process_alive(holder.get("pid")):
+            return False
+        logging.warning("breaking the stale lock %s of a run that is gone (pid %s)", self.path,
+                        holder.get("pid"))
+        storage.remove(self.path)
+        return True
+
+
+def model_dir_lock(model_dir, strategy):
+    """The lock a run holds on its model_dir: taken by the chief alone (other workers write
+    under model_dir/.worker-N), and not on a multi-host TPU, whose hosts all run as chief."""
+    multi_host_tpu = training.is_tpu(strategy) and strategy.extended.num_hosts > 1
+    if not training.is_chief(strategy) or multi_host_tpu:
+        return contextlib.nullcontext()
+    storage.makedirs(model_dir)
+    return ModelDirLock(model_dir)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_config(cfg, model_dir, tokenizer=None, manifest=None):
     """The resolved config (`config.json`) and, with a tokenizer, the vocab and shards the
     run trains on (`run_identity.json`)."""
@@ -436,38 +507,39 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     if shards is None:
         raise data_lib.DataError("no pretraining data: give --pretrain_tfrecords or --data_dir")
     files, compression, manifest = shards
-    check_resumable(cfg, tokenizer, manifest)
-    write_config(cfg, cfg.model_dir, tokenizer, manifest)
-    train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
-    objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids,
-                                                    _continuation_table(cfg, tokenizer))
-    shard_sizes = data_lib.shard_example_counts(manifest, train_files, compression)
+    with model_dir_lock(cfg.model_dir, strategy):
+        check_resumable(cfg, tokenizer, manifest)
+        write_config(cfg, cfg.model_dir, tokenizer, manifest)
+        train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
+        objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids,
+                                                        _continuation_table(cfg, tokenizer))
+        shard_sizes = data_lib.shard_example_counts(manifest, train_files, compression)
 
-    def make_dataset(step):
-        return data_lib.distributed_dataset(strategy, train_files, cfg.train_batch_size,
-                                            cfg.max_seq_length, compression, True, cfg.seed,
-                                            counts=shard_sizes, first_step=step)
-    trainer = Trainer(strategy, cfg, electra_task(cfg, model, objective), make_dataset,
-                      cfg.model_dir, precision,
-                      data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
-    if init:
-        start_from(init, trainer, model)
-    trainer.restore()
-    signal.signal(signal.SIGTERM, trainer.request_stop)
-    step = trainer.train(stop_at=stop_at)
-    summary = {"step": step, "parameters": counts}
-    if trainer.stop_requested:
-        print(f"preempted at step {step}: checkpoint saved in {cfg.model_dir}; re-run the same "
-              f"command to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr, flush=True)
-        return dict(summary, preempted=True)
-    if step < cfg.num_train_steps:
+        def make_dataset(step):
+            return data_lib.distributed_dataset(strategy, train_files, cfg.train_batch_size,
+                                                cfg.max_seq_length, compression, True, cfg.seed,
+                                                counts=shard_sizes, first_step=step)
+        trainer = Trainer(strategy, cfg, electra_task(cfg, model, objective), make_dataset,
+                          cfg.model_dir, precision,
+                          data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
+        if init:
+            start_from(init, trainer, model)
+        trainer.restore()
+        signal.signal(signal.SIGTERM, trainer.request_stop)
+        step = trainer.train(stop_at=stop_at)
+        summary = {"step": step, "parameters": counts}
+        if trainer.stop_requested:
+            print(f"preempted at step {step}: checkpoint saved in {cfg.model_dir}; re-run the same "
+                  f"command to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr, flush=True)
+            return dict(summary, preempted=True)
+        if step < cfg.num_train_steps:
+            return summary
+        if cfg.do_eval:
+            summary["eval"] = _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files)
+        if trainer.chief:
+            summary["exported"] = export_towers(model, cfg.vocab_file, cfg.model_dir,
+                                                cfg.max_seq_length)
         return summary
-    if cfg.do_eval:
-        summary["eval"] = _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files)
-    if trainer.chief:
-        summary["exported"] = export_towers(model, cfg.vocab_file, cfg.model_dir,
-                                            cfg.max_seq_length)
-    return summary
 
 
 def read_init_checkpoint(cfg, tokenizer):

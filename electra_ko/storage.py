@@ -223,3 +223,23 @@ def final_path(path, staged_dir, output_dir):
     """Where ``path``, written under ``staged_dir``, lands under ``output_dir``."""
     relative = os.path.relpath(path, staged_dir).replace(os.sep, "/")
     return output_dir if relative == "." else join(output_dir, relative)
+
+
+def create_exclusive(path, text):
+    """Write ``text`` to ``path`` only if it does not exist yet; False if it does. Atomic on
+    local disks (O_EXCL) and on GCS (an upload conditional on no live object)."""
+    if is_gcs(path):
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            _blob(path).upload_from_string(text.encode("utf-8"), if_generation_match=0)
+        except PreconditionFailed:
+            return False
+        return True
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return True

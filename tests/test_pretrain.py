@@ -645,3 +645,20 @@ def test_resume_with_rebuilt_shards_continues_with_a_warning(corpus_dir, trained
                                 pretrain_tfrecords=str(tmp_path / "rebuilt")), stop_at=5)
     assert summary["step"] == 5
     assert "pretraining shards changed" in caplog.text
+
+
+def test_second_run_into_a_busy_model_dir_stops_and_a_stale_lock_is_broken(corpus_dir, tmp_path,
+                                                                          caplog):
+    lock = tmp_path / pretrain.LOCK_FILE
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    cfg = _cfg(corpus_dir, tmp_path, num_train_steps=2)
+    with pytest.raises(config.ConfigError, match=rf"another run is training into this model_dir "
+                                                 rf"\(pid {os.getpid()} .*delete .*RUNNING.lock"):
+        pretrain.run(cfg)
+    assert not (tmp_path / "config.json").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead)}))
+    assert pretrain.run(cfg)["step"] == 2
+    assert "breaking the stale lock" in caplog.text
+    assert not lock.exists()  # released at the end
