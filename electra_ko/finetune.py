@@ -357,7 +357,9 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
     spec = prepared.splits.spec
     strategy, device_kind = create_strategy(cfg)
     seeds = list(seeds) or [cfg.seed]
-    with storage.staged_output(cfg.output_dir) as out:  # a local folder, uploaded for gs://
+    # written aside and published at the end, results.json last: a killed re-run never
+    # leaves a new model beside old results (and gs:// outputs are uploaded from there)
+    with storage.staged_output(cfg.output_dir, last=(RESULTS_FILE,)) as out:
         runs, best = run_seeds(prepared, seeds, strategy, device_kind, out)
         weights_path = save_model(os.path.join(out, MODEL_DIR), best["runner"].model, cfg, spec)
         model_record = {"path": storage.final_path(weights_path, out, cfg.output_dir),

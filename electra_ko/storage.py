@@ -192,31 +192,54 @@ def download_dir(path, local_dir):
 
 
 @contextlib.contextmanager
-def staged_output(output_dir):
-    """A local folder standing for ``output_dir``, for writers that only write locally:
-    ``output_dir`` itself when it is local, else a temporary folder whose files are
-    uploaded under ``output_dir`` (sub-folders too) when the block finishes without error.
-    Nothing named ``gs:`` ever appears on local disk."""
-    if not is_gcs(output_dir):
-        os.makedirs(output_dir, exist_ok=True)
-        yield output_dir
+def staged_output(output_dir, last=()):
+    """A local folder to write ``output_dir``'s files into, published only when the block
+    finishes without error, so a killed or failed run never leaves new files beside old
+    ones: for gs://, a temporary folder uploaded file by file (sub-folders too); locally,
+    a hidden sibling folder whose entries then replace ``output_dir``'s of the same name,
+    the names in ``last`` (e.g. results.json) removed first and published last. Nothing
+    named ``gs:`` ever appears on local disk."""
+    if is_gcs(output_dir):
+        with tempfile.TemporaryDirectory() as local:
+            yield local
+            upload_dir(local, output_dir, last)
         return
-    with tempfile.TemporaryDirectory() as local:
-        yield local
-        upload_dir(local, output_dir)
+    output_dir = os.path.abspath(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.", suffix=".tmp",
+                               dir=os.path.dirname(output_dir))
+    try:
+        yield staging
+        _publish_local(staging, output_dir, last)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-def upload_dir(local_dir, target):
-    """Copy every file under ``local_dir`` to the same relative path under ``target``."""
-    for root, _, names in os.walk(local_dir):
-        for name in sorted(names):
-            relative = os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
-            destination = join(target, relative)
-            if is_gcs(destination):
-                _blob(destination).upload_from_filename(os.path.join(root, name), retry=_retry())
-            else:
-                os.makedirs(os.path.dirname(destination), exist_ok=True)
-                shutil.copyfile(os.path.join(root, name), destination)
+def _publish_local(staging, output_dir, last):
+    for name in last:
+        if os.path.exists(os.path.join(output_dir, name)):
+            os.remove(os.path.join(output_dir, name))
+    names = sorted(os.listdir(staging), key=lambda name: name in last)
+    for name in names:
+        target = os.path.join(output_dir, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        os.replace(os.path.join(staging, name), target)
+
+
+def upload_dir(local_dir, target, last=()):
+    """Copy every file under ``local_dir`` to the same relative path under ``target``;
+    the top-level names in ``last`` go last."""
+    files = sorted((os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
+                    for root, _, names in os.walk(local_dir) for name in names),
+                   key=lambda relative: relative in last)
+    for relative in files:
+        destination, source = join(target, relative), os.path.join(local_dir, relative)
+        if is_gcs(destination):
+            _blob(destination).upload_from_filename(source, retry=_retry())
+        else:
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            shutil.copyfile(source, destination)
 
 
 def final_path(path, staged_dir, output_dir):

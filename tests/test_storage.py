@@ -98,3 +98,24 @@ def test_join_and_is_gcs():
 def test_gcs_path_without_bucket_is_rejected():
     with pytest.raises(ValueError, match="bucket"):
         storage.read_text("gs:///key")
+
+
+def test_staged_output_publishes_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text("old")
+    (out / "model").mkdir()
+    (out / "model" / "stale.bin").write_text("old")
+    with pytest.raises(RuntimeError):
+        with storage.staged_output(str(out), last=("results.json",)) as stage:
+            os.makedirs(os.path.join(stage, "model"))
+            open(os.path.join(stage, "model", "weights.bin"), "w").write("new")
+            raise RuntimeError("killed before results.json")
+    assert (out / "results.json").read_text() == "old" and (out / "model" / "stale.bin").exists()
+    with storage.staged_output(str(out), last=("results.json",)) as stage:
+        os.makedirs(os.path.join(stage, "model"))
+        open(os.path.join(stage, "model", "weights.bin"), "w").write("new")
+        open(os.path.join(stage, "results.json"), "w").write("new")
+    assert (out / "results.json").read_text() == "new"
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["weights.bin"]  # replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left
