@@ -473,6 +473,11 @@ def task_from_flags(fv) -> tasks.TaskSpec:
     return tasks.get_task(fv.task).with_files(fv.train_file, fv.eval_file, fv.test_file)
 
 
+def checkpoint_exists(path):
+    """A folder, file or TF checkpoint prefix (`path.index`) at `path`, local or gs://."""
+    return storage.exists(path) or tf.io.gfile.exists(path + ".index")
+
+
 def default_vocab(fv):
     """--vocab, else the vocabulary stored next to the initial checkpoint."""
     if fv.vocab:
@@ -495,6 +500,9 @@ def run_from_flags(fv, command=None) -> dict:
     if not fv.task:
         raise FinetuneError("--task is required")
     spec = task_from_flags(fv)
+    if fv.init_checkpoint and not checkpoint_exists(fv.init_checkpoint):
+        raise FinetuneError(f"--init_checkpoint {fv.init_checkpoint} not found (expected a "
+                            "Hugging Face folder, a pretraining model_dir or a TF checkpoint)")
     if fv.model_config and fv.init_checkpoint:
         logging.warning("--model_config %s ignored: the architecture comes from "
                         "--init_checkpoint %s", fv.model_config, fv.init_checkpoint)

@@ -410,3 +410,11 @@ def test_outputs_and_init_checkpoint_on_gcs(nsmc_run, gcs_emulator, tmp_path, mo
     assert recorded["init_checkpoint"]["sha256"] == first["model"]["sha256"]
     assert recorded["final"] == second["final"]
     assert not (tmp_path / "gs:").exists()
+
+
+def test_missing_init_checkpoint_is_reported_before_anything_else(tmp_path):
+    fv = parse_flags(["--task", "nsmc", "--data_dir", str(tmp_path),
+                      "--init_checkpoint", str(tmp_path / "no_such_model"),
+                      "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(finetune.FinetuneError, match=r"--init_checkpoint .*no_such_model not found"):
+        finetune.run_from_flags(fv)
