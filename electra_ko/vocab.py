@@ -371,7 +371,7 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCA
                            "shuffle_input_sentence": shuffle_input_sentence}
         tokens, model_proto = train_sentencepiece(training, vocab_size, reserved,
                                                   do_lower_case, **trainer_options)
-    built = _write_vocab_files(output_dir, tokens, model_proto, do_lower_case)
+    built = _tokenizer_from(tokens, model_proto, do_lower_case, output_dir)
     if built.vocab_size < vocab_size:
         logging.warning("the corpus yields only %d tokens of the %d asked for (corpus too "
                         "small or --min_frequency too high)", built.vocab_size, vocab_size)
@@ -392,8 +392,7 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCA
         "report": report,
         "build_seconds": round(time.time() - started, 1),
     }
-    storage.write_text(storage.join(output_dir, META_FILE),
-                       json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    _publish_vocab_files(output_dir, tokens, model_proto, meta)
     return meta
 
 
@@ -418,19 +417,31 @@ def _log_bad_lines(bad_lines):
         logging.warning("skipped %d line(s) that are not UTF-8, e.g. %s", len(bad_lines), shown)
 
 
-def _write_vocab_files(output_dir, tokens, model_proto, do_lower_case):
-    """Write vocab.txt (and spm.model) atomically; return the tokenizer they define."""
-    storage.makedirs(output_dir)
-    vocab_bytes = "".join(token + "\n" for token in tokens).encode("utf-8")
-    with storage.atomic_writer(storage.join(output_dir, VOCAB_FILE), binary=True) as f:
-        f.write(vocab_bytes)
+def _vocab_bytes(tokens):
+    return "".join(token + "\n" for token in tokens).encode("utf-8")
+
+
+def _tokenizer_from(tokens, model_proto, do_lower_case, output_dir):
+    """The tokenizer the new files will define, before any of them is written."""
     special_ids = _special_ids(tokens, output_dir)
+    vocab_sha256 = sha256_hex(_vocab_bytes(tokens))
     if model_proto is None:
-        return WordPieceTokenizer(tokens, special_ids, sha256_hex(vocab_bytes), do_lower_case)
-    with storage.atomic_writer(storage.join(output_dir, SPM_FILE), binary=True) as f:
-        f.write(model_proto)
-    return SentencePieceTokenizer(tokens, special_ids, sha256_hex(vocab_bytes), do_lower_case,
-                                  model_proto)
+        return WordPieceTokenizer(tokens, special_ids, vocab_sha256, do_lower_case)
+    return SentencePieceTokenizer(tokens, special_ids, vocab_sha256, do_lower_case, model_proto)
+
+
+def _publish_vocab_files(output_dir, tokens, model_proto, meta):
+    """spm.model, vocab_meta.json, then vocab.txt, each atomically. A build killed part way
+    never leaves a vocab.txt that loads: there is none yet, or the old one, which the new
+    vocab_meta.json's sha256 (or the new spm.model's pieces) refuses."""
+    storage.makedirs(output_dir)
+    if model_proto is not None:
+        with storage.atomic_writer(storage.join(output_dir, SPM_FILE), binary=True) as f:
+            f.write(model_proto)
+    storage.write_text(storage.join(output_dir, META_FILE),
+                       json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    with storage.atomic_writer(storage.join(output_dir, VOCAB_FILE), binary=True) as f:
+        f.write(_vocab_bytes(tokens))
 
 
 # --------------------------------------------------------------------------- CLI

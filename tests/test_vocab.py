@@ -290,3 +290,44 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
     result = run_cli("--input", str(tmp_path / "absent.txt"), "--output_dir", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: input not found: {tmp_path / 'absent.txt'}"
+
+
+@pytest.mark.parametrize("over_old_build", [False, True])
+@pytest.mark.parametrize("kind", ["wordpiece", "sentencepiece"])
+@pytest.mark.parametrize("killed_at", ["spm.model", "vocab_meta.json", "vocab.txt"])
+def test_a_build_killed_between_files_leaves_no_loadable_vocab(tmp_path, monkeypatch, kind,
+                                                               killed_at, over_old_build):
+    """A fresh folder is refused (before: a vocab.txt without its meta loaded silently as
+    cased WordPiece); over an older build, the old build stays intact or is refused."""
+    if kind == "wordpiece" and killed_at == "spm.model":
+        pytest.skip("WordPiece writes no spm.model")
+    old_size, new_size = (120, 150) if kind == "wordpiece" else (63, 66)
+    old_sha = None
+    if over_old_build:
+        build(tmp_path, tokenizer=kind, vocab_size=old_size, min_frequency=1)
+        old_sha = vocab.load_tokenizer(tmp_path / "out").vocab_sha256
+    real_writer, real_write_text = vocab.storage.atomic_writer, vocab.storage.write_text
+
+    def killing_writer(path, *args, **kwargs):
+        if str(path).endswith(killed_at):
+            raise KeyboardInterrupt(f"killed while writing {killed_at}")
+        return real_writer(path, *args, **kwargs)
+
+    def killing_write_text(path, text):
+        if str(path).endswith(killed_at):
+            raise KeyboardInterrupt(f"killed while writing {killed_at}")
+        return real_write_text(path, text)
+    monkeypatch.setattr(vocab.storage, "atomic_writer", killing_writer)
+    monkeypatch.setattr(vocab.storage, "write_text", killing_write_text)
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, tokenizer=kind, vocab_size=new_size, min_frequency=1)
+    monkeypatch.undo()
+    if not over_old_build:
+        with pytest.raises(vocab.VocabError, match="not found"):
+            vocab.load_tokenizer(tmp_path / "out")
+        return
+    try:
+        tok = vocab.load_tokenizer(tmp_path / "out")
+    except vocab.VocabError:
+        return  # refused: fine
+    assert tok.vocab_sha256 == old_sha and tok.vocab_size == old_size  # the old build, intact
