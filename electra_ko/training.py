@@ -188,6 +188,7 @@ class Trainer:
         self._loop_fn = tf.function(self._train_loop)
         self.stop_requested = False
         self._traced, self._seconds_per_step = False, None
+        self._loss_scaled = precision == "mixed_float16"
 
     # --- device side
 
@@ -225,6 +226,8 @@ class Trainer:
         """Replica-sums of `loss` and `steps` are per-step global values; of the rest, counts."""
         share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
         finite = tf.math.is_finite(tf.cast(loss, tf.float32))
+        if not self._loss_scaled:  # float16 loss scaling skips steps with Inf gradients itself
+            finite &= tf.math.is_finite(tf.cast(grad_norm, tf.float32))
         self.sums.add(dict(sums, loss=loss, steps=share, grad_norm=grad_norm * share,
                            nonfinite=1.0 - tf.cast(finite, tf.float32)))
 
@@ -345,7 +348,8 @@ class Trainer:
         sums = self.sums.read()
         if sums["nonfinite"] > 0:
             raise TrainingError(
-                f"loss became NaN or Inf between steps {step - n} and {step}; stopping. "
+                f"loss or gradients became NaN or Inf between steps {step - n} and {step}; "
+                "stopping before saving. "
                 f"The last good checkpoint is {self.manager.latest_checkpoint or '(none)'}. "
                 "Lower learning_rate, check the data or use mixed_precision=float32.")
         metrics = self._summarize(sums)

@@ -210,6 +210,24 @@ def test_nan_loss_stops_with_clear_message_keeping_last_checkpoint(corpus_dir, t
     assert trainer.manager.latest_checkpoint.endswith("ckpt-4")
 
 
+def test_nan_gradients_under_a_finite_loss_stop_before_a_bad_checkpoint(corpus_dir, tmp_path):
+    """Step 5's gradients are NaN while its loss is finite: no ckpt-5 of NaN weights."""
+    trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=8, iterations_per_loop=1,
+                                save_checkpoints_steps=5, keep_checkpoint_max=5)
+    trainer.train(stop_at=4)
+    base = trainer.task.loss_fn
+
+    def nan_gradients(features, seed, training):  # sqrt'(0) = Inf: the loss stays finite
+        loss, sums = base(features, seed, training)
+        return loss + tf.sqrt(tf.abs(trainer.task.model.out.bias[0]) * 0.0), sums
+    trainer.task = training.Task(trainer.task.model, nan_gradients, lambda sums: {}, {})
+    trainer._grad_fn = tf.function(trainer._loss_and_grads)
+    trainer._loop_fn = tf.function(trainer._train_loop)
+    with pytest.raises(training.TrainingError, match=r"NaN or Inf between steps 4 and 5.*ckpt-4"):
+        trainer.train()
+    assert trainer.manager.latest_checkpoint.endswith("ckpt-4")
+
+
 def test_corrupt_shard_during_training_is_named(tmp_path, corpus_dir):
     shards = tmp_path / "shards"
     write_shards(str(shards), num_shards=2, per_shard=16, seq_len=SEQ)
