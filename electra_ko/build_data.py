@@ -92,6 +92,23 @@ def plan_shards(files, num_shards):
     return [_ranges_between(files, bounds[k], bounds[k + 1]) for k in range(num_shards)]
 
 
+def plan_nonempty_shards(files, requested):
+    """`plan_shards` with at most `requested` shards and no empty one: a corpus with fewer
+    documents than shards gets fewer shards (said on stderr), never empty files that
+    would starve a host or an evaluation."""
+    num_shards = requested
+    while True:
+        plans = plan_shards(files, num_shards)
+        filled = sum(1 for plan in plans if plan)
+        if filled == num_shards:
+            break
+        num_shards = filled
+    if num_shards < requested:
+        print(f"build_data: --num_shards {requested} capped to {num_shards}: the corpus has "
+              f"too few documents for more non-empty shards", file=sys.stderr)
+    return plans
+
+
 def _next_document_start(f, offset, size):
     """Offset of the first line after a blank line at or after ``offset`` (or ``size``)."""
     if offset == 0:
@@ -316,6 +333,8 @@ def build(args, command):
         raise BuildError(f"--max_seq_length {args.max_seq_length} is too short (needs >= 5)")
     tokenizer = vocab.load_tokenizer(args.vocab)
     files = corpus_files(args.corpus)
+    plans = plan_nonempty_shards(files, args.num_shards)
+    args.num_shards = len(plans)
     compression = tfrecord.GZIP if args.gzip else ""
     settings = {"max_seq_length": args.max_seq_length, "seed": args.seed,
                 "vocab_sha256": tokenizer.vocab_sha256, "vocab_size": tokenizer.vocab_size,
@@ -329,7 +348,6 @@ def build(args, command):
         print(f"build_data: all {args.num_shards} shards in {args.output_dir} are already complete",
               file=sys.stderr)
         return json.loads(storage.read_text(manifest_path))
-    plans = plan_shards(files, args.num_shards)
     job = {"max_seq_length": args.max_seq_length, "seed": args.seed, "num_shards": args.num_shards,
            "compression": compression, "output_dir": args.output_dir, "vocab": args.vocab}
     if done:

@@ -327,3 +327,14 @@ def test_undecodable_line_is_reported_skipped_and_counted(tmp_path, vocab_dir, c
     build(str(good), vocab_dir, tmp_path / "good_out", num_shards=1)
     assert list(shard_bytes(str(tmp_path / "out")).values()) == \
         list(shard_bytes(str(tmp_path / "good_out")).values())
+
+
+def test_more_shards_than_documents_are_capped_never_empty(tmp_path, vocab_dir, capsys):
+    corpus = tmp_path / "two_docs.txt"
+    corpus.write_text("영화가 정말 좋았다\n배우도 좋았다\n\n음악이 지루했다\n장면이 아쉬웠다\n",
+                      encoding="utf-8")
+    manifest = build(str(corpus), vocab_dir, tmp_path / "out", num_shards=5)
+    count = manifest["num_shards"]
+    assert 1 <= count <= 2 and len(shard_bytes(tmp_path / "out")) == count
+    assert all(entry["examples"] > 0 for entry in manifest["shards"])
+    assert f"--num_shards 5 capped to {count}" in capsys.readouterr().err
