@@ -69,6 +69,7 @@ class CorpusOptions:
     dedup_max_entries: int = 10_000_000
     split: bool = True
     split_min_chars: int = 0
+    max_undecodable_share: float = 0.05
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -77,6 +78,8 @@ class CorpusOptions:
             raise CorpusError(f"phone must be one of {PHONE_MODES}, got {self.phone!r}")
         if self.max_repeat < 0 or self.min_chars < 0 or self.dedup_max_entries < 0:
             raise CorpusError("max_repeat, min_chars and dedup_max_entries must be >= 0")
+        if not 0 <= self.max_undecodable_share <= 1:
+            raise CorpusError("max_undecodable_share must be between 0 and 1")
 
 
 # ----------------------------------------------------------------------------- cleaning
@@ -192,15 +195,19 @@ def input_format(path, options):
 def read_input(path, options, stats, progress):
     """Yield the raw lines of one input file, with DOCUMENT_BREAK after each document."""
     kind = input_format(path, options)
+    lines = _decoded_lines(path, stats, progress, options.max_undecodable_share)
     if kind == "text":
-        return _read_text(path, stats, progress)
+        return _read_text(lines)
     if kind == "jsonl":
-        return _read_jsonl(path, options.text_field, stats, progress)
+        return _read_jsonl(path, lines, options.text_field, stats)
     return _read_table(path, options.column, "\t" if kind == "tsv" else ",", stats, progress)
 
 
-def _decoded_lines(path, stats, progress):
-    """(line number, text) for each UTF-8 line; undecodable lines are skipped and counted."""
+def _decoded_lines(path, stats, progress, max_bad_share):
+    """(line number, text) for each UTF-8 line; undecodable lines are skipped and counted.
+    A file with more than `max_bad_share` of them (a binary or an archive matched by a
+    glob) is an error, checked after its first 1000 lines and at its end."""
+    bad = lineno = 0
     with storage.open_read(path, binary=True) as handle:
         for lineno, raw in enumerate(handle, 1):
             progress.advance(len(raw))
@@ -209,18 +216,33 @@ def _decoded_lines(path, stats, progress):
             except UnicodeDecodeError as error:
                 _skip(stats, "undecodable_lines", f"{path}:{lineno}",
                       f"bytes that are not UTF-8 at column {error.start + 1}")
+                bad += 1
                 continue
+            finally:
+                if lineno == _EARLY_DECODE_CHECK_LINES:
+                    _check_decodable(path, bad, lineno, max_bad_share)
             yield lineno, line.lstrip("\ufeff") if lineno == 1 else line
+        _check_decodable(path, bad, lineno, max_bad_share)
 
 
-def _read_text(path, stats, progress):
-    for _, line in _decoded_lines(path, stats, progress):
+_EARLY_DECODE_CHECK_LINES = 1000
+
+
+def _check_decodable(path, bad, lines, max_bad_share):
+    if lines and bad / lines > max_bad_share:
+        raise CorpusError(f"{path}: {bad} of its first {lines} lines are not UTF-8 text "
+                          f"(more than {max_bad_share:.0%}): is it a binary or compressed file? "
+                          "Remove it from --input (or raise --max_undecodable_share)")
+
+
+def _read_text(lines):
+    for _, line in lines:
         yield line.rstrip("\r\n") if line.strip() else DOCUMENT_BREAK
     yield DOCUMENT_BREAK
 
 
-def _read_jsonl(path, text_field, stats, progress):
-    for lineno, line in _decoded_lines(path, stats, progress):
+def _read_jsonl(path, lines, text_field, stats):
+    for lineno, line in lines:
         if not line.strip():
             continue
         try:
@@ -461,6 +483,8 @@ def define_flags():
                          "Distinct sentences remembered for de-duplication (~80 bytes each); "
                          "past the cap new sentences are no longer remembered.")
     flags.DEFINE_bool("split", defaults.split, "Split lines into sentences.")
+    flags.DEFINE_float("max_undecodable_share", defaults.max_undecodable_share,
+                       "Stop when more than this share of a file's lines are not UTF-8.")
     flags.DEFINE_integer("split_min_chars", defaults.split_min_chars,
                          "Only split lines longer than this (0: split every line).")
     flags.mark_flags_as_required(["input", "output"])

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
 import time
@@ -252,13 +253,28 @@ def test_globs_and_comma_separated_inputs(tmp_path):
 
 
 def test_undecodable_lines_are_skipped_counted_and_reported(tmp_path, caplog):
-    source = write(tmp_path / "mixed.txt", "좋은 줄이다\n".encode() + b"\xff\xfe broken\n"
-                   + "다음 줄이다\n".encode())
+    good = "".join(f"좋은 줄 {i}번이다\n" for i in range(30)).encode()
+    source = write(tmp_path / "mixed.txt", "좋은 줄이다\n".encode() + b"\xff\xfe broken\n" + good)
     caplog.set_level(logging.WARNING)
     stats = corpus.prepare_corpus([source], str(tmp_path / "out.txt"))
-    assert read(tmp_path / "out.txt") == "좋은 줄이다\n다음 줄이다\n"
+    assert read(tmp_path / "out.txt").splitlines()[:2] == ["좋은 줄이다", "좋은 줄 0번이다"]
     assert stats["skipped"] == {"undecodable_lines": 1}
     assert f"{source}:2: bytes that are not UTF-8 at column 1" in caplog.text
+
+
+@pytest.mark.parametrize("lines", [3, 5000])
+def test_a_mostly_undecodable_file_stops_the_run_naming_it(tmp_path, lines):
+    """A binary matched by a glob is not 'cleaned' into garbage (checked early in big files)."""
+    rng = random.Random(lines)
+    binary = b"".join(bytes([0xff, rng.randrange(0x80, 0xff)]) + b" x\n" for _ in range(lines))
+    source = write(tmp_path / "archive.txt", "앞 줄이다\n".encode() + binary)
+    with pytest.raises(corpus.CorpusError, match=r"archive.txt: \d+ of its first \d+ lines are "
+                                                 r"not UTF-8 text \(more than 5%\)"):
+        corpus.prepare_corpus([source], str(tmp_path / "out.txt"))
+    assert not (tmp_path / "out.txt").exists()
+    relaxed = corpus.CorpusOptions(max_undecodable_share=1.0)
+    assert corpus.prepare_corpus([source], str(tmp_path / "out.txt"), relaxed)["skipped"] == {
+        "undecodable_lines": lines}
 
 
 def test_undecodable_table_rows_and_invalid_json_are_counted(tmp_path):
