@@ -196,23 +196,25 @@ def staged_output(output_dir, last=()):
     """A local folder to write ``output_dir``'s files into, published only when the block
     finishes without error, so a killed or failed run never leaves new files beside old
     ones: for gs://, a temporary folder uploaded file by file (sub-folders too); locally,
-    a hidden sibling folder whose entries then replace ``output_dir``'s of the same name,
-    the names in ``last`` (e.g. results.json) removed first and published last. Nothing
-    named ``gs:`` ever appears on local disk."""
+    a hidden folder inside ``output_dir`` (same file system, so entries move by rename, and
+    writable wherever the output is, e.g. a container's mounted volume) whose entries then
+    replace ``output_dir``'s of the same name, the names in ``last`` (e.g. results.json)
+    removed first and published last. Nothing named ``gs:`` ever appears on local disk."""
     if is_gcs(output_dir):
         with tempfile.TemporaryDirectory() as local:
             yield local
             upload_dir(local, output_dir, last)
         return
-    output_dir = os.path.abspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.", suffix=".tmp",
-                               dir=os.path.dirname(output_dir))
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir)
     try:
         yield staging
         _publish_local(staging, output_dir, last)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+STAGING_PREFIX = ".staging-"
 
 
 def _publish_local(staging, output_dir, last):

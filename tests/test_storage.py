@@ -118,4 +118,4 @@ def test_staged_output_publishes_whole_or_not_at_all(tmp_path):
         open(os.path.join(stage, "results.json"), "w").write("new")
     assert (out / "results.json").read_text() == "new"
     assert sorted(p.name for p in (out / "model").iterdir()) == ["weights.bin"]  # replaced whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left
+    assert sorted(p.name for p in out.iterdir()) == ["model", "results.json"]  # no staging left
