@@ -1,8 +1,11 @@
 """Tests for electra_ko.export: Hugging Face export/import parity and the serving SavedModel."""
+import types
+import uuid
+
 import numpy as np
 import pytest
 
-from electra_ko import checkpoints, export, modeling, tasks, vocab
+from electra_ko import checkpoints, export, modeling, storage, tasks, vocab
 
 torch = pytest.importorskip("torch", reason="Hugging Face parity tests need torch (extra 'hf')")
 transformers = pytest.importorskip(
@@ -166,39 +169,37 @@ def test_pytorch_bin_holding_code_is_refused(tmp_path, capsys):
     assert "this must never run" not in capsys.readouterr().out
 
 
+def _exported_discriminator(vocab_dir, folder, seed):
+    """A randomized discriminator written as a Hugging Face folder; returns the folder."""
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = randomize(export.KERAS_MODELS["discriminator"](config), seed=seed)
+    return export.write_huggingface(export.tower_from_model("discriminator", model), vocab_dir,
+                                    folder)
+
+
+def _assert_same_tower(path, expected_path):
+    [tower], [expected] = (export.read_init_checkpoint(p, None) for p in (path, expected_path))
+    assert (tower.kind, tower.config) == (expected.kind, expected.config)
+    assert tower.tensors.keys() == expected.tensors.keys()
+    for name in tower.tensors:
+        np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
+
+
 def test_init_checkpoint_on_gcs_reads_like_the_local_folder(tmp_path, vocab_dir, gcs_emulator,
                                                             monkeypatch):
-    import uuid
-
-    from electra_ko import storage
-    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
-    model = randomize(export.KERAS_MODELS["discriminator"](config), seed=2)
-    local = export.write_huggingface(export.tower_from_model("discriminator", model), vocab_dir,
-                                     tmp_path / "hf")
+    local = _exported_discriminator(vocab_dir, tmp_path / "hf", seed=2)
     remote = f"gs://{gcs_emulator}/{uuid.uuid4().hex}/discriminator"
     for file in sorted(p for p in (tmp_path / "hf").iterdir() if p.is_file()):
         with storage.atomic_writer(storage.join(remote, file.name), binary=True) as f:
             f.write(file.read_bytes())
     monkeypatch.chdir(tmp_path)
-    [tower] = export.read_init_checkpoint(remote, None)
-    [expected] = export.read_init_checkpoint(str(local), None)
-    assert (tower.kind, tower.config) == (expected.kind, expected.config)
-    assert tower.tensors.keys() == expected.tensors.keys()
-    for name in tower.tensors:
-        np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
+    _assert_same_tower(remote, str(local))
     assert not (tmp_path / "gs:").exists()
 
 
 def test_export_to_gcs_writes_the_bucket_and_nothing_local(tmp_path, vocab_dir, gcs_emulator,
                                                            monkeypatch):
-    import types
-    import uuid
-
-    from electra_ko import storage
-    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
-    model = randomize(export.KERAS_MODELS["discriminator"](config), seed=3)
-    source = export.write_huggingface(export.tower_from_model("discriminator", model), vocab_dir,
-                                      tmp_path / "source")
+    source = _exported_discriminator(vocab_dir, tmp_path / "source", seed=3)
     target = f"gs://{gcs_emulator}/{uuid.uuid4().hex}/export"
     monkeypatch.chdir(tmp_path)
     flags = types.SimpleNamespace(model_dir=str(source), init_checkpoint=None, output_dir=target,
@@ -207,9 +208,7 @@ def test_export_to_gcs_writes_the_bucket_and_nothing_local(tmp_path, vocab_dir, 
     assert export.run(flags) == [target]
     uploaded = sorted(p.rsplit("/", 1)[1] for p in storage.glob(target + "/*"))
     assert uploaded == sorted(p.name for p in source.iterdir())
-    [tower], [expected] = (export.read_init_checkpoint(p, None) for p in (target, str(source)))
-    for name in expected.tensors:
-        np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
+    _assert_same_tower(target, str(source))
     assert not (tmp_path / "gs:").exists()
 
 
