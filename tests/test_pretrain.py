@@ -19,6 +19,7 @@ from absl import flags
 
 from electra_ko import (checkpoints, config, data, export, masking, modeling, optimization, pretrain,
                         training, vocab, warm_start)
+from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
 from test_checkpoints import write_tf1_checkpoint
 from test_data import write_shards
@@ -667,7 +668,7 @@ def test_resume_with_rebuilt_shards_continues_with_a_warning(corpus_dir, trained
 
 def test_second_run_into_a_busy_model_dir_stops_and_a_stale_lock_is_broken(corpus_dir, tmp_path,
                                                                           caplog):
-    lock = tmp_path / pretrain.LOCK_FILE
+    lock = tmp_path / model_dir_lib.LOCK_FILE
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     cfg = _cfg(corpus_dir, tmp_path, num_train_steps=2)
     with pytest.raises(config.ConfigError, match=rf"another run is training into this model_dir "
