@@ -286,24 +286,46 @@ def heldout_report(tokenizer, lines):
     }
 
 
-def train_wordpiece(lines, num_lines, vocab_size, reserved, do_lower_case, limit_alphabet,
+def train_wordpiece(read_lines, num_lines, vocab_size, reserved, do_lower_case, limit_alphabet,
                     min_frequency):
-    """Learned WordPiece vocab (reserved tokens first) from the same pipeline used to load it."""
-    pipeline = wordpiece_pipeline({}, do_lower_case)
-    trainer = tokenizers.trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=reserved,
-        limit_alphabet=limit_alphabet, continuing_subword_prefix=CONTINUING_PREFIX,
-        show_progress=sys.stdout.isatty())  # its bars print bare newlines when redirected
-    pipeline.train_from_iterator(lines, trainer, length=num_lines)
-    reserved_set = set(reserved)
-    learned = [token for token in pipeline.get_vocab() if token not in reserved_set]
-    tokens = reserved + canonical_order(learned)
-    if len(tokens) > vocab_size:
+    """Learned WordPiece vocab (reserved tokens first) from the same pipeline used to load it;
+    `read_lines()` gives a fresh iterator over the training lines.
+
+    Two passes make the vocab the same on every run. The `tokenizers` trainer numbers the ##
+    forms of characters in hash-map order (huggingface/tokenizers#1794) and breaks ties
+    between equally frequent merges by those numbers, so a single pass learns a few
+    different tokens each run. The first pass finds the alphabet and its ## forms without
+    merging; the second fixes their numbers (as reserved tokens, characters before ## forms
+    as the trainer itself numbers them) and learns the merges.
+    Only a --limit_alphabet cut through characters of equal count can still vary.
+    """
+    found = _run_wordpiece_trainer(read_lines(), num_lines, 0, reserved, do_lower_case,
+                                   limit_alphabet=limit_alphabet, min_frequency=min_frequency)
+    alphabet = sorted(token for token in found if len(token) == 1)
+    continuations = sorted(token for token in found if token.startswith(CONTINUING_PREFIX))
+    needed = len(reserved) + len(alphabet) + len(continuations)
+    if needed > vocab_size:
         raise VocabError(
-            f"the corpus alphabet alone needs {len(tokens)} tokens (reserved tokens plus "
+            f"the corpus alphabet alone needs {needed} tokens (reserved tokens plus "
             f"characters with their ## forms), more than --vocab_size={vocab_size}: raise "
             f"--vocab_size or lower --limit_alphabet")
-    return tokens, None
+    fixed = alphabet + continuations  # numbered in the first pass's order: characters first
+    learned = _run_wordpiece_trainer(read_lines(), num_lines, vocab_size, reserved + fixed,
+                                     do_lower_case, limit_alphabet=len(alphabet),
+                                     min_frequency=min_frequency, initial_alphabet=alphabet)
+    return reserved + canonical_order(fixed + learned), None
+
+
+def _run_wordpiece_trainer(lines, num_lines, vocab_size, fixed_tokens, do_lower_case, **options):
+    """The learned tokens (`fixed_tokens` left out) of one `tokenizers` WordPiece training."""
+    pipeline = wordpiece_pipeline({}, do_lower_case)
+    trainer = tokenizers.trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=fixed_tokens,
+        continuing_subword_prefix=CONTINUING_PREFIX,
+        show_progress=sys.stdout.isatty(), **options)  # its bars print bare newlines when redirected
+    pipeline.train_from_iterator(lines, trainer, length=num_lines)
+    reserved = set(fixed_tokens)
+    return [token for token in pipeline.get_vocab() if token not in reserved]
 
 
 def canonical_order(learned):
@@ -358,18 +380,19 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCA
     if total == 0:
         raise VocabError(f"empty corpus: no non-empty line in {', '.join(inputs)}")
     split = HeldoutSplit(total, heldout_lines)
-    training = iter(tqdm.tqdm(split.training(corpus_lines(inputs)), total=split.training_lines,
-                              desc="reading for training", unit=" lines"))
+    def read_training(desc="reading for training"):
+        return iter(tqdm.tqdm(split.training(corpus_lines(inputs)), total=split.training_lines,
+                              desc=desc, unit=" lines"))
     if tokenizer == WORDPIECE:
         trainer_options = {"limit_alphabet": limit_alphabet, "min_frequency": min_frequency}
-        tokens, model_proto = train_wordpiece(training, split.training_lines, vocab_size,
+        tokens, model_proto = train_wordpiece(read_training, split.training_lines, vocab_size,
                                               reserved, do_lower_case, **trainer_options)
     else:
         trainer_options = {"model_type": spm_model_type,
                            "character_coverage": character_coverage,
                            "input_sentence_size": input_sentence_size,
                            "shuffle_input_sentence": shuffle_input_sentence}
-        tokens, model_proto = train_sentencepiece(training, vocab_size, reserved,
+        tokens, model_proto = train_sentencepiece(read_training(), vocab_size, reserved,
                                                   do_lower_case, **trainer_options)
     built = _tokenizer_from(tokens, model_proto, do_lower_case, output_dir)
     if built.vocab_size < vocab_size:

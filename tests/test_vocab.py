@@ -1,6 +1,7 @@
 """Tests for electra_ko.vocab: tokenizer loading and the vocab builder."""
 import hashlib
 import json
+import random
 import subprocess
 import sys
 
@@ -145,6 +146,25 @@ def test_canonical_order_is_independent_of_trainer_order():
     expected = ["a", "가", "##a", "##가", "영화", "한국", "##영화"]
     assert vocab.canonical_order(learned) == expected
     assert vocab.canonical_order(list(reversed(learned))) == expected
+
+
+def tied_corpus(path):
+    """Made-up three-syllable words, each exactly twice: most merge candidates tie."""
+    rng = random.Random(7)
+    syllables = [chr(0xAC00 + 28 * i) for i in range(40)]
+    words = ["".join(rng.choice(syllables) for _ in range(3)) for _ in range(600)]
+    path.write_text("".join(" ".join(words[i:i + 6]) + "\n" for i in range(0, 600, 6)) * 2,
+                    encoding="utf-8")
+    return path
+
+
+def test_wordpiece_build_is_the_same_every_run(tmp_path):
+    """The `tokenizers` trainer breaks ties between equally frequent merges by hash-map
+    order; the vocab must not change from one build to the next."""
+    corpus = tied_corpus(tmp_path / "tied.txt")
+    builds = {build(tmp_path, name=f"out{i}", corpus=corpus, vocab_size=400)[0]["vocab_sha256"]
+              for i in range(4)}
+    assert len(builds) == 1
 
 
 def test_wordpiece_keeps_hangul_syllables_whole(tmp_path):
