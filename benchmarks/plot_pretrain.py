@@ -9,6 +9,11 @@ losses, generator/discriminator metrics and the learning rate against the step, 
 writes `<output>.json`: the last training values, the held-out eval values, the step,
 the wall time between the first and last training summary and the run's config.
 Safe on a run still in progress (it only reads).
+
+    python benchmarks/plot_pretrain.py --compare "(a) tied=runs/a" --compare "(c) two-stage=runs/c" \
+        --tag disc_auc --output docs/figures/disc_auc_by_recipe.png
+
+draws one tag of several runs against the step instead, one line per `LABEL=MODEL_DIR`.
 """
 import argparse
 import json
@@ -119,9 +124,33 @@ def plot(train, evaluation, title, output):
     plt.close(figure)
 
 
+def plot_compare(runs, tag, title, output):
+    """`tag` of every (label, model_dir) in `runs` against the step, in one panel."""
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for label, model_dir in runs:
+        points = read_scalars(os.path.join(model_dir, "train")).get(tag)
+        if not points:
+            raise NoSummariesError(f"{model_dir}/train: no {tag!r} scalars")
+        steps, values, _ = zip(*points)
+        axis.plot(steps, values, label=label)
+    axis.set_xlabel("step")
+    axis.set_ylabel(tag)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    figure.savefig(output, dpi=110)
+    plt.close(figure)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model_dir", required=True, help="pretraining --model_dir")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model_dir", help="pretraining --model_dir")
+    source.add_argument("--compare", action="append", metavar="LABEL=MODEL_DIR",
+                        help="repeatable: plot --tag of several runs in one panel")
+    parser.add_argument("--tag", default="disc_auc", help="with --compare: the scalar to plot")
     parser.add_argument("--output", required=True, help="PNG path; the JSON goes next to it")
     parser.add_argument("--title", default=None, help="figure title (default: the model_dir)")
     parser.add_argument("--eval_dir", default=None, help="held-out eval summaries written "
@@ -130,6 +159,16 @@ def main():
     parser.add_argument("--up_to_step", type=int, default=None,
                         help="ignore training summaries after this step")
     args = parser.parse_args()
+    if args.compare:
+        if any("=" not in item for item in args.compare):
+            parser.error("--compare takes LABEL=MODEL_DIR")
+        runs = [tuple(item.split("=", 1)) for item in args.compare]
+        try:
+            plot_compare(runs, args.tag, args.title or args.tag, args.output)
+        except NoSummariesError as e:
+            parser.exit(2, f"error: {e}\n")
+        print(f"wrote {args.output}")
+        return
     train = read_scalars(os.path.join(args.model_dir, "train"), args.up_to_step)
     eval_dir = args.eval_dir or os.path.join(args.model_dir, "eval")
     evaluation = read_scalars(eval_dir)
