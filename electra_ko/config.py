@@ -34,135 +34,161 @@ _OPT_STR = (str, type(None))
 
 # Architecture keys shared by pretraining and fine-tuning. `None` = from model_size.
 _MODEL_KEYS = {
-    "model_size": _Key("small", str, ("debug", "tiny", "small", "base", "large")),
+    "model_size": _Key("small", str, ("debug", "tiny", "small", "base", "large"),
+                       doc="size preset filling the architecture keys left unset"),
     "model_hparam_overrides": _Key({}, dict, doc="BERT-config keys overriding the size preset"),
     "vocab_size": _Key(None, _OPT_INT, doc="None = size of vocab_file"),
-    "do_lower_case": _Key(False, bool),
-    "embedding_size": _Key(None, _OPT_INT),
-    "hidden_size": _Key(None, _OPT_INT),
-    "num_hidden_layers": _Key(None, _OPT_INT),
-    "num_attention_heads": _Key(None, _OPT_INT),
-    "intermediate_size": _Key(None, _OPT_INT),
-    "hidden_act": _Key("gelu", str, ("gelu",)),
-    "hidden_dropout_prob": _Key(0.1, float),
-    "attention_probs_dropout_prob": _Key(0.1, float),
-    "max_position_embeddings": _Key(512, int),
-    "type_vocab_size": _Key(2, int),
-    "initializer_range": _Key(0.02, float),
-    "layer_norm_eps": _Key(1e-12, float),
+    "do_lower_case": _Key(False, bool, doc="lower-case input (off for Korean: it strips "
+                                           "accents, decomposing Hangul)"),
+    "embedding_size": _Key(None, _OPT_INT, doc="token embedding width (projected to "
+                                               "hidden_size when different)"),
+    "hidden_size": _Key(None, _OPT_INT, doc="discriminator width"),
+    "num_hidden_layers": _Key(None, _OPT_INT, doc="Transformer layers"),
+    "num_attention_heads": _Key(None, _OPT_INT, doc="attention heads per layer"),
+    "intermediate_size": _Key(None, _OPT_INT, doc="feed-forward width"),
+    "hidden_act": _Key("gelu", str, ("gelu",), doc="feed-forward activation"),
+    "hidden_dropout_prob": _Key(0.1, float, doc="dropout on embeddings and layer outputs"),
+    "attention_probs_dropout_prob": _Key(0.1, float, doc="dropout on attention weights"),
+    "max_position_embeddings": _Key(512, int, doc="longest sequence the position table holds"),
+    "type_vocab_size": _Key(2, int, doc="segment ids (sentence A/B)"),
+    "initializer_range": _Key(0.02, float, doc="stddev of the truncated-normal initialiser"),
+    "layer_norm_eps": _Key(1e-12, float, doc="LayerNorm epsilon"),
     "position_embedding_init": _Key(
         "truncated_normal", str, POSITION_EMBEDDING_INITS,
         doc="how position embeddings start: truncated_normal (BERT/ELECTRA) or sinusoidal "
             "(leaves the early unigram plateau sooner in small models; export unchanged)"),
-    "vocab_file": _Key(None, _OPT_STR),
-    "max_seq_length": _Key(None, _OPT_INT),
-    "seed": _Key(42, int),
-    "mixed_precision": _Key("auto", str, ("auto", "float32", "mixed_bfloat16", "mixed_float16")),
-    "jit_compile": _Key(True, bool),
+    "vocab_file": _Key(None, _OPT_STR, doc="vocab.txt (or its folder); default "
+                                           "data_dir/vocab.txt"),
+    "max_seq_length": _Key(None, _OPT_INT, doc="tokens per example (pretraining: must match "
+                                               "the shards)"),
+    "seed": _Key(42, int, doc="seed of initialisation, masking, dropout and data order"),
+    "mixed_precision": _Key("auto", str, ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+                            doc="auto = bfloat16 on TPU, float16 on GPU, float32 on CPU"),
+    "jit_compile": _Key(True, bool, doc="compile steps with XLA on CPU/GPU (a TPU compiles every step)"),
     # accelerator keys of the original; `use_tpu` selects TPUStrategy
-    "use_tpu": _Key(False, bool),
-    "num_tpu_cores": _Key(1, int),
+    "use_tpu": _Key(False, bool, doc="train under TPUStrategy"),
+    "num_tpu_cores": _Key(None, _OPT_INT, doc="TPU cores the run expects; checked against the "
+                                              "slice (TF2 finds the cores itself)"),
     "tpu_name": _Key(None, _OPT_STR, doc='"" or "local" = the TPU of this VM; any other name '
                                          "is a remote TPU or a pod slice"),
     "tpu_type": _Key(None, _OPT_STR, doc="accelerator type of the slice (v3-8, v4-32, "
                                          "v5litepod-16, ...): --dry_run estimates per-core "
                                          "memory for it"),
-    "tpu_zone": _Key(None, _OPT_STR),
-    "gcp_project": _Key(None, _OPT_STR),
-    "tpu_job_name": _Key(None, _OPT_STR),
-    "model_name": _Key("electra_ko", str),
-    "debug": _Key(False, bool),
+    "tpu_zone": _Key(None, _OPT_STR, doc="GCE zone of a remote TPU"),
+    "gcp_project": _Key(None, _OPT_STR, doc="GCP project of a remote TPU"),
+    "tpu_job_name": _Key(None, _OPT_STR, doc="TPU cluster job name (default: the "
+                                             "resolver's, 'worker')"),
+    "model_name": _Key("electra_ko", str, doc="model_dir defaults to "
+                                              "data_dir/models/<model_name>"),
+    "debug": _Key(False, bool, doc="pretraining: a 20-step smoke run (batch 8, eval batch 4, "
+                                   "1 step per loop, 2 eval steps), as the original"),
 }
 
 PRETRAIN = dict(_MODEL_KEYS, **{
     # objective
-    "do_train": _Key(True, bool),
-    "do_eval": _Key(False, bool),
+    "do_train": _Key(True, bool, doc="false = no training: only --do_eval on the latest "
+                                     "checkpoint, as the original"),
+    "do_eval": _Key(False, bool, doc="evaluate MLM and discriminator metrics on held-out "
+                                     "shards at the end"),
     "init_checkpoint": _Key(None, _OPT_STR,
                             doc="continue pretraining from this checkpoint (ours, Hugging Face "
                                 "or TF1; see electra_ko.warm_start); resuming model_dir wins"),
     "init_generator": _Key(None, _OPT_STR,
                            doc="Hugging Face generator folder pairing a discriminator-only "
                                "init_checkpoint"),
-    "electra_objective": _Key(True, bool),
-    "gen_weight": _Key(1.0, float),
-    "disc_weight": _Key(50.0, float),
-    "mask_prob": _Key(None, _OPT_FLOAT),
-    "whole_word_masking": _Key(False, bool),
-    "temperature": _Key(1.0, float),
+    "electra_objective": _Key(True, bool, doc="false = train the generator alone as a plain "
+                                              "masked LM"),
+    "gen_weight": _Key(1.0, float, doc="weight of the generator's MLM loss"),
+    "disc_weight": _Key(50.0, float, doc="weight of the discriminator's replaced-token loss"),
+    "mask_prob": _Key(None, _OPT_FLOAT, doc="share of tokens masked (0.15; large 0.25)"),
+    "whole_word_masking": _Key(False, bool, doc="mask whole words (a token and its ## "
+                                                "continuations) together"),
+    "temperature": _Key(1.0, float, doc="sampling temperature of the generator"),
     # generator (keys of the original; unsupported variants are rejected in validation)
-    "generator_hidden_size": _Key(None, _OPT_FLOAT, doc="fraction of the discriminator's"),
-    "generator_layers": _Key(1.0, float),
-    "uniform_generator": _Key(False, bool),
-    "two_tower_generator": _Key(False, bool),
+    "generator_hidden_size": _Key(None, _OPT_FLOAT, doc="generator width as a fraction of "
+                                                        "the discriminator's"),
+    "generator_layers": _Key(1.0, float, doc="generator depth as a fraction of the "
+                                             "discriminator's"),
+    "uniform_generator": _Key(False, bool, doc="the original's ablation: not supported"),
+    "two_tower_generator": _Key(False, bool, doc="the original's ablation: not supported"),
     "untied_generator_embeddings": _Key(False, bool, doc="use embedding_sharing=untied"),
     "embedding_sharing": _Key(
         "tied", str, EMBEDDING_SHARING,
         doc="generator/discriminator embeddings: tied (google-research/electra), gdes "
             "(DeBERTaV3: the discriminator trains only a delta on the shared tables) or untied; "
             "a masked LM (electra_objective=false) has one embedding layer and ignores it"),
-    "untied_generator": _Key(True, bool),
-    "disallow_correct": _Key(False, bool),
+    "untied_generator": _Key(True, bool, doc="separate generator encoder (false: the "
+                                             "original's shared-encoder ablation, unsupported)"),
+    "disallow_correct": _Key(False, bool, doc="the original's option to never sample the "
+                                              "original token: not supported"),
     # optimisation
-    "learning_rate": _Key(None, _OPT_FLOAT),
-    "lr_decay_power": _Key(1.0, float),
-    "weight_decay_rate": _Key(0.01, float),
-    "num_warmup_steps": _Key(10000, int),
-    "optimizer": _Key("adamw", str, ("adamw", "lamb")),
-    "adam_beta1": _Key(0.9, float),
-    "adam_beta2": _Key(0.999, float),
-    "adam_epsilon": _Key(1e-6, float),
+    "learning_rate": _Key(None, _OPT_FLOAT, doc="peak learning rate (by model size)"),
+    "lr_decay_power": _Key(1.0, float, doc="polynomial decay power after warm-up (1 = "
+                                           "linear to 0)"),
+    "weight_decay_rate": _Key(0.01, float, doc="AdamW decoupled weight decay (not on LayerNorm "
+                                               "and biases)"),
+    "num_warmup_steps": _Key(10000, int, doc="linear learning-rate warm-up steps"),
+    "optimizer": _Key("adamw", str, ("adamw", "lamb"), doc="adamw or lamb"),
+    "adam_beta1": _Key(0.9, float, doc="Adam first-moment decay"),
+    "adam_beta2": _Key(0.999, float, doc="Adam second-moment decay"),
+    "adam_epsilon": _Key(1e-6, float, doc="Adam epsilon"),
     "adam_bias_correction": _Key(False, bool,
                                  doc="AdamW corrects its moments' zero start (Keras, PyTorch); "
                                      "false = as google-research/electra, larger first steps"),
-    "clip_norm": _Key(1.0, float),
+    "clip_norm": _Key(1.0, float, doc="global gradient-norm clip"),
     # training loop
-    "num_train_steps": _Key(1000000, int),
+    "num_train_steps": _Key(1000000, int, doc="total training steps"),
     "disc_health_check_steps": _Key(
         2000, int, doc="steps after warm-up at which a discriminator with precision and recall "
                        "still 0 gets one warning saying what to try (0 = never)"),
-    "num_eval_steps": _Key(100, int),
+    "num_eval_steps": _Key(100, int, doc="batches evaluated by --do_eval"),
     "iterations_per_loop": _Key(200, int, doc="steps between progress lines and summaries"),
     "stop_check_secs": _Key(10.0, float,
                             doc="longest device call between checks for SIGTERM (a preempted "
                                 "TPU gets ~30 s notice): the checkpoint of the current step "
                                 "is saved within about this time"),
-    "save_checkpoints_steps": _Key(1000, int),
-    "keep_checkpoint_max": _Key(5, int),
-    "train_batch_size": _Key(None, _OPT_INT),
-    "eval_batch_size": _Key(128, int),
+    "save_checkpoints_steps": _Key(1000, int, doc="steps between checkpoints"),
+    "keep_checkpoint_max": _Key(5, int, doc="checkpoints kept (older ones deleted)"),
+    "train_batch_size": _Key(None, _OPT_INT, doc="global batch, over all replicas (by model "
+                                                 "size)"),
+    "eval_batch_size": _Key(128, int, doc="global batch of --do_eval"),
     # paths (local or gs://); unset ones default under data_dir as in the original
-    "data_dir": _Key(None, _OPT_STR),
-    "pretrain_tfrecords": _Key(None, _OPT_STR),
-    "model_dir": _Key(None, _OPT_STR),
-    "results_txt": _Key(None, _OPT_STR),
-    "results_pkl": _Key(None, _OPT_STR),
+    "data_dir": _Key(None, _OPT_STR, doc="folder the path keys default under"),
+    "pretrain_tfrecords": _Key(None, _OPT_STR, doc="shard folder (or glob); default "
+                                                   "data_dir/pretrain_tfrecords"),
+    "model_dir": _Key(None, _OPT_STR, doc="checkpoints, summaries, exported towers"),
+    "results_txt": _Key(None, _OPT_STR, doc="--do_eval metrics as text; default "
+                                            "model_dir/eval_results.txt"),
+    "results_pkl": _Key(None, _OPT_STR, doc="--do_eval metrics as a pickled dict, as the "
+                                            "original (written, never read)"),
     # raw corpus -> vocab -> shards, run by the driver when no shards exist yet
-    "corpus": _Key(None, _OPT_STR),
-    "limit_alphabet": _Key(15000, int),
-    "min_frequency": _Key(2, int),
-    "num_unused": _Key(200, int),
-    "num_shards": _Key(16, int),
+    "corpus": _Key(None, _OPT_STR, doc="raw text: the driver builds vocab and shards first "
+                                       "when they are missing"),
+    "limit_alphabet": _Key(15000, int, doc="with corpus: WordPiece alphabet cap"),
+    "min_frequency": _Key(2, int, doc="with corpus: least count of a merged pair"),
+    "num_unused": _Key(200, int, doc="with corpus: [unusedN] tokens reserved"),
+    "num_shards": _Key(16, int, doc="with corpus: shards written"),
 })
 
 FINETUNE = dict(_MODEL_KEYS, **{
-    "task": _Key("nsmc", str),
+    "task": _Key("nsmc", str, doc="task name (see electra_ko.tasks)"),
     "learning_rate": _Key(None, _OPT_FLOAT, doc="None = by model size"),
     "layerwise_lr_decay": _Key(None, _OPT_FLOAT,
                                doc="None = by model size (0.8; tiny 1.0); a randomly "
                                    "initialised model always trains with 1"),
-    "weight_decay_rate": _Key(0.01, float),
-    "warmup_proportion": _Key(0.1, float),
-    "num_train_epochs": _Key(3.0, float),
-    "train_batch_size": _Key(32, int),
-    "eval_batch_size": _Key(32, int),
+    "weight_decay_rate": _Key(0.01, float, doc="AdamW decoupled weight decay"),
+    "warmup_proportion": _Key(0.1, float, doc="share of the steps spent warming up"),
+    "num_train_epochs": _Key(3.0, float, doc="passes over the training set"),
+    "train_batch_size": _Key(32, int, doc="global training batch"),
+    "eval_batch_size": _Key(32, int, doc="global evaluation batch"),
     "iterations_per_loop": _Key(20, int, doc="training steps per device call (a TPU runs them "
                                             "without returning to the host)"),
-    "adam_epsilon": _Key(1e-6, float),
-    "clip_norm": _Key(1.0, float),
-    "init_checkpoint": _Key(None, _OPT_STR),
-    "data_dir": _Key(None, _OPT_STR),
-    "output_dir": _Key(None, _OPT_STR),
+    "adam_epsilon": _Key(1e-6, float, doc="Adam epsilon"),
+    "clip_norm": _Key(1.0, float, doc="global gradient-norm clip"),
+    "init_checkpoint": _Key(None, _OPT_STR, doc="pretrained model to start from (ours, Hugging "
+                                                "Face or TF1)"),
+    "data_dir": _Key(None, _OPT_STR, doc="folder holding the task's files"),
+    "output_dir": _Key(None, _OPT_STR, doc="results.json, predictions.tsv and model/"),
 })
 
 # Architecture (and size-dependent training) defaults per model_size. The paper's
@@ -350,9 +376,21 @@ def load_config(schema: Mapping[str, _Key], path: Optional[str] = None,
             explicit.add(key)
     _apply_presets(schema, resolved, explicit)
     explicit |= _apply_bert_overrides(schema, resolved)
+    explicit |= _apply_debug(schema, resolved)
     _resolve_paths(resolved)
     _validate(resolved)
     return Config(schema, resolved, explicit)
+
+
+def describe_keys(schema: Mapping[str, _Key]) -> str:
+    """One line per key: name, default (`by size` when the size preset fills it), doc."""
+    def default(key, spec):
+        if spec.default is None and key in SIZE_PRESETS["small"]:
+            return "by model_size"
+        return json.dumps(spec.default)
+    width = max(map(len, schema))
+    return "\n".join(f"{key:<{width}}  {default(key, spec):<15}  {spec.doc}"
+                     for key, spec in sorted(schema.items()))
 
 
 def size_presets(schema, model_size: str) -> dict:
@@ -388,6 +426,23 @@ def _apply_bert_overrides(schema, resolved):
                               f"known: {', '.join(_BERT_CONFIG_KEYS)}")
         resolved[key] = _coerce(schema[key], key, value, "model_hparam_overrides")
     return set(overrides)
+
+
+# `debug: true` shrinks a pretraining run as google-research/electra's does, whatever
+# else the config says.
+DEBUG_RUN = dict(train_batch_size=8, num_train_steps=20, eval_batch_size=4,
+                 iterations_per_loop=1, num_eval_steps=2)
+
+
+def _apply_debug(schema, resolved):
+    """Apply DEBUG_RUN when `debug` is set; returns the keys it set (they count as given)."""
+    if not resolved["debug"]:
+        return set()
+    if schema is not PRETRAIN:
+        raise ConfigError("config key 'debug' shrinks a pretraining run; fine-tuning has no "
+                          "debug mode (use --max_train_examples and --epochs for a quick run)")
+    resolved.update(DEBUG_RUN)
+    return set(DEBUG_RUN)
 
 
 def _resolve_paths(resolved):

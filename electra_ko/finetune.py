@@ -433,6 +433,7 @@ def define_flags(fv=flags.FLAGS):
     """The CLI's flags, on `fv` (the global FLAGS for `python -m`, a fresh set in tests)."""
     d = dict(flag_values=fv)
     flags.DEFINE_enum("task", None, list(tasks.TASK_NAMES), "Task to fine-tune on.", **d)
+    flags.DEFINE_bool("list_keys", False, "Print every config key with its default and doc.", **d)
     flags.DEFINE_string("data_dir", None, "Directory holding the task's files.", **d)
     flags.DEFINE_string("init_checkpoint", None, "Pretrained discriminator: a Hugging Face "
                         "ELECTRA directory (ours included) or a google-research TF1 checkpoint. "
@@ -535,6 +536,9 @@ USER_ERRORS = (FinetuneError, tasks.TaskError, config_lib.ConfigError, vocab_lib
 
 def main(argv):
     del argv
+    if flags.FLAGS.list_keys:
+        print(config_lib.describe_keys(config_lib.FINETUNE))
+        return
     try:
         results = run_from_flags(flags.FLAGS, command=" ".join(sys.argv))
     except USER_ERRORS as err:

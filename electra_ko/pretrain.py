@@ -37,6 +37,8 @@ saves a checkpoint of the current step within about `stop_check_secs` and exits 
 stops the run; the newest checkpoint is the last good one.
 """
 import json
+import pickle
+import posixpath
 import os
 import signal
 import sys
@@ -200,6 +202,7 @@ def define_flags():
     flags.DEFINE_multi_string("set", [], "config override key=value (repeatable)")
     flags.DEFINE_string("hparams", None, "JSON text or file of config overrides")
     flags.DEFINE_bool("dry_run", False, "validate config and data, print sizes, do not train")
+    flags.DEFINE_bool("list_keys", False, "print every config key with its default and doc")
     flags.DEFINE_bool("deterministic", False, "fixed seeds and deterministic ops (CPU resume tests)")
     flags.DEFINE_bool("do_eval", None, "evaluate MLM and discriminator metrics at the end")
     flags.DEFINE_integer("stop_at_step", None, "stop (with a checkpoint) at this step; "
@@ -394,7 +397,10 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
                           data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
         if init:
             start_from(init, trainer, model)
-        trainer.restore()
+        step = trainer.restore()
+        if not cfg.do_train:  # the original's evaluate-only run
+            return {"step": step, "parameters": counts,
+                    "eval": _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files)}
         signal.signal(signal.SIGTERM, trainer.request_stop)
         step = trainer.train(stop_at=stop_at)
         summary = {"step": step, "parameters": counts}
@@ -451,10 +457,21 @@ def _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files):
                                            num_batches=cfg.num_eval_steps)
     metrics = trainer.evaluate(dataset)
     if trainer.chief:
-        lines = "".join(f"{k} = {v}\n" for k, v in metrics.items())
-        with tf.io.gfile.GFile(cfg.model_dir.rstrip("/") + "/eval_results.txt", "w") as f:
-            f.write(lines)
+        write_eval_results(metrics, cfg)
     return metrics
+
+
+def write_eval_results(metrics, cfg):
+    """`key = value` lines to `results_txt` (default model_dir/eval_results.txt) and, when
+    `results_pkl` is set, the dict pickled there, as google-research/electra writes them."""
+    text = "".join(f"{k} = {v}\n" for k, v in metrics.items())
+    results_txt = cfg.results_txt or storage.join(cfg.model_dir, "eval_results.txt")
+    storage.makedirs(posixpath.dirname(results_txt) or ".")
+    storage.write_text(results_txt, text)
+    if cfg.results_pkl:
+        storage.makedirs(posixpath.dirname(cfg.results_pkl) or ".")
+        with storage.atomic_writer(cfg.results_pkl, binary=True) as f:
+            f.write(pickle.dumps({k: float(v) for k, v in metrics.items()}))
 
 
 def _build_error():
@@ -465,6 +482,9 @@ def _build_error():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.list_keys:
+        print(config_lib.describe_keys(config_lib.PRETRAIN))
+        return
     try:
         cfg = resolve_config()
         summary = run(cfg, FLAGS.strategy, FLAGS.tpu, FLAGS.dry_run, FLAGS.deterministic,

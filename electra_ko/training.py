@@ -19,6 +19,7 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 from absl import logging
 
+from electra_ko import config as config_lib
 from electra_ko import masking, optimization
 
 
@@ -72,12 +73,24 @@ def is_local_tpu(name):
 def _tpu_strategy(name, cfg):
     zone = cfg.tpu_zone if cfg is not None else None
     project = cfg.gcp_project if cfg is not None else None
+    job = {"job_name": cfg.tpu_job_name} if cfg is not None and cfg.tpu_job_name else {}
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu="local" if is_local_tpu(name) else name, zone=zone, project=project)
+        tpu="local" if is_local_tpu(name) else name, zone=zone, project=project, **job)
     if not is_local_tpu(name):
         tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
+    strategy = tf.distribute.TPUStrategy(resolver)
+    check_tpu_cores(cfg, strategy.num_replicas_in_sync)
+    return strategy
+
+
+def check_tpu_cores(cfg, cores):
+    """`num_tpu_cores`, when given, must be the slice's: TF2 finds the cores itself, so a
+    different number means the run is on another slice than the config was written for."""
+    expected = cfg.num_tpu_cores if cfg is not None else None
+    if expected and expected != cores:
+        raise config_lib.ConfigError(f"config key 'num_tpu_cores' is {expected}, but the TPU has {cores} "
+                         f"cores: fix the key (or drop it) or use the slice it names")
 
 
 def is_tpu(strategy):

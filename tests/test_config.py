@@ -138,3 +138,30 @@ def test_replace_validates_and_keeps_original():
         cfg.replace(nope=1)
     with pytest.raises(AttributeError):
         cfg.learning_rate = 1.0
+
+
+@pytest.mark.parametrize("schema", [config.PRETRAIN, config.FINETUNE])
+def test_every_key_is_documented_and_listed(schema):
+    undocumented = [key for key, spec in schema.items() if not spec.doc.strip()]
+    assert not undocumented
+    listing = config.describe_keys(schema).splitlines()
+    assert [line.split()[0] for line in listing] == sorted(schema)
+    by_key = {line.split()[0]: line for line in listing}
+    assert "by model_size" in by_key["hidden_size"] and " 42 " in by_key["seed"]
+
+
+def test_debug_shrinks_a_pretraining_run_as_the_original(tmp_path):
+    path = write_json(tmp_path, {"debug": True, "num_train_steps": 100000,
+                                 "train_batch_size": 256, "model_size": "base"})
+    cfg = config.load_config(config.PRETRAIN, path)
+    assert (cfg.train_batch_size, cfg.num_train_steps, cfg.eval_batch_size,
+            cfg.iterations_per_loop, cfg.num_eval_steps) == (8, 20, 4, 1, 2)
+    assert cfg.hidden_size == 768  # the size is the config's, as in the original
+    assert config.load_config(config.PRETRAIN, path, overrides=["debug=false"]).num_train_steps \
+        == 100000
+
+
+def test_debug_in_a_fine_tuning_config_is_refused_with_the_reason():
+    with pytest.raises(config.ConfigError, match="fine-tuning has no debug mode.*max_train_examples"):
+        config.load_config(config.FINETUNE, overrides=["debug=true"])
+    assert not config.load_config(config.FINETUNE, overrides=["debug=false"]).debug

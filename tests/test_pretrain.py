@@ -3,6 +3,7 @@ starting from a checkpoint."""
 import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -681,3 +682,36 @@ def test_second_run_into_a_busy_model_dir_stops_and_a_stale_lock_is_broken(corpu
     assert pretrain.run(cfg)["step"] == 2
     assert "breaking the stale lock" in caplog.text
     assert not lock.exists()  # released at the end
+
+
+def test_do_train_false_evaluates_the_checkpoint_and_writes_results_txt_and_pkl(
+        corpus_dir, trained_model_dir, tmp_path):
+    """google-research/electra's evaluate-only run: no training step, metrics written to
+    results_txt and results_pkl."""
+    model_dir = _copy_of(trained_model_dir, tmp_path)
+    before = _checkpoint_values(model_dir)
+    txt, pkl = tmp_path / "results" / "eval.txt", tmp_path / "eval.pkl"
+    summary = pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=8, do_train=False,
+                                do_eval=True, num_eval_steps=1, eval_batch_size=4,
+                                results_txt=str(txt), results_pkl=str(pkl)))
+    assert summary["step"] == 4
+    after = _checkpoint_values(model_dir)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-4")
+    metrics = pickle.loads(pkl.read_bytes())
+    assert metrics.keys() == summary["eval"].keys() and "disc_auc" in metrics
+    first = next(iter(summary["eval"]))
+    assert txt.read_text().splitlines()[0] == f"{first} = {summary['eval'][first]}"
+
+
+def test_num_tpu_cores_must_match_the_slice():
+    training.check_tpu_cores(config.load_config(config.PRETRAIN), 8)  # not given: any slice
+    training.check_tpu_cores(config.load_config(config.PRETRAIN, num_tpu_cores=8), 8)
+    with pytest.raises(config.ConfigError, match="'num_tpu_cores' is 8, but the TPU has 32 cores"):
+        training.check_tpu_cores(config.load_config(config.PRETRAIN, num_tpu_cores=8), 32)
+
+
+def test_list_keys_prints_every_key(capsys):
+    _, out, _ = _main(capsys, "--list_keys")
+    printed = out.splitlines()
+    assert [line.split()[0] for line in printed] == sorted(config.PRETRAIN)
