@@ -495,6 +495,19 @@ def test_shipped_configs_are_valid(name):
     assert cfg.model_size == name
 
 
+def test_two_stage_configs_fit_together():
+    """Phase 2 (ELECTRA) starts its discriminator from phase 1's masked LM, so the
+    encoder, sequence length and position init must be the same."""
+    directory = os.path.join(os.path.dirname(__file__), "..", "configs")
+    mlm, electra = (config.load_config(config.PRETRAIN, os.path.join(directory, f"tiny_two_stage_{p}.json"))
+                    for p in ("mlm", "electra"))
+    assert (mlm.electra_objective, electra.electra_objective) == (False, True)
+    for key in config.ENCODER_SIZE_KEYS + ("max_seq_length", "position_embedding_init",
+                                           "hidden_dropout_prob"):
+        assert getattr(mlm, key) == getattr(electra, key), key
+    assert electra.generator_sizes()["hidden_size"] < electra.hidden_size  # a fresh, smaller generator
+
+
 # ------------------------------------------------------------------ --init_checkpoint
 
 def _warm_started(corpus_dir, model_dir, **values):
