@@ -372,8 +372,9 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
           f"device={device} precision={precision}")
     memory = tpu_memory_check(cfg, counts["total"])
     if dry_run:
+        records = data_lib.verify_shards(*shards) if shards else 0
         return {"parameters": counts, "shards": len(shards[0]) if shards else 0,
-                **({"tpu_memory": memory} if memory else {})}
+                "records": records, **({"tpu_memory": memory} if memory else {})}
     if shards is None:
         raise data_lib.DataError("no pretraining data: give --pretrain_tfrecords or --data_dir")
     files, compression, manifest = shards

@@ -487,6 +487,22 @@ def test_original_electra_config_file_loads_and_dry_run_reports_sizes(capsys, co
     assert not (tmp_path / "m").exists()  # a dry run writes nothing
 
 
+def test_dry_run_reads_every_shard_and_names_a_corrupt_one(capsys, corpus_dir, tmp_path):
+    shards = shutil.copytree(corpus_dir / "shards", tmp_path / "shards")
+    args = ("--vocab_file", str(corpus_dir / "vocab.txt"), "--pretrain_tfrecords", str(shards),
+            "--model_dir", str(tmp_path / "model"),
+            "--set", "model_size=debug", "--set", f"max_seq_length={SEQ}", "--dry_run")
+    code, out, _ = _main(capsys, *args)
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["records"] == 3 * 16
+    victim = sorted(shards.glob("pretrain_data*"))[2]
+    content = bytearray(victim.read_bytes())
+    content[12 + 3] ^= 1  # in the first record's data
+    victim.write_bytes(content)
+    code, _, err = _main(capsys, *args)
+    assert code == 1
+    assert f"error: corrupt pretraining shard {victim} at byte 0: the " in err
+
+
 @pytest.mark.parametrize("name", ["debug", "tiny", "small", "base", "large"])
 def test_shipped_configs_are_valid(name):
     path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.json")
