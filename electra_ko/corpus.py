@@ -404,6 +404,7 @@ def prepare_corpus(inputs, output, options=CorpusOptions()):
     inputs, a missing column or field, or when nothing survives cleaning.
     """
     started = time.time()
+    storage.check_writable(output, kind="file")
     paths = expand_inputs(inputs)
     check_output_is_not_an_input(output, paths)
     stats = CorpusStats(inputs=paths, output=output)
@@ -497,7 +498,7 @@ def main(argv):
         options = CorpusOptions(**{field.name: values[field.name].value
                                    for field in dataclasses.fields(CorpusOptions)})
         report = prepare_corpus(values.input, values.output, options)
-    except CorpusError as error:
+    except (CorpusError, storage.OutputError) as error:
         sys.exit(f"electra_ko.corpus: error: {error}")
     print(format_report(report))
 

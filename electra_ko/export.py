@@ -408,6 +408,7 @@ def run(fv):
         raise checkpoints.CheckpointError("give exactly one of --model_dir and --init_checkpoint")
     if not fv.output_dir:
         raise checkpoints.CheckpointError("--output_dir is required")
+    storage.check_writable(fv.output_dir)
     if fv.model_dir:
         towers, vocab_path, recorded_length = read_model_dir(fv.model_dir)
     else:
@@ -427,7 +428,8 @@ def main(argv):
     del argv
     try:
         written = run(flags.FLAGS)
-    except (checkpoints.CheckpointError, config_lib.ConfigError, vocab_lib.VocabError) as err:
+    except (checkpoints.CheckpointError, config_lib.ConfigError, vocab_lib.VocabError,
+            storage.OutputError) as err:
         sys.exit(f"error: {err}")
     for path in written:
         print(f"wrote {path}")

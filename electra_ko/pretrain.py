@@ -344,6 +344,7 @@ def tpu_memory_check(cfg, num_params):
 def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         eval_dir=None, stop_at=None):
     """The whole driver after flag parsing; returns the final (or dry-run) summary dict."""
+    check_outputs(cfg, dry_run)
     keras.utils.set_random_seed(cfg.seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -413,6 +414,15 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         return summary
 
 
+def check_outputs(cfg, dry_run):
+    """Refuse an unwritable model_dir, and shards dir when the run builds the shards, before
+    any long work (the vocab stage checks its own folder first thing)."""
+    builds_shards = cfg.corpus and not dry_run
+    for path in (cfg.model_dir, cfg.pretrain_tfrecords if builds_shards else None):
+        if path:
+            storage.check_writable(path)
+
+
 def read_init_checkpoint(cfg, tokenizer):
     """The `init_checkpoint` to start from (None without one), its vocab checked."""
     if cfg.init_generator and not cfg.init_checkpoint:
@@ -471,7 +481,7 @@ def main(argv):
         summary = run(cfg, FLAGS.strategy, FLAGS.tpu, FLAGS.dry_run, FLAGS.deterministic,
                       FLAGS.eval_tfrecords, FLAGS.stop_at_step)
     except (config_lib.ConfigError, data_lib.DataError, vocab_lib.VocabError,
-            TrainingError, CheckpointError, _build_error()) as e:
+            TrainingError, CheckpointError, storage.OutputError, _build_error()) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1

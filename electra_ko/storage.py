@@ -24,6 +24,10 @@ _WILDCARD = re.compile(r"[*?\[]")
 _client_cache = {}
 
 
+class OutputError(ValueError):
+    """An output location no stage could write to (the message names it)."""
+
+
 def is_gcs(path):
     """True for ``gs://`` paths."""
     return str(path).startswith(GCS_PREFIX)
@@ -104,6 +108,46 @@ def glob(pattern):
     prefix = key[: wildcard.start()]
     names = (b.name for b in _client().list_blobs(bucket, prefix=prefix, retry=_retry()))
     return sorted(f"{GCS_PREFIX}{bucket}/{name}" for name in names if fnmatch.fnmatchcase(name, key))
+
+
+def check_writable(path, kind="dir"):
+    """Refuse, at a stage's start and before any long work, an output ``path`` (a ``kind``
+    "dir" or "file") that could not be written: locally an entry of the other kind, a
+    file where a parent folder must go, or no write permission; on gs:// a bucket that
+    does not exist or cannot be listed with the credentials at hand. Creates nothing."""
+    if is_gcs(path):
+        _check_bucket(path)
+        return
+    if kind == "dir" and os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError(f"{path} is a file, but the output must be a directory")
+    if kind == "file" and os.path.isdir(path):
+        raise OutputError(f"{path} is a directory, but the output must be a file")
+    existing = os.path.abspath(path if kind == "dir" else os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputError(f"cannot create {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: {existing} is not writable")
+
+
+def _check_bucket(path):
+    """One listing of the bucket: it exists and the credentials may read it."""
+    from google.api_core import exceptions
+    from google.auth.exceptions import GoogleAuthError
+
+    bucket, _ = _split_gcs(path)
+    try:
+        next(iter(_client().list_blobs(bucket, max_results=1, retry=_retry())), None)
+    except GoogleAuthError as e:
+        raise OutputError(f"cannot write {path}: no usable Google Cloud credentials "
+                          f"({str(e).splitlines()[0]}); run `gcloud auth application-default "
+                          "login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
+    except exceptions.NotFound:
+        raise OutputError(f"cannot write {path}: bucket gs://{bucket} does not exist") from None
+    except exceptions.Forbidden:
+        raise OutputError(f"cannot write {path}: the credentials may not list "
+                          f"gs://{bucket}") from None
 
 
 def open_read(path, binary=False):
