@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -188,3 +189,57 @@ def test_a_stage_refuses_a_missing_bucket_before_reading_anything(gcs_emulator, 
     assert capsys.readouterr().err.strip() == ("build_data: error: cannot write "
                                                "gs://no-such-bucket/shards: bucket "
                                                "gs://no-such-bucket does not exist")
+
+
+def plant_temporaries(directory, names):
+    """Leftovers of a killed run in ``directory``, an hour old: files, and folders (with a
+    file inside) for the names ending in "/"."""
+    past = time.time() - 3600
+    for name in names:
+        path = os.path.join(directory, name.rstrip("/"))
+        if name.endswith("/"):
+            os.makedirs(path)
+            with open(os.path.join(path, "part"), "w") as f:
+                f.write("partial")
+        else:
+            os.makedirs(directory, exist_ok=True)
+            with open(path, "w") as f:
+                f.write("partial")
+        os.utime(path, (past, past))
+
+
+def test_only_abandoned_temporaries_of_our_names_are_removed(tmp_path, caplog):
+    out = str(tmp_path / "out.txt")
+    plant_temporaries(str(tmp_path), [".out.txt.k1ll3d00.tmp", ".staging-k1ll3d00/",
+                                      ".keep", ".notes.tmp", "out.txt.tmp", ".staging/"])
+    (tmp_path / ".out.txt.y0ung000.tmp").write_text("just created: may await its lock")
+    patterns = [storage.writer_temporaries("out.txt"), storage.STAGING_TEMPORARIES]
+    with storage.atomic_writer(out) as f, storage.staged_output(str(tmp_path)) as staging:
+        f.write("being written")
+        writing = [name for name in os.listdir(tmp_path) if name.startswith(".out.txt.")
+                   and name not in (".out.txt.k1ll3d00.tmp", ".out.txt.y0ung000.tmp")]
+        past = time.time() - 3600
+        for path in [str(tmp_path / writing[0]), staging]:
+            os.utime(path, (past, past))  # old, but held by this live writer
+        removed = storage.remove_stale_temporaries(str(tmp_path), patterns)
+        assert removed == [".out.txt.k1ll3d00.tmp", ".staging-k1ll3d00"]
+        assert sorted(os.listdir(tmp_path)) == sorted(
+            [".keep", ".notes.tmp", "out.txt.tmp", ".staging", ".out.txt.y0ung000.tmp",
+             writing[0], os.path.basename(staging)])
+    assert f"removed what killed runs left in {tmp_path}: .out.txt.k1ll3d00.tmp, " \
+           ".staging-k1ll3d00" in caplog.text
+    assert storage.remove_stale_temporaries(str(tmp_path / "absent"), patterns) == []
+
+
+def test_a_lock_holder_removes_temporaries_from_a_bucket(gcs_emulator):
+    root = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
+    names = ["ckpt-3_temp/part-00000-of-00002", "ckpt-3_temp/part-00001-of-00002",
+             "checkpoint.tmp0a1b", "ckpt-2.index", "train/events", ".keep"]
+    for name in names:
+        storage.write_text(storage.join(root, name), "x")
+    patterns = ["ckpt-*_temp", "checkpoint.tmp*"]
+    assert storage.remove_stale_temporaries(root, patterns) == []  # not ours to judge unlocked
+    assert storage.remove_stale_temporaries(root, patterns, owned=True) == [
+        "checkpoint.tmp0a1b", "ckpt-3_temp"]
+    assert storage.glob(root + "/*") == [storage.join(root, name) for name in
+                                         (".keep", "ckpt-2.index", "train/events")]
