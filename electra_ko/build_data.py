@@ -328,6 +328,9 @@ def write_manifest(output_dir, settings, done, command, complete):
 def build(args, command):
     """Build (or finish) every shard; returns the final manifest."""
     storage.check_writable(args.output_dir)
+    storage.remove_stale_temporaries(args.output_dir, [storage.writer_temporaries(name) for name
+                                                       in (SHARD_PREFIX + "-*", MANIFEST,
+                                                           PARTIAL_MANIFEST)])
     if args.num_shards < 1 or args.num_workers < 1:
         raise BuildError("--num_shards and --num_workers must be at least 1")
     if args.max_seq_length < 5:

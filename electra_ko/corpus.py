@@ -405,6 +405,8 @@ def prepare_corpus(inputs, output, options=CorpusOptions()):
     """
     started = time.time()
     storage.check_writable(output, kind="file")
+    storage.remove_stale_temporaries(os.path.dirname(output) or ".",
+                                     [storage.writer_temporaries(os.path.basename(output))])
     paths = expand_inputs(inputs)
     check_output_is_not_an_input(output, paths)
     stats = CorpusStats(inputs=paths, output=output)

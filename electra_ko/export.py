@@ -409,6 +409,7 @@ def run(fv):
     if not fv.output_dir:
         raise checkpoints.CheckpointError("--output_dir is required")
     storage.check_writable(fv.output_dir)
+    storage.remove_stale_temporaries(fv.output_dir, [storage.STAGING_TEMPORARIES])
     if fv.model_dir:
         towers, vocab_path, recorded_length = read_model_dir(fv.model_dir)
     else:

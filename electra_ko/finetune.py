@@ -339,6 +339,7 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
     if not cfg.output_dir:
         raise FinetuneError("--output_dir is required")
     storage.check_writable(cfg.output_dir)
+    storage.remove_stale_temporaries(cfg.output_dir, [storage.STAGING_TEMPORARIES])
     if not cfg.vocab_file:
         raise FinetuneError("--vocab is required (the vocabulary the model was pretrained with)")
     tokenizer = vocab_lib.load_tokenizer(cfg.vocab_file)

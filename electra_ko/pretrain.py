@@ -379,7 +379,9 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     if shards is None:
         raise data_lib.DataError("no pretraining data: give --pretrain_tfrecords or --data_dir")
     files, compression, manifest = shards
-    with model_dir_lib.model_dir_lock(cfg.model_dir, strategy):
+    with model_dir_lib.model_dir_lock(cfg.model_dir, strategy) as lock:
+        if lock:  # the chief, unless on a multi-host TPU: alone in the model_dir
+            model_dir_lib.remove_temporaries(cfg.model_dir)
         model_dir_lib.check_resumable(cfg, tokenizer, manifest)
         model_dir_lib.write_config(cfg, cfg.model_dir, tokenizer, manifest)
         train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)

@@ -350,6 +350,8 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCA
     """Train a vocab on `inputs`, write it to `output_dir` and return its metadata."""
     started = time.time()
     storage.check_writable(output_dir)
+    storage.remove_stale_temporaries(output_dir, [storage.writer_temporaries(name) for name in
+                                                  (VOCAB_FILE, META_FILE, SPM_FILE)])
     reserved = reserved_tokens(num_unused)
     _check_build_args(inputs, tokenizer, vocab_size, reserved)
     bad_lines = []

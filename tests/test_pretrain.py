@@ -23,6 +23,7 @@ from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
 from test_checkpoints import write_tf1_checkpoint
 from test_data import write_shards
+from test_storage import plant_temporaries
 
 SEQ = 16
 FLAGS = flags.FLAGS
@@ -697,3 +698,20 @@ def test_second_run_into_a_busy_model_dir_stops_and_a_stale_lock_is_broken(corpu
     assert pretrain.run(cfg)["step"] == 2
     assert "breaking the stale lock" in caplog.text
     assert not lock.exists()  # released at the end
+
+
+def test_a_run_removes_what_killed_runs_left_in_its_model_dir(corpus_dir, tmp_path, caplog):
+    model_dir = tmp_path / "model"
+    leftovers = ["ckpt-4_temp/", "checkpoint.tmp" + "0a" * 16, ".config.json.k1ll3d00.tmp",
+                 ".run_identity.json.k1ll3d00.tmp"]
+    plant_temporaries(str(model_dir), leftovers + [".keep", ".worker-1/", "ckpt_temp/"])
+    plant_temporaries(str(model_dir / "discriminator"), [".staging-k1ll3d00/", ".keep"])
+    assert pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=2))["step"] == 2
+    names = set(os.listdir(model_dir))
+    assert {".keep", ".worker-1", "ckpt_temp"} <= names
+    assert not names & {name.rstrip("/") for name in leftovers}
+    assert ".keep" in os.listdir(model_dir / "discriminator")
+    assert not [name for name in os.listdir(model_dir / "discriminator") if "staging" in name]
+    assert (f"removed what killed runs left in {model_dir}: "
+            + ", ".join(sorted(name.rstrip("/") for name in leftovers))) in caplog.text
+    assert f"left in {model_dir / 'discriminator'}: .staging-k1ll3d00" in caplog.text
