@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from electra_ko import finetune, tasks
+from electra_ko import finetune, storage, tasks
 
 RANDOM = "random"
 TABLE_FILE = "benchmark.md"
@@ -68,6 +68,7 @@ def format_table(rows: dict, task_names) -> str:
 def run_benchmark(task_names, data_root, init_checkpoints, output_dir, vocab=None,
                   config_file=None, overrides=(), model_config=None, seeds=(), **flag_values):
     """Fine-tune every model on every task; returns {model: {task: metrics}}."""
+    storage.check_writable(output_dir)
     rows = {}
     for checkpoint in init_checkpoints or [RANDOM]:
         name = model_name(checkpoint)

@@ -327,6 +327,10 @@ def write_manifest(output_dir, settings, done, command, complete):
 
 def build(args, command):
     """Build (or finish) every shard; returns the final manifest."""
+    storage.check_writable(args.output_dir)
+    storage.remove_stale_temporaries(args.output_dir, [storage.writer_temporaries(name) for name
+                                                       in (SHARD_PREFIX + "-*", MANIFEST,
+                                                           PARTIAL_MANIFEST)])
     if args.num_shards < 1 or args.num_workers < 1:
         raise BuildError("--num_shards and --num_workers must be at least 1")
     if args.max_seq_length < 5:
@@ -431,7 +435,7 @@ def main(argv=None):
     command = "python -m electra_ko.build_data " + shlex.join(argv)
     try:
         manifest = build(args, command)
-    except (BuildError, vocab.VocabError) as err:
+    except (BuildError, vocab.VocabError, storage.OutputError) as err:
         print(f"build_data: error: {err}", file=sys.stderr)
         sys.exit(1)
     print(f"build_data: wrote {manifest['examples']} examples ({manifest['tokens']} tokens) in "

@@ -404,6 +404,9 @@ def prepare_corpus(inputs, output, options=CorpusOptions()):
     inputs, a missing column or field, or when nothing survives cleaning.
     """
     started = time.time()
+    storage.check_writable(output, kind="file")
+    storage.remove_stale_temporaries(os.path.dirname(output) or ".",
+                                     [storage.writer_temporaries(os.path.basename(output))])
     paths = expand_inputs(inputs)
     check_output_is_not_an_input(output, paths)
     stats = CorpusStats(inputs=paths, output=output)
@@ -497,7 +500,7 @@ def main(argv):
         options = CorpusOptions(**{field.name: values[field.name].value
                                    for field in dataclasses.fields(CorpusOptions)})
         report = prepare_corpus(values.input, values.output, options)
-    except CorpusError as error:
+    except (CorpusError, storage.OutputError) as error:
         sys.exit(f"electra_ko.corpus: error: {error}")
     print(format_report(report))
 

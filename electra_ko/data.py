@@ -17,7 +17,10 @@ the checkpoint (TPUStrategy's distributed iterator cannot be saved).
 import json
 
 import tensorflow as tf
+import tqdm
 from absl import logging
+
+from electra_ko import tfrecord
 
 SHARD_PATTERN = "pretrain_data.tfrecord-*"
 MANIFEST_NAME = "manifest.json"
@@ -99,11 +102,10 @@ def host_files(files, input_context):
 def shard_example_counts(manifest, files, compression=""):
     """Examples per shard of `files`, from the manifest's `shards` entries when it has
     them (build_data writes them), else by reading the shards once."""
-    recorded = {entry["file"]: entry["examples"] for entry in manifest.get("shards") or []
-                if entry and "file" in entry and "examples" in entry}
-    names = [path.rstrip("/").rsplit("/", 1)[-1] for path in files]
+    recorded = recorded_counts(manifest)
+    names = [_name(path) for path in files]
     if all(name in recorded for name in names):
-        return [int(recorded[name]) for name in names]
+        return [recorded[name] for name in names]
     logging.info("the manifest has no example counts: counting the records of %d shards",
                  len(files))
     try:
@@ -111,6 +113,58 @@ def shard_example_counts(manifest, files, compression=""):
                 for path in files]
     except tf.errors.DataLossError as e:
         raise corrupt_shard_error(files, compression, e) from None
+
+
+def recorded_counts(manifest):
+    """``{shard file name: examples}`` from the manifest's `shards` entries (build_data
+    writes them; other manifests may have none)."""
+    return {entry["file"]: int(entry["examples"]) for entry in manifest.get("shards") or []
+            if entry and "file" in entry and "examples" in entry}
+
+
+def _name(path):
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def verify_shards(files, compression, manifest):
+    """Read every shard to its end (lengths and CRCs of every record) and compare its
+    records with the manifest's count; returns the total. The first bad shard is a
+    `DataError` naming it and the byte offset (of the uncompressed records for GZIP)."""
+    recorded = recorded_counts(manifest)
+    missing = sorted(set(recorded) - {_name(path) for path in files})
+    if missing:
+        directory = files[0][:-len(_name(files[0]))]
+        raise DataError(f"pretraining shard {directory}{missing[0]} is missing: {MANIFEST_NAME} "
+                        "lists it; rebuild the shards with `python -m electra_ko.build_data`")
+    total = sum(tf.io.gfile.stat(path).length for path in files)
+    records = 0
+    with tqdm.tqdm(total=total, unit="B", unit_scale=True, desc="checking shards",
+                   mininterval=0.5, disable=None) as bar:
+        for path in files:
+            count, end = _scan_shard(path, compression, bar.update)
+            if recorded and recorded.get(_name(path)) != count:
+                raise DataError(_count_mismatch(path, count, end, recorded.get(_name(path))))
+            records += count
+    return records
+
+
+def _scan_shard(path, compression, on_read):
+    """(records, uncompressed bytes) of one shard, or a `DataError` at its first bad record."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        try:
+            return tfrecord.scan_records(f, compression, on_read)
+        except tfrecord.RecordError as e:
+            where = f"byte {e.offset}" + (" of its uncompressed records" if compression else "")
+            raise DataError(f"corrupt pretraining shard {path} at {where}: {e.problem}; "
+                            "rebuild it with `python -m electra_ko.build_data`") from None
+
+
+def _count_mismatch(path, count, end, expected):
+    listed = (f"{MANIFEST_NAME} lists {expected}" if expected is not None
+              else f"{MANIFEST_NAME} does not list it")
+    return (f"pretraining shard {path} holds {count} records (ending at byte {end}) but "
+            f"{listed}: shards and manifest come from different builds; rebuild them with "
+            "`python -m electra_ko.build_data`")
 
 
 def _permutation(size, seed):

@@ -408,6 +408,8 @@ def run(fv):
         raise checkpoints.CheckpointError("give exactly one of --model_dir and --init_checkpoint")
     if not fv.output_dir:
         raise checkpoints.CheckpointError("--output_dir is required")
+    storage.check_writable(fv.output_dir)
+    storage.remove_stale_temporaries(fv.output_dir, [storage.STAGING_TEMPORARIES])
     if fv.model_dir:
         towers, vocab_path, recorded_length = read_model_dir(fv.model_dir)
     else:
@@ -427,7 +429,8 @@ def main(argv):
     del argv
     try:
         written = run(flags.FLAGS)
-    except (checkpoints.CheckpointError, config_lib.ConfigError, vocab_lib.VocabError) as err:
+    except (checkpoints.CheckpointError, config_lib.ConfigError, vocab_lib.VocabError,
+            storage.OutputError) as err:
         sys.exit(f"error: {err}")
     for path in written:
         print(f"wrote {path}")

@@ -338,6 +338,8 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
     started = time.time()
     if not cfg.output_dir:
         raise FinetuneError("--output_dir is required")
+    storage.check_writable(cfg.output_dir)
+    storage.remove_stale_temporaries(cfg.output_dir, [storage.STAGING_TEMPORARIES])
     if not cfg.vocab_file:
         raise FinetuneError("--vocab is required (the vocabulary the model was pretrained with)")
     tokenizer = vocab_lib.load_tokenizer(cfg.vocab_file)
@@ -531,7 +533,7 @@ def format_summary(results) -> str:
 
 # Bad input the CLIs report as one line instead of a traceback.
 USER_ERRORS = (FinetuneError, tasks.TaskError, config_lib.ConfigError, vocab_lib.VocabError,
-               checkpoints.CheckpointError)
+               checkpoints.CheckpointError, storage.OutputError)
 
 
 def main(argv):

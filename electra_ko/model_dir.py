@@ -2,7 +2,8 @@
 
     config.json          the resolved config of the run
     run_identity.json    the vocab (sha256, size) and shards (path, manifest summary) it trains on
-    RUNNING.lock         while a run trains into it
+    RUNNING.lock         while a run trains into it; the run that takes it first removes the
+                         temporaries of runs killed while writing (see `TEMPORARIES`)
 
 A run that resumes the folder's checkpoints may not change its architecture or vocab
 (refused, naming the keys or both hashes, before anything is written); other shards of the
@@ -20,6 +21,7 @@ from absl import logging
 
 from electra_ko import config as config_lib
 from electra_ko import storage, training
+from electra_ko.checkpoints import DISCRIMINATOR, GENERATOR
 
 
 CONFIG_FILE = "config.json"
@@ -113,6 +115,22 @@ class ModelDirLock:
                         holder.get("pid"))
         storage.remove(self.path)
         return True
+
+
+# What a run killed while writing leaves: TensorFlow's checkpoint parts before their merge
+# and its temporary `checkpoint` state file (local disks), our writers' temporary files.
+TEMPORARIES = (training.CHECKPOINT_NAME + "-*_temp", "checkpoint.tmp*") + tuple(
+    storage.writer_temporaries(name) for name in (CONFIG_FILE, RUN_IDENTITY_FILE))
+EXPORT_DIRS = (DISCRIMINATOR, GENERATOR)  # written through storage.staged_output
+
+
+def remove_temporaries(model_dir):
+    """Remove what killed runs left in the model_dir and its export folders: called holding
+    the lock, so no live run can be writing them."""
+    storage.remove_stale_temporaries(model_dir, TEMPORARIES, owned=True)
+    for name in EXPORT_DIRS:
+        storage.remove_stale_temporaries(storage.join(model_dir, name),
+                                         [storage.STAGING_TEMPORARIES], owned=True)
 
 
 def model_dir_lock(model_dir, strategy):

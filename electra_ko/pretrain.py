@@ -347,6 +347,7 @@ def tpu_memory_check(cfg, num_params):
 def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         eval_dir=None, stop_at=None):
     """The whole driver after flag parsing; returns the final (or dry-run) summary dict."""
+    check_outputs(cfg, dry_run)
     keras.utils.set_random_seed(cfg.seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -375,12 +376,15 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
           f"device={device} precision={precision}")
     memory = tpu_memory_check(cfg, counts["total"])
     if dry_run:
+        records = data_lib.verify_shards(*shards) if shards else 0
         return {"parameters": counts, "shards": len(shards[0]) if shards else 0,
-                **({"tpu_memory": memory} if memory else {})}
+                "records": records, **({"tpu_memory": memory} if memory else {})}
     if shards is None:
         raise data_lib.DataError("no pretraining data: give --pretrain_tfrecords or --data_dir")
     files, compression, manifest = shards
-    with model_dir_lib.model_dir_lock(cfg.model_dir, strategy):
+    with model_dir_lib.model_dir_lock(cfg.model_dir, strategy) as lock:
+        if lock:  # the chief, unless on a multi-host TPU: alone in the model_dir
+            model_dir_lib.remove_temporaries(cfg.model_dir)
         model_dir_lib.check_resumable(cfg, tokenizer, manifest)
         model_dir_lib.write_config(cfg, cfg.model_dir, tokenizer, manifest)
         train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
@@ -416,6 +420,15 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
             summary["exported"] = export_towers(model, cfg.vocab_file, cfg.model_dir,
                                                 cfg.max_seq_length)
         return summary
+
+
+def check_outputs(cfg, dry_run):
+    """Refuse an unwritable model_dir, and shards dir when the run builds the shards, before
+    any long work (the vocab stage checks its own folder first thing)."""
+    builds_shards = cfg.corpus and not dry_run
+    for path in (cfg.model_dir, cfg.pretrain_tfrecords if builds_shards else None):
+        if path:
+            storage.check_writable(path)
 
 
 def read_init_checkpoint(cfg, tokenizer):
@@ -490,7 +503,7 @@ def main(argv):
         summary = run(cfg, FLAGS.strategy, FLAGS.tpu, FLAGS.dry_run, FLAGS.deterministic,
                       FLAGS.eval_tfrecords, FLAGS.stop_at_step)
     except (config_lib.ConfigError, data_lib.DataError, vocab_lib.VocabError,
-            TrainingError, CheckpointError, _build_error()) as e:
+            TrainingError, CheckpointError, storage.OutputError, _build_error()) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1

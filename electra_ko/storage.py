@@ -8,20 +8,30 @@ retries transient errors with the library's ``DEFAULT_RETRY``.
 
 Writers are atomic: a file appears under its final name only once it is complete
 (local: temporary file in the same directory + ``os.replace``; gs://: one upload
-when the writer closes without error). No TensorFlow here: the data builder must
+when the writer closes without error). A writer holds an advisory lock on its
+temporary, so the next run of a stage can tell a killed writer's leftovers from a
+live one's (``remove_stale_temporaries``). No TensorFlow here: the data builder must
 stay light.
 """
 import contextlib
+import fcntl
 import fnmatch
 import glob as _glob
 import os
 import re
 import shutil
 import tempfile
+import time
+
+from absl import logging
 
 GCS_PREFIX = "gs://"
 _WILDCARD = re.compile(r"[*?\[]")
 _client_cache = {}
+
+
+class OutputError(ValueError):
+    """An output location no stage could write to (the message names it)."""
 
 
 def is_gcs(path):
@@ -106,6 +116,46 @@ def glob(pattern):
     return sorted(f"{GCS_PREFIX}{bucket}/{name}" for name in names if fnmatch.fnmatchcase(name, key))
 
 
+def check_writable(path, kind="dir"):
+    """Refuse, at a stage's start and before any long work, an output ``path`` (a ``kind``
+    "dir" or "file") that could not be written: locally an entry of the other kind, a
+    file where a parent folder must go, or no write permission; on gs:// a bucket that
+    does not exist or cannot be listed with the credentials at hand. Creates nothing."""
+    if is_gcs(path):
+        _check_bucket(path)
+        return
+    if kind == "dir" and os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError(f"{path} is a file, but the output must be a directory")
+    if kind == "file" and os.path.isdir(path):
+        raise OutputError(f"{path} is a directory, but the output must be a file")
+    existing = os.path.abspath(path if kind == "dir" else os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputError(f"cannot create {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: {existing} is not writable")
+
+
+def _check_bucket(path):
+    """One listing of the bucket: it exists and the credentials may read it."""
+    from google.api_core import exceptions
+    from google.auth.exceptions import GoogleAuthError
+
+    bucket, _ = _split_gcs(path)
+    try:
+        next(iter(_client().list_blobs(bucket, max_results=1, retry=_retry())), None)
+    except GoogleAuthError as e:
+        raise OutputError(f"cannot write {path}: no usable Google Cloud credentials "
+                          f"({str(e).splitlines()[0]}); run `gcloud auth application-default "
+                          "login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
+    except exceptions.NotFound:
+        raise OutputError(f"cannot write {path}: bucket gs://{bucket} does not exist") from None
+    except exceptions.Forbidden:
+        raise OutputError(f"cannot write {path}: the credentials may not list "
+                          f"gs://{bucket}") from None
+
+
 def open_read(path, binary=False):
     """Open for reading; text mode decodes UTF-8. gs:// readers are seekable."""
     if not is_gcs(path):
@@ -125,22 +175,32 @@ def atomic_writer(path, binary=False):
         encoding=None if binary else "utf-8",
         dir=directory or None,
         prefix="." + os.path.basename(path) + ".",
-        suffix=".tmp",
+        suffix=_WRITER_SUFFIX,
         delete=False,
     )
     try:
-        with tmp:
-            yield tmp
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        if is_gcs(path):
-            _blob(path).upload_from_filename(tmp.name, retry=_retry())
-        else:
-            os.chmod(tmp.name, 0o666 & ~_current_umask())
-            os.replace(tmp.name, path)
+        with _held(tmp.name):
+            with tmp:
+                yield tmp
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            if is_gcs(path):
+                _blob(path).upload_from_filename(tmp.name, retry=_retry())
+            else:
+                os.chmod(tmp.name, 0o666 & ~_current_umask())
+                os.replace(tmp.name, path)
     finally:
         if os.path.exists(tmp.name):
             os.remove(tmp.name)
+
+
+_WRITER_SUFFIX = ".tmp"
+
+
+def writer_temporaries(name):
+    """The glob pattern of the temporary files ``atomic_writer`` makes for files called
+    ``name`` (itself a pattern) until it renames them."""
+    return f".{name}.*{_WRITER_SUFFIX}"
 
 
 def _current_umask():
@@ -208,13 +268,15 @@ def staged_output(output_dir, last=()):
     os.makedirs(output_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir)
     try:
-        yield staging
-        _publish_local(staging, output_dir, last)
+        with _held(staging):
+            yield staging
+            _publish_local(staging, output_dir, last)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 STAGING_PREFIX = ".staging-"
+STAGING_TEMPORARIES = STAGING_PREFIX + "*"  # what staged_output leaves in a killed run's output
 
 
 def _publish_local(staging, output_dir, last):
@@ -268,3 +330,90 @@ def create_exclusive(path, text):
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     return True
+
+
+# A temporary this young may still be waiting for its writer's lock (see `_held`).
+_MIN_STALE_AGE_S = 60
+
+
+@contextlib.contextmanager
+def _held(path):
+    """An advisory lock on a temporary ``path`` for the block. The system drops it when its
+    process dies, so a temporary that nobody holds was left by a killed run. (Where the
+    file system has no such locks, nothing is held and nothing is ever found stale.)"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _abandoned(path):
+    """True for a local temporary that no process holds and that has not changed for a
+    minute."""
+    try:
+        if time.time() - os.path.getmtime(path) < _MIN_STALE_AGE_S:
+            return False
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # gone meanwhile
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # held by a live writer, or no locks here to tell
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(directory, patterns, owned=False):
+    """Remove from ``directory`` the temporaries killed runs left there: the entries whose
+    names match ``patterns`` (this project's or TensorFlow's temporary names, never a
+    user's) and that no running process is writing. A caller that holds the directory's
+    lock passes ``owned``: every match is then stale, on gs:// too. Otherwise only local
+    temporaries are removed, those that no process holds (``_held``); our writers stage
+    gs:// outputs in local temporaries, so they leave none in a bucket. Logs one line
+    naming what it removed; returns the names."""
+    if is_gcs(directory):
+        stale = _gcs_entries(directory, patterns) if owned else {}
+        for paths in stale.values():
+            for path in paths:
+                _blob(path).delete(retry=_retry())
+    else:
+        names = os.listdir(directory) if os.path.isdir(directory) else []
+        stale = [name for name in names if _matches(name, patterns)
+                 and (owned or _abandoned(os.path.join(directory, name)))]
+        for name in stale:
+            _remove_local(os.path.join(directory, name))
+    if stale:
+        logging.warning("removed what killed runs left in %s: %s", directory,
+                        ", ".join(sorted(stale)))
+    return sorted(stale)
+
+
+def _matches(name, patterns):
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _gcs_entries(directory, patterns):
+    """``{name: object paths}`` of the entries directly in a gs:// directory whose names
+    match ``patterns`` (a sub-folder holds every object under it)."""
+    bucket, key = _split_gcs(directory)
+    prefix = key.rstrip("/") + "/" if key else ""
+    entries = {}
+    for blob in _client().list_blobs(bucket, prefix=prefix, retry=_retry()):
+        name = blob.name[len(prefix):].split("/", 1)[0]
+        if _matches(name, patterns):
+            entries.setdefault(name, []).append(f"{GCS_PREFIX}{bucket}/{blob.name}")
+    return entries
+
+
+def _remove_local(path):
+    """Delete a file or folder that a concurrent clean-up may be deleting too."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)

@@ -1,4 +1,4 @@
-"""TFRecord files of ``tf.train.Example`` protos, written without TensorFlow.
+"""TFRecord files of ``tf.train.Example`` protos, written and checked without TensorFlow.
 
 Importing TensorFlow costs ~4 s and ~650 MB per process, too much for the data
 builder's worker processes, and the format is small: each record is
@@ -12,6 +12,7 @@ batch of examples are encoded at once with NumPy.
 import gzip
 import itertools
 import struct
+import zlib
 
 import google_crc32c
 import numpy as np
@@ -25,6 +26,18 @@ _TAG_INT64_LIST = b"\x1a"  # Feature.int64_list is field 3
 GZIP = "GZIP"
 _GZIP_LEVEL = 6  # zlib's default, as TensorFlow's own writer
 _MAX_VARINT_TABLE = 1 << 20  # values, for encoding by table look-up
+_HEADER = struct.Struct("<QI")  # record length, masked CRC of its 8 bytes
+_FOOTER = struct.Struct("<I")  # masked CRC of the data
+_SCAN_CHUNK_BYTES = 8 << 20
+_GZIP_PIECE_BYTES = 64 << 10  # a broken gzip stream is located to within this
+
+
+class RecordError(ValueError):
+    """A TFRecord stream breaks off or fails a CRC at ``offset`` (of the uncompressed stream)."""
+
+    def __init__(self, offset, problem):
+        super().__init__(f"byte {offset}: {problem}")
+        self.offset, self.problem = offset, problem
 
 
 def masked_crc32c(data):
@@ -218,3 +231,73 @@ class RecordWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def scan_records(fileobj, compression="", on_read=lambda num_bytes: None):
+    """``(records, stream bytes)`` of a TFRecord file, every length and CRC checked.
+
+    ``on_read`` gets the size of every read from ``fileobj`` (for a progress bar). The
+    first record that fails a check, that the file ends inside, or (GZIP) in which
+    the gzip stream breaks (to within 64 KB) is a ``RecordError`` at its offset in the
+    uncompressed stream. With the C CRC32C this reads about 300 MB/s, faster than
+    counting the records through ``tf.data``.
+    """
+    count, start, pending = 0, 0, b""  # start: stream offset of pending[0]
+    try:
+        for chunk in _uncompressed_chunks(_CountedReader(fileobj, on_read), compression):
+            data = pending + chunk
+            checked, position = _check_records(data, start)
+            count += checked
+            pending, start = data[position:], start + position
+    except _BrokenGzip as e:
+        problem = f"the gzip stream breaks here or at most 64 KB later ({e})"
+        raise RecordError(start, problem) from None
+    if pending:
+        raise RecordError(start, f"the file ends inside a record ({len(pending)} bytes of it)")
+    return count, start
+
+
+def _check_records(data, start):
+    """(complete records checked, offset after the last) in ``data`` (stream offset ``start``)."""
+    count = position = 0
+    while len(data) - position >= _HEADER.size:
+        length, length_crc = _HEADER.unpack_from(data, position)
+        if masked_crc32c(data[position:position + 8]) != length_crc:
+            raise RecordError(start + position, "the length field fails its CRC")
+        end = position + _HEADER.size + length + _FOOTER.size
+        if end > len(data):
+            break
+        if masked_crc32c(data[position + _HEADER.size:end - _FOOTER.size]) != \
+                _FOOTER.unpack_from(data, end - _FOOTER.size)[0]:
+            raise RecordError(start + position, f"the {length}-byte record fails its data CRC")
+        count, position = count + 1, end
+    return count, position
+
+
+class _BrokenGzip(Exception):
+    pass
+
+
+def _uncompressed_chunks(reader, compression):
+    """The stream's bytes in pieces; a broken gzip stream raises ``_BrokenGzip`` after the
+    last piece that decompressed."""
+    if compression != GZIP:
+        yield from iter(lambda: reader.read(_SCAN_CHUNK_BYTES), b"")
+        return
+    stream = gzip.GzipFile(fileobj=reader, mode="rb")
+    try:
+        yield from iter(lambda: stream.read(_GZIP_PIECE_BYTES), b"")
+    except (EOFError, OSError, zlib.error) as e:
+        raise _BrokenGzip(str(e)) from None
+
+
+class _CountedReader:
+    """``fileobj.read``, telling ``on_read`` how many bytes each read returned."""
+
+    def __init__(self, fileobj, on_read):
+        self._fileobj, self._on_read = fileobj, on_read
+
+    def read(self, size=-1):
+        data = self._fileobj.read(size)
+        self._on_read(len(data))
+        return data

@@ -30,6 +30,7 @@ class TrainingError(RuntimeError):
 # Exit status of a run stopped by SIGTERM (a preempted TPU) after saving its checkpoint:
 # EX_TEMPFAIL, "try again": re-running the same command resumes.
 EXIT_PREEMPTED = 75
+CHECKPOINT_NAME = "ckpt"  # checkpoints are model_dir/ckpt-<step>.*
 
 
 # --------------------------------------------------------------------------- strategy
@@ -192,7 +193,7 @@ class Trainer:
                                               global_step=self.global_step)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoint_max,
-            step_counter=self.global_step, checkpoint_name="ckpt")
+            step_counter=self.global_step, checkpoint_name=CHECKPOINT_NAME)
         # On CPU/GPU with a single replica, the forward/backward pass with clipping is one
         # XLA cluster and the optimizer update a second: compiled together, a tiny step
         # took 21 instead of 1.1 CPU-s on CPU (see `compiled`).

@@ -371,6 +371,9 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCA
                 input_sentence_size=0, shuffle_input_sentence=True):
     """Train a vocab on `inputs`, write it to `output_dir` and return its metadata."""
     started = time.time()
+    storage.check_writable(output_dir)
+    storage.remove_stale_temporaries(output_dir, [storage.writer_temporaries(name) for name in
+                                                  (VOCAB_FILE, META_FILE, SPM_FILE)])
     reserved = reserved_tokens(num_unused)
     _check_build_args(inputs, tokenizer, vocab_size, reserved)
     bad_lines = []
@@ -512,7 +515,7 @@ def main(argv):
             spm_model_type=FLAGS.spm_model_type, character_coverage=FLAGS.character_coverage,
             input_sentence_size=FLAGS.input_sentence_size,
             shuffle_input_sentence=FLAGS.shuffle_input_sentence)
-    except VocabError as err:
+    except (VocabError, storage.OutputError) as err:
         sys.exit(f"error: {err}")
     print(format_summary(meta, FLAGS.output_dir))
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from electra_ko import build_data, storage, tfrecord, vocab
+from test_storage import plant_temporaries
 
 NUM_UNUSED = 3
 FIRST_WORD_ID = 5 + NUM_UNUSED
@@ -253,6 +254,19 @@ def test_resume_after_crash_keeps_finished_shards(tmp_path, vocab_dir, monkeypat
     assert shard_bytes(str(out)) == shard_bytes(str(clean))
     rerun = json.loads((out / "manifest.json").read_text())
     assert rerun["shards"] == json.loads((clean / "manifest.json").read_text())["shards"]
+
+
+def test_temporaries_of_a_killed_build_are_removed_at_start(tmp_path, vocab_dir, caplog):
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus())
+    out = tmp_path / "out"
+    leftovers = [".pretrain_data.tfrecord-00001-of-00003.k1ll3d00.tmp",
+                 ".manifest.partial.json.k1ll3d00.tmp", ".manifest.json.k1ll3d00.tmp"]
+    plant_temporaries(str(out), leftovers + [".keep", ".corpus.txt.k1ll3d00.tmp"])
+    build(corpus, vocab_dir, out)
+    assert sorted(name for name in os.listdir(out) if name.startswith(".")) == [
+        ".corpus.txt.k1ll3d00.tmp", ".keep"]
+    assert (f"removed what killed runs left in {out}: "
+            + ", ".join(sorted(leftovers))) in caplog.text
 
 
 def test_refuses_output_built_with_other_settings(tmp_path, vocab_dir, capsys):

@@ -15,6 +15,7 @@ import pytest
 from electra_ko import corpus
 from electra_ko.corpus import CorpusError, CorpusOptions, clean_line, drop_reason, normalize_text
 from electra_ko.sentences import split_sentences
+from test_storage import plant_temporaries
 
 DEFAULTS = CorpusOptions()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -363,6 +364,18 @@ def test_module_does_not_import_tensorflow():
     code = "import sys, electra_ko.corpus; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+def test_temporaries_of_a_killed_run_are_removed_at_start(tmp_path, caplog):
+    source = write(tmp_path / "in.txt", "정말 재밌다.\n")
+    out = tmp_path / "out"
+    plant_temporaries(str(out), [".corpus.txt.k1ll3d00.tmp", ".corpus.txt.stats.json.k1ll3d00.tmp",
+                                 ".other.txt.k1ll3d00.tmp", ".keep"])
+    corpus.prepare_corpus([source], str(out / "corpus.txt"))
+    assert sorted(os.listdir(out)) == [".keep", ".other.txt.k1ll3d00.tmp", "corpus.txt",
+                                       "corpus.txt.stats.json"]
+    assert (f"removed what killed runs left in {out}: .corpus.txt.k1ll3d00.tmp, "
+            ".corpus.txt.stats.json.k1ll3d00.tmp") in caplog.text
 
 
 def test_bundled_sample_exercises_every_cleaner(tmp_path):

@@ -2,6 +2,7 @@
 import gzip
 import json
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -158,6 +159,76 @@ def test_truncated_shard_is_named(tmp_path):
     error = data.corrupt_shard_error(files, "", caught.value)
     assert files[1] in str(error) and files[0] not in str(error)
     assert "rebuild it" in str(error)
+
+
+def _record_starts(raw):
+    """The byte offset of every record in uncompressed TFRecord bytes."""
+    starts, position = [], 0
+    while position < len(raw):
+        starts.append(position)
+        position += 16 + struct.unpack_from("<Q", raw, position)[0]
+    return starts
+
+
+def _damage(raw, damage):
+    """(damaged copy of a shard's records, offset of the record hit)."""
+    raw, record = bytearray(raw), _record_starts(raw)[2]
+    if damage == "truncated":
+        return raw[:-3], _record_starts(raw)[-1]
+    raw[record + (1 if damage == "length" else 12 + 5)] ^= 0x40  # header or data byte
+    return raw, record
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+@pytest.mark.parametrize("damage, problem", [
+    ("truncated", "the file ends inside a record"),
+    ("data", "record fails its data CRC"),
+    ("length", "the length field fails its CRC")])
+def test_shard_check_names_the_first_corrupt_shard_and_byte(tmp_path, gzipped, damage, problem):
+    directory = write_shards(str(tmp_path), num_shards=3, gzipped=gzipped)
+    victim = data.shard_files(directory)[1]
+    opener = gzip.open if gzipped else open
+    with opener(victim, "rb") as f:
+        damaged, offset = _damage(f.read(), damage)
+    with opener(victim, "wb") as f:
+        f.write(damaged)
+    manifest = data.read_manifest(directory)
+    with pytest.raises(data.DataError) as caught:
+        data.verify_shards(data.shard_files(directory), data.compression_of(manifest), manifest)
+    uncompressed = " of its uncompressed records" if gzipped else ""
+    assert str(caught.value).startswith(
+        f"corrupt pretraining shard {victim} at byte {offset}{uncompressed}: ")
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_shard_check_names_a_broken_gzip_stream(tmp_path):
+    directory = write_shards(str(tmp_path), gzipped=True)
+    victim = data.shard_files(directory)[0]
+    with open(victim, "rb") as f:
+        content = f.read()
+    with open(victim, "wb") as f:
+        f.write(content[:-20])
+    with pytest.raises(data.DataError, match=(  # located to within 64 KB: here, the first record
+            f"corrupt pretraining shard {victim} at byte 0 of its uncompressed records: "
+            "the gzip stream breaks here")):
+        data.verify_shards(data.shard_files(directory), "GZIP", data.read_manifest(directory))
+
+
+def test_shard_check_refuses_shards_and_manifest_of_different_builds(tmp_path):
+    directory = write_shards(str(tmp_path), num_shards=3, per_shard=4)
+    files = data.shard_files(directory)
+    manifest = data.read_manifest(directory)
+    assert data.verify_shards(files, "", manifest) == 12
+    manifest["shards"][1]["examples"] = 5
+    with pytest.raises(data.DataError, match=(
+            f"pretraining shard {files[1]} holds 4 records \\(ending at byte "
+            f"{os.path.getsize(files[1])}\\) but manifest.json lists 5: shards and manifest")):
+        data.verify_shards(files, "", manifest)
+    del manifest["shards"][1]
+    with pytest.raises(data.DataError, match=f"{files[1]} holds 4 .* manifest.json does not list"):
+        data.verify_shards(files, "", manifest)
+    with pytest.raises(data.DataError, match=f"pretraining shard {files[2]} is missing"):
+        data.verify_shards(files[:2], "", data.read_manifest(directory))
 
 
 def test_gzip_shards_declared_in_manifest_are_read_as_gzip(tmp_path):

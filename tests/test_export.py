@@ -1,4 +1,5 @@
 """Tests for electra_ko.export: Hugging Face export/import parity and the serving SavedModel."""
+import os
 import types
 import uuid
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from electra_ko import checkpoints, export, modeling, storage, tasks, vocab
+from test_storage import plant_temporaries
 
 torch = pytest.importorskip("torch", reason="Hugging Face parity tests need torch (extra 'hf')")
 transformers = pytest.importorskip(
@@ -233,3 +235,15 @@ def test_gdes_discriminator_exports_with_its_deltas_folded_in(tmp_path, vocab_di
         np.testing.assert_array_equal(reread.tensors[name], value, err_msg=name)
     generator = export.tower_from_pretrainer(model, "generator")
     np.testing.assert_array_equal(generator.tensors[word], model.embeddings.word_embeddings.numpy())
+
+
+def test_staging_folders_of_a_killed_export_are_removed_at_start(tmp_path, caplog):
+    out = tmp_path / "out"
+    plant_temporaries(str(out), [".staging-k1ll3d00/", ".staging/", ".keep"])
+    flags = types.SimpleNamespace(model_dir=str(tmp_path / "absent"), init_checkpoint=None,
+                                  output_dir=str(out), format="huggingface", vocab=None,
+                                  config=None, set=[], max_seq_length=None)
+    with pytest.raises(checkpoints.CheckpointError):  # no model: stops right after start-up
+        export.run(flags)
+    assert sorted(os.listdir(out)) == [".keep", ".staging"]
+    assert f"removed what killed runs left in {out}: .staging-k1ll3d00" in caplog.text

@@ -2,6 +2,7 @@
 batching, learning, collapse check, init checkpoints, seeds, outputs, errors, a real run."""
 import hashlib
 import json
+import os
 import random
 
 import numpy as np
@@ -10,8 +11,9 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import classifier, config, finetune, modeling, tasks
+from electra_ko import classifier, config, finetune, modeling, tasks, vocab
 from test_checkpoints import tf1_variables, write_tf1_checkpoint
+from test_storage import plant_temporaries
 
 POSITIVE, NEGATIVE, FILLER = ["좋다", "최고", "감동"], ["별로", "최악", "지루"], ["영화", "배우", "연기"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -418,3 +420,14 @@ def test_missing_init_checkpoint_is_reported_before_anything_else(tmp_path):
                       "--output_dir", str(tmp_path / "out")])
     with pytest.raises(finetune.FinetuneError, match=r"--init_checkpoint .*no_such_model not found"):
         finetune.run_from_flags(fv)
+
+
+def test_staging_folders_of_a_killed_run_are_removed_at_start(tmp_path, caplog):
+    out = tmp_path / "out"
+    plant_temporaries(str(out), [".staging-k1ll3d00/", ".staging/", ".keep"])
+    fv = parse_flags(["--task", "nsmc", "--data_dir", str(tmp_path), "--output_dir", str(out),
+                      "--vocab", str(tmp_path / "absent.txt")])
+    with pytest.raises(vocab.VocabError):  # no vocab: stops right after start-up
+        finetune.run_from_flags(fv)
+    assert sorted(os.listdir(out)) == [".keep", ".staging"]
+    assert f"removed what killed runs left in {out}: .staging-k1ll3d00" in caplog.text

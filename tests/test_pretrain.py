@@ -24,6 +24,7 @@ from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
 from test_checkpoints import write_tf1_checkpoint
 from test_data import write_shards
+from test_storage import plant_temporaries
 
 SEQ = 16
 FLAGS = flags.FLAGS
@@ -488,6 +489,22 @@ def test_original_electra_config_file_loads_and_dry_run_reports_sizes(capsys, co
     assert not (tmp_path / "m").exists()  # a dry run writes nothing
 
 
+def test_dry_run_reads_every_shard_and_names_a_corrupt_one(capsys, corpus_dir, tmp_path):
+    shards = shutil.copytree(corpus_dir / "shards", tmp_path / "shards")
+    args = ("--vocab_file", str(corpus_dir / "vocab.txt"), "--pretrain_tfrecords", str(shards),
+            "--model_dir", str(tmp_path / "model"),
+            "--set", "model_size=debug", "--set", f"max_seq_length={SEQ}", "--dry_run")
+    code, out, _ = _main(capsys, *args)
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["records"] == 3 * 16
+    victim = sorted(shards.glob("pretrain_data*"))[2]
+    content = bytearray(victim.read_bytes())
+    content[12 + 3] ^= 1  # in the first record's data
+    victim.write_bytes(content)
+    code, _, err = _main(capsys, *args)
+    assert code == 1
+    assert f"error: corrupt pretraining shard {victim} at byte 0: the " in err
+
+
 @pytest.mark.parametrize("name", ["debug", "tiny", "small", "base", "large"])
 def test_shipped_configs_are_valid(name):
     path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.json")
@@ -728,3 +745,20 @@ def test_list_keys_prints_every_key(capsys):
     _, out, _ = _main(capsys, "--list_keys")
     printed = out.splitlines()
     assert [line.split()[0] for line in printed] == sorted(config.PRETRAIN)
+
+
+def test_a_run_removes_what_killed_runs_left_in_its_model_dir(corpus_dir, tmp_path, caplog):
+    model_dir = tmp_path / "model"
+    leftovers = ["ckpt-4_temp/", "checkpoint.tmp" + "0a" * 16, ".config.json.k1ll3d00.tmp",
+                 ".run_identity.json.k1ll3d00.tmp"]
+    plant_temporaries(str(model_dir), leftovers + [".keep", ".worker-1/", "ckpt_temp/"])
+    plant_temporaries(str(model_dir / "discriminator"), [".staging-k1ll3d00/", ".keep"])
+    assert pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=2))["step"] == 2
+    names = set(os.listdir(model_dir))
+    assert {".keep", ".worker-1", "ckpt_temp"} <= names
+    assert not names & {name.rstrip("/") for name in leftovers}
+    assert ".keep" in os.listdir(model_dir / "discriminator")
+    assert not [name for name in os.listdir(model_dir / "discriminator") if "staging" in name]
+    assert (f"removed what killed runs left in {model_dir}: "
+            + ", ".join(sorted(name.rstrip("/") for name in leftovers))) in caplog.text
+    assert f"left in {model_dir / 'discriminator'}: .staging-k1ll3d00" in caplog.text

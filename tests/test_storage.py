@@ -1,10 +1,15 @@
 """electra_ko.storage: the same behaviour on local paths and on gs:// (emulator)."""
 import os
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
 
-from electra_ko import storage
+from electra_ko import build_data, storage
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(params=["local", "gcs"])
@@ -119,3 +124,122 @@ def test_staged_output_publishes_whole_or_not_at_all(tmp_path):
     assert (out / "results.json").read_text() == "new"
     assert sorted(p.name for p in (out / "model").iterdir()) == ["weights.bin"]  # replaced whole
     assert sorted(p.name for p in out.iterdir()) == ["model", "results.json"]  # no staging left
+
+
+def test_check_writable_refuses_outputs_that_cannot_be_written(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    with pytest.raises(storage.OutputError, match=f"^{a_file} is a file, but the output must "
+                                                  "be a directory$"):
+        storage.check_writable(str(a_file))
+    with pytest.raises(storage.OutputError, match=f"^{tmp_path} is a directory, but the output "
+                                                  "must be a file$"):
+        storage.check_writable(str(tmp_path), kind="file")
+    for kind in ("dir", "file"):
+        with pytest.raises(storage.OutputError, match=f"^cannot create {a_file}/sub/out: {a_file} "
+                                                      "is a file, not a directory$"):
+            storage.check_writable(str(a_file / "sub" / "out"), kind)
+    storage.check_writable(str(tmp_path / "new" / "out"))
+    storage.check_writable(str(a_file), kind="file")
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]  # the check creates nothing
+
+
+def test_check_writable_needs_the_bucket_and_credentials(gcs_emulator, tmp_path, monkeypatch):
+    storage.check_writable(f"gs://{gcs_emulator}/out")
+    with pytest.raises(storage.OutputError, match="^cannot write gs://no-such-bucket/out: bucket "
+                                                  "gs://no-such-bucket does not exist$"):
+        storage.check_writable("gs://no-such-bucket/out")
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
+    monkeypatch.setattr(storage, "_client_cache", {})
+    with pytest.raises(storage.OutputError, match=f"^cannot write gs://{gcs_emulator}/out: no "
+                                                  "usable Google Cloud credentials"):
+        storage.check_writable(f"gs://{gcs_emulator}/out")
+
+
+# Each CLI's arguments up to its output flag: its inputs do not exist, so an error about the
+# output shows that the output is checked first.
+CLI_OUTPUTS = {
+    "corpus": ["--input", "in.txt", "--output"],
+    "vocab": ["--input", "in.txt", "--output_dir"],
+    "build_data": ["--corpus", "in.txt", "--vocab", "vocab", "--output_dir"],
+    "pretrain": ["--vocab_file", "vocab.txt", "--model_dir"],
+    "finetune": ["--task", "nsmc", "--vocab", "vocab.txt", "--output_dir"],
+    "benchmark": ["--data_root", "data", "--output_dir"],
+    "export": ["--model_dir", "model", "--output_dir"],
+}
+
+
+@pytest.mark.parametrize("stage", sorted(CLI_OUTPUTS))
+def test_every_cli_refuses_an_output_under_a_file_before_reading_anything(stage, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    output = a_file / "out"
+    result = subprocess.run([sys.executable, "-m", f"electra_ko.{stage}", *CLI_OUTPUTS[stage],
+                             str(output)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f"error: cannot create {output}: {a_file} is a file, not a directory")
+
+
+def test_a_stage_refuses_a_missing_bucket_before_reading_anything(gcs_emulator, capsys):
+    with pytest.raises(SystemExit):
+        build_data.main(["--corpus", "in.txt", "--vocab", "vocab",
+                         "--output_dir", "gs://no-such-bucket/shards"])
+    assert capsys.readouterr().err.strip() == ("build_data: error: cannot write "
+                                               "gs://no-such-bucket/shards: bucket "
+                                               "gs://no-such-bucket does not exist")
+
+
+def plant_temporaries(directory, names):
+    """Leftovers of a killed run in ``directory``, an hour old: files, and folders (with a
+    file inside) for the names ending in "/"."""
+    past = time.time() - 3600
+    for name in names:
+        path = os.path.join(directory, name.rstrip("/"))
+        if name.endswith("/"):
+            os.makedirs(path)
+            with open(os.path.join(path, "part"), "w") as f:
+                f.write("partial")
+        else:
+            os.makedirs(directory, exist_ok=True)
+            with open(path, "w") as f:
+                f.write("partial")
+        os.utime(path, (past, past))
+
+
+def test_only_abandoned_temporaries_of_our_names_are_removed(tmp_path, caplog):
+    out = str(tmp_path / "out.txt")
+    plant_temporaries(str(tmp_path), [".out.txt.k1ll3d00.tmp", ".staging-k1ll3d00/",
+                                      ".keep", ".notes.tmp", "out.txt.tmp", ".staging/"])
+    (tmp_path / ".out.txt.y0ung000.tmp").write_text("just created: may await its lock")
+    patterns = [storage.writer_temporaries("out.txt"), storage.STAGING_TEMPORARIES]
+    with storage.atomic_writer(out) as f, storage.staged_output(str(tmp_path)) as staging:
+        f.write("being written")
+        writing = [name for name in os.listdir(tmp_path) if name.startswith(".out.txt.")
+                   and name not in (".out.txt.k1ll3d00.tmp", ".out.txt.y0ung000.tmp")]
+        past = time.time() - 3600
+        for path in [str(tmp_path / writing[0]), staging]:
+            os.utime(path, (past, past))  # old, but held by this live writer
+        removed = storage.remove_stale_temporaries(str(tmp_path), patterns)
+        assert removed == [".out.txt.k1ll3d00.tmp", ".staging-k1ll3d00"]
+        assert sorted(os.listdir(tmp_path)) == sorted(
+            [".keep", ".notes.tmp", "out.txt.tmp", ".staging", ".out.txt.y0ung000.tmp",
+             writing[0], os.path.basename(staging)])
+    assert f"removed what killed runs left in {tmp_path}: .out.txt.k1ll3d00.tmp, " \
+           ".staging-k1ll3d00" in caplog.text
+    assert storage.remove_stale_temporaries(str(tmp_path / "absent"), patterns) == []
+
+
+def test_a_lock_holder_removes_temporaries_from_a_bucket(gcs_emulator):
+    root = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
+    names = ["ckpt-3_temp/part-00000-of-00002", "ckpt-3_temp/part-00001-of-00002",
+             "checkpoint.tmp0a1b", "ckpt-2.index", "train/events", ".keep"]
+    for name in names:
+        storage.write_text(storage.join(root, name), "x")
+    patterns = ["ckpt-*_temp", "checkpoint.tmp*"]
+    assert storage.remove_stale_temporaries(root, patterns) == []  # not ours to judge unlocked
+    assert storage.remove_stale_temporaries(root, patterns, owned=True) == [
+        "checkpoint.tmp0a1b", "ckpt-3_temp"]
+    assert storage.glob(root + "/*") == [storage.join(root, name) for name in
+                                         (".keep", "ckpt-2.index", "train/events")]

@@ -1,6 +1,7 @@
 """Tests for electra_ko.vocab: tokenizer loading and the vocab builder."""
 import hashlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from electra_ko import vocab
+from test_storage import plant_temporaries
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 HAND_VOCAB = SPECIALS + ["한국", "##어", "영화", "##가", "좋", "##다", ".", "abc", "##d"]
@@ -124,6 +126,17 @@ def build(tmp_path, name="out", **kwargs):
     out = tmp_path / name
     meta = vocab.build_vocab([str(corpus)], str(out), **kwargs)
     return meta, out
+
+
+def test_temporaries_of_a_killed_build_are_removed_at_start(tmp_path, caplog):
+    out = tmp_path / "out"
+    plant_temporaries(str(out), [".vocab.txt.k1ll3d00.tmp", ".vocab_meta.json.k1ll3d00.tmp",
+                                 ".spm.model.k1ll3d00.tmp", ".keep", ".notes.k1ll3d00.tmp"])
+    build(tmp_path, vocab_size=150, min_frequency=1)
+    assert sorted(os.listdir(out)) == [".keep", ".notes.k1ll3d00.tmp", "vocab.txt",
+                                       "vocab_meta.json"]
+    assert (f"removed what killed runs left in {out}: .spm.model.k1ll3d00.tmp, "
+            ".vocab.txt.k1ll3d00.tmp, .vocab_meta.json.k1ll3d00.tmp") in caplog.text
 
 
 def test_wordpiece_build_layout_and_meta(tmp_path):
