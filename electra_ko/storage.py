@@ -170,26 +170,26 @@ def open_read(path, binary=False):
 def atomic_writer(path, binary=False):
     """Yield a writable file that appears as ``path`` only if the block finishes without error."""
     directory = os.path.dirname(path) if not is_gcs(path) else None
-    tmp = tempfile.NamedTemporaryFile(
+    tmp, lock = _new_held_temporary(lambda: tempfile.NamedTemporaryFile(
         mode="wb" if binary else "w",
         encoding=None if binary else "utf-8",
         dir=directory or None,
         prefix="." + os.path.basename(path) + ".",
         suffix=_WRITER_SUFFIX,
         delete=False,
-    )
+    ), lambda tmp: tmp.name)
     try:
-        with _held(tmp.name):
-            with tmp:
-                yield tmp
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            if is_gcs(path):
-                _blob(path).upload_from_filename(tmp.name, retry=_retry())
-            else:
-                os.chmod(tmp.name, 0o666 & ~_current_umask())
-                os.replace(tmp.name, path)
+        with tmp:
+            yield tmp
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        if is_gcs(path):
+            _blob(path).upload_from_filename(tmp.name, retry=_retry())
+        else:
+            os.chmod(tmp.name, 0o666 & ~_current_umask())
+            os.replace(tmp.name, path)
     finally:
+        os.close(lock)
         if os.path.exists(tmp.name):
             os.remove(tmp.name)
 
@@ -266,12 +266,13 @@ def staged_output(output_dir, last=()):
             upload_dir(local, output_dir, last)
         return
     os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir)
+    staging, lock = _new_held_temporary(
+        lambda: tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir), lambda path: path)
     try:
-        with _held(staging):
-            yield staging
-            _publish_local(staging, output_dir, last)
+        yield staging
+        _publish_local(staging, output_dir, last)
     finally:
+        os.close(lock)
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -332,38 +333,49 @@ def create_exclusive(path, text):
     return True
 
 
-# A temporary this young may still be waiting for its writer's lock (see `_held`).
-_MIN_STALE_AGE_S = 60
-
-
-@contextlib.contextmanager
-def _held(path):
-    """An advisory lock on a temporary ``path`` for the block. The system drops it when its
-    process dies, so a temporary that nobody holds was left by a killed run. (Where the
+def _hold(path):
+    """An advisory lock on the temporary ``path`` for its writer's life: the system drops it
+    when the process dies, so a temporary that nobody holds was left by a killed run. Returns
+    the locked descriptor, or None when a clean-up (`_remove_if_abandoned`) took the
+    temporary in the instant between its creation and this lock: create another. (Where the
     file system has no such locks, nothing is held and nothing is ever found stale.)"""
-    fd = os.open(path, os.O_RDONLY)
     try:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    if os.fstat(fd).st_nlink == 0:
         os.close(fd)
+        return None
+    return fd
 
 
-def _abandoned(path):
-    """True for a local temporary that no process holds and that has not changed for a
-    minute."""
+def _new_held_temporary(create, path_of):
+    """``create()`` a temporary and `_hold` it; returns (temporary, locked descriptor)."""
+    while True:
+        temporary = create()
+        fd = _hold(path_of(temporary))
+        if fd is not None:
+            return temporary, fd
+
+
+def _remove_if_abandoned(path):
+    """Remove a local temporary that no process holds, holding its lock meanwhile, so that
+    a writer which has just created it finds it gone (`_hold`) instead of losing its
+    output; returns whether it was removed."""
     try:
-        if time.time() - os.path.getmtime(path) < _MIN_STALE_AGE_S:
-            return False
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # gone meanwhile
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
     except OSError:  # held by a live writer, or no locks here to tell
+        os.close(fd)
         return False
+    try:
+        _remove_local(path)
+        return True
     finally:
         os.close(fd)
 
@@ -373,7 +385,7 @@ def remove_stale_temporaries(directory, patterns, owned=False):
     names match ``patterns`` (this project's or TensorFlow's temporary names, never a
     user's) and that no running process is writing. A caller that holds the directory's
     lock passes ``owned``: every match is then stale, on gs:// too. Otherwise only local
-    temporaries are removed, those that no process holds (``_held``); our writers stage
+    temporaries are removed, those that no process holds (``_hold``); our writers stage
     gs:// outputs in local temporaries, so they leave none in a bucket. Logs one line
     naming what it removed; returns the names."""
     if is_gcs(directory):
@@ -383,10 +395,9 @@ def remove_stale_temporaries(directory, patterns, owned=False):
                 _blob(path).delete(retry=_retry())
     else:
         names = os.listdir(directory) if os.path.isdir(directory) else []
-        stale = [name for name in names if _matches(name, patterns)
-                 and (owned or _abandoned(os.path.join(directory, name)))]
-        for name in stale:
-            _remove_local(os.path.join(directory, name))
+        stale = [name for name in names if _matches(name, patterns) and (
+            _remove_local(os.path.join(directory, name)) if owned
+            else _remove_if_abandoned(os.path.join(directory, name)))]
     if stale:
         logging.warning("removed what killed runs left in %s: %s", directory,
                         ", ".join(sorted(stale)))
@@ -411,9 +422,10 @@ def _gcs_entries(directory, patterns):
 
 
 def _remove_local(path):
-    """Delete a file or folder that a concurrent clean-up may be deleting too."""
+    """Delete a file or folder that a concurrent clean-up may be deleting too; True."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+    return True

@@ -212,7 +212,7 @@ def test_only_abandoned_temporaries_of_our_names_are_removed(tmp_path, caplog):
     out = str(tmp_path / "out.txt")
     plant_temporaries(str(tmp_path), [".out.txt.k1ll3d00.tmp", ".staging-k1ll3d00/",
                                       ".keep", ".notes.tmp", "out.txt.tmp", ".staging/"])
-    (tmp_path / ".out.txt.y0ung000.tmp").write_text("just created: may await its lock")
+    (tmp_path / ".out.txt.y0ung000.tmp").write_text("seconds old, but nobody holds it")
     patterns = [storage.writer_temporaries("out.txt"), storage.STAGING_TEMPORARIES]
     with storage.atomic_writer(out) as f, storage.staged_output(str(tmp_path)) as staging:
         f.write("being written")
@@ -222,13 +222,33 @@ def test_only_abandoned_temporaries_of_our_names_are_removed(tmp_path, caplog):
         for path in [str(tmp_path / writing[0]), staging]:
             os.utime(path, (past, past))  # old, but held by this live writer
         removed = storage.remove_stale_temporaries(str(tmp_path), patterns)
-        assert removed == [".out.txt.k1ll3d00.tmp", ".staging-k1ll3d00"]
+        assert removed == [".out.txt.k1ll3d00.tmp", ".out.txt.y0ung000.tmp", ".staging-k1ll3d00"]
         assert sorted(os.listdir(tmp_path)) == sorted(
-            [".keep", ".notes.tmp", "out.txt.tmp", ".staging", ".out.txt.y0ung000.tmp",
-             writing[0], os.path.basename(staging)])
+            [".keep", ".notes.tmp", "out.txt.tmp", ".staging", writing[0],
+             os.path.basename(staging)])
+    assert (tmp_path / "out.txt").read_text() == "being written"
     assert f"removed what killed runs left in {tmp_path}: .out.txt.k1ll3d00.tmp, " \
-           ".staging-k1ll3d00" in caplog.text
+           ".out.txt.y0ung000.tmp, .staging-k1ll3d00" in caplog.text
     assert storage.remove_stale_temporaries(str(tmp_path / "absent"), patterns) == []
+
+
+def test_a_temporary_taken_by_a_clean_up_before_its_lock_is_created_again(tmp_path, monkeypatch):
+    """The instant between creating a temporary and locking it: a clean-up that removes it
+    then must not make the writer lose its output."""
+    hold = storage._hold
+    raced = []
+
+    def clean_up_first(path):
+        if not raced:
+            raced.append(path)
+            assert storage.remove_stale_temporaries(
+                str(tmp_path), [storage.writer_temporaries("out.txt")]) == [os.path.basename(path)]
+        return hold(path)
+    monkeypatch.setattr(storage, "_hold", clean_up_first)
+    with storage.atomic_writer(str(tmp_path / "out.txt")) as f:
+        f.write("kept")
+    assert raced and (tmp_path / "out.txt").read_text() == "kept"
+    assert os.listdir(tmp_path) == ["out.txt"]
 
 
 def test_a_lock_holder_removes_temporaries_from_a_bucket(gcs_emulator):
