@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 
 from absl import logging
 
