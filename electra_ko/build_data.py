@@ -358,6 +358,9 @@ def build(args, command):
         print(f"build_data: resuming, {len(done)} of {args.num_shards} shards already complete",
               file=sys.stderr)
     total_bytes = sum(end - start for index in pending for _, start, end in plans[index])
+    # Before any shard appears, so that a killed run's shards always sit beside the record
+    # of how they were built, and a re-run resumes instead of refusing them.
+    write_manifest(args.output_dir, settings, done, command, complete=False)
     with _ProgressBar(total_bytes) as bar:
         def on_done(entry):
             done[_shard_index(entry["file"])] = entry

@@ -256,6 +256,30 @@ def test_resume_after_crash_keeps_finished_shards(tmp_path, vocab_dir, monkeypat
     assert rerun["shards"] == json.loads((clean / "manifest.json").read_text())["shards"]
 
 
+def test_a_build_killed_before_recording_its_first_shard_resumes(tmp_path, vocab_dir,
+                                                               monkeypatch):
+    """Killed between publishing a shard and recording it: the re-run must rebuild it, not
+    refuse shards "of unknown origin"."""
+    corpus = write_corpus(tmp_path / "corpus.txt", make_corpus(num_docs=14))
+    clean = tmp_path / "clean"
+    build(corpus, vocab_dir, clean, num_shards=4)
+    real_write_manifest = build_data.write_manifest
+
+    def killed_when_recording_a_shard(output_dir, settings, done, command, complete):
+        if done and not complete:
+            raise KeyboardInterrupt("killed")
+        return real_write_manifest(output_dir, settings, done, command, complete)
+
+    monkeypatch.setattr(build_data, "write_manifest", killed_when_recording_a_shard)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        build(corpus, vocab_dir, out, num_shards=4)
+    assert "pretrain_data.tfrecord-00000-of-00004" in os.listdir(out)
+    monkeypatch.setattr(build_data, "write_manifest", real_write_manifest)
+    build(corpus, vocab_dir, out, num_shards=4)
+    assert shard_bytes(str(out)) == shard_bytes(str(clean))
+
+
 def test_temporaries_of_a_killed_build_are_removed_at_start(tmp_path, vocab_dir, caplog):
     corpus = write_corpus(tmp_path / "corpus.txt", make_corpus())
     out = tmp_path / "out"
