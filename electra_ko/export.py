@@ -31,6 +31,17 @@ from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR, Tower  
 HF_ARCHITECTURES = {DISCRIMINATOR: "ElectraForPreTraining", GENERATOR: "ElectraForMaskedLM",
                     CLASSIFIER: "ElectraForSequenceClassification"}
 HF_TOKENIZER_JSON = "tokenizer.json"
+HF_TOKENIZER_CONFIG, HF_SPECIAL_TOKENS = "tokenizer_config.json", "special_tokens_map.json"
+VOCAB_FILES = (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE)
+ASSETS_EXTRA = "assets.extra"  # a SavedModel's folder for files TensorFlow does not read
+SAVED_MODEL_NAMES = (tf.saved_model.SAVED_MODEL_FILENAME_PB, "fingerprint.pb",
+                     tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.ASSETS_DIRECTORY,
+                     ASSETS_EXTRA)
+# Every top-level name an export may write (a Hugging Face folder's files, one folder per
+# tower, a SavedModel's): an export into a used folder removes those it does not write.
+EXPORT_NAMES = ((checkpoints.HF_CONFIG, checkpoints.HF_SAFETENSORS, HF_TOKENIZER_JSON,
+                 HF_TOKENIZER_CONFIG, HF_SPECIAL_TOKENS) + VOCAB_FILES
+                + tuple(HF_ARCHITECTURES) + SAVED_MODEL_NAMES)
 
 
 # --------------------------------------------------------------------------- Keras models
@@ -227,7 +238,7 @@ def tokenizer_files(tokenizer, max_seq_length):
                   do_lower_case=tokenizer.do_lower_case,
                   strip_accents=tokenizer.do_lower_case,
                   tokenize_chinese_chars=True, model_max_length=max_seq_length)
-    return {"tokenizer_config.json": config, "special_tokens_map.json": special}
+    return {HF_TOKENIZER_CONFIG: config, HF_SPECIAL_TOKENS: special}
 
 
 def fast_tokenizer_json(tokenizer):
@@ -269,7 +280,7 @@ def copy_vocab_files(vocab_path, output_dir):
     """vocab.txt byte for byte, with vocab_meta.json (which records its sha256) and spm.model;
     the vocab may be on gs://."""
     vocab_dir, _ = vocab_lib.vocab_paths(vocab_path)
-    for name in (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE):
+    for name in VOCAB_FILES:
         source = storage.join(vocab_dir, name)
         if storage.exists(source):
             with storage.open_read(source, binary=True) as src, \
@@ -344,8 +355,8 @@ def write_saved_model(tower, vocab_path, output_dir, max_seq_length):
     module = serving.ServingModule(serving.InGraphTokenizer(vocab_path, max_seq_length),
                                    model_from_tower(tower), tower.kind, tower.labels)
     tf.saved_model.save(module, output_dir, signatures=module.signatures())
-    os.makedirs(os.path.join(output_dir, "assets.extra"), exist_ok=True)
-    copy_vocab_files(vocab_path, os.path.join(output_dir, "assets.extra"))
+    os.makedirs(os.path.join(output_dir, ASSETS_EXTRA), exist_ok=True)
+    copy_vocab_files(vocab_path, os.path.join(output_dir, ASSETS_EXTRA))
     return output_dir
 
 
@@ -382,7 +393,8 @@ def define_flags(fv=None):
     flags.DEFINE_string("init_checkpoint", None, "A published model instead: a transformers "
                         "ELECTRA directory or a google-research/electra TF1 checkpoint.", **d)
     flags.DEFINE_enum("format", "huggingface", ["huggingface", "saved_model"], "Output format.", **d)
-    flags.DEFINE_string("output_dir", None, "Where to write.", **d)
+    flags.DEFINE_string("output_dir", None, "Where to write. In a used folder, files of an "
+                        "earlier export are replaced or removed; others stay.", **d)
     flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt (required for a TF1 checkpoint; "
                         "default: the one next to the model).", **d)
     flags.DEFINE_string("config", None, "JSON config; for TF1: num_attention_heads or "
@@ -418,7 +430,7 @@ def run(fv):
     vocab_path = fv.vocab or vocab_path
     if not vocab_path:
         raise checkpoints.CheckpointError("a TF1 checkpoint holds no vocabulary: pass --vocab")
-    with storage.staged_output(fv.output_dir) as local:
+    with storage.staged_output(fv.output_dir, owned=EXPORT_NAMES) as local:
         written = export(towers, vocab_path, fv.format, local, fv.max_seq_length or recorded_length)
     return [storage.final_path(path, local, fv.output_dir) for path in written]
 

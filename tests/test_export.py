@@ -185,6 +185,13 @@ def _assert_same_tower(path, expected_path):
         np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
 
 
+def _flags(**values):
+    """The export CLI's flags: these values, the others at their defaults."""
+    defaults = dict(model_dir=None, init_checkpoint=None, output_dir=None, format="huggingface",
+                    vocab=None, config=None, set=[], max_seq_length=None)
+    return types.SimpleNamespace(**{**defaults, **values})
+
+
 def test_init_checkpoint_on_gcs_reads_like_the_local_folder(tmp_path, vocab_dir, gcs_emulator,
                                                             monkeypatch):
     local = _exported_discriminator(vocab_dir, tmp_path / "hf", seed=2)
@@ -202,10 +209,7 @@ def test_export_to_gcs_writes_the_bucket_and_nothing_local(tmp_path, vocab_dir, 
     source = _exported_discriminator(vocab_dir, tmp_path / "source", seed=3)
     target = f"gs://{gcs_emulator}/{uuid.uuid4().hex}/export"
     monkeypatch.chdir(tmp_path)
-    flags = types.SimpleNamespace(model_dir=str(source), init_checkpoint=None, output_dir=target,
-                                  format="huggingface", vocab=None, config=None, set=[],
-                                  max_seq_length=None)
-    assert export.run(flags) == [target]
+    assert export.run(_flags(model_dir=str(source), output_dir=target)) == [target]
     uploaded = sorted(p.rsplit("/", 1)[1] for p in storage.glob(target + "/*"))
     assert uploaded == sorted(p.name for p in source.iterdir())
     _assert_same_tower(target, str(source))
@@ -233,3 +237,41 @@ def test_gdes_discriminator_exports_with_its_deltas_folded_in(tmp_path, vocab_di
         np.testing.assert_array_equal(reread.tensors[name], value, err_msg=name)
     generator = export.tower_from_pretrainer(model, "generator")
     np.testing.assert_array_equal(generator.tensors[word], model.embeddings.word_embeddings.numpy())
+
+
+@pytest.fixture(scope="module")
+def exported_pair(vocab_dir, tmp_path_factory):
+    """A folder holding a Hugging Face discriminator/ and generator/, as a pretraining run
+    leaves them."""
+    folder = tmp_path_factory.mktemp("pair")
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    for seed, kind in enumerate(("discriminator", "generator")):
+        model = randomize(export.KERAS_MODELS[kind](config), seed=seed)
+        export.write_huggingface(export.tower_from_model(kind, model), vocab_dir, folder / kind)
+    return folder
+
+
+def _files_under(root):
+    """Relative paths of every file under root, local or gs://."""
+    if storage.is_gcs(root):
+        return sorted(path[len(root) + 1:] for path in storage.glob(storage.join(root, "*")))
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_export_into_a_used_folder_leaves_nothing_of_the_earlier_export(
+        request, tmp_path, exported_pair, where):
+    """A pair, then a SavedModel, then one tower into the same folder: each time the folder
+    holds what that export wrote, and the user's README.md."""
+    single = exported_pair / "discriminator"
+    out = tmp_path / "out" if where == "local" else (
+        f"gs://{request.getfixturevalue('gcs_emulator')}/{uuid.uuid4().hex}/out")
+    storage.makedirs(str(out))
+    storage.write_text(storage.join(str(out), "README.md"), "mine")
+    for step, (source, fmt) in enumerate([(exported_pair, "huggingface"), (single, "saved_model"),
+                                          (single, "huggingface")]):
+        export.run(_flags(model_dir=str(source), output_dir=str(out), format=fmt))
+        fresh = tmp_path / f"fresh{step}"
+        export.run(_flags(model_dir=str(source), output_dir=str(fresh), format=fmt))
+        assert _files_under(out) == sorted(_files_under(fresh) + ["README.md"]), fmt
+    assert storage.read_text(storage.join(str(out), "README.md")) == "mine"

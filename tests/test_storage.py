@@ -119,3 +119,26 @@ def test_staged_output_publishes_whole_or_not_at_all(tmp_path):
     assert (out / "results.json").read_text() == "new"
     assert sorted(p.name for p in (out / "model").iterdir()) == ["weights.bin"]  # replaced whole
     assert sorted(p.name for p in out.iterdir()) == ["model", "results.json"]  # no staging left
+
+
+def _files_under(root):
+    """Relative paths of every file under root (gs://: every object)."""
+    if storage.is_gcs(root):
+        return sorted(path[len(root) + 1:] for path in storage.glob(storage.join(root, "*")))
+    return sorted(os.path.relpath(os.path.join(top, name), root)
+                  for top, _, names in os.walk(root) for name in names)
+
+
+def test_staged_output_leaves_no_earlier_file_of_the_writer(root):
+    """Owned names the new run did not write go, folders it wrote replace the old ones
+    whole (gs:// too), and a file nobody owns stays."""
+    for name in ("old.bin", "stale/a.txt", "model/stale.bin", "model/kept.txt", "README.md"):
+        storage.makedirs(os.path.dirname(storage.join(root, name)))
+        storage.write_text(storage.join(root, name), "old")
+    with storage.staged_output(root, owned=("old.bin", "stale", "new.txt")) as stage:
+        os.makedirs(os.path.join(stage, "model"))
+        for name in ("new.txt", "model/kept.txt"):
+            with open(os.path.join(stage, name), "w") as f:
+                f.write("new")
+    assert _files_under(root) == ["README.md", "model/kept.txt", "new.txt"]
+    assert storage.read_text(storage.join(root, "model", "kept.txt")) == "new"
