@@ -242,11 +242,11 @@ def tokenizer_files(tokenizer, max_seq_length):
 
 
 def fast_tokenizer_json(tokenizer):
-    """The training pipeline itself (incl. the 200-char word limit, which transformers'
-    own converter would set to 100) plus BERT's [CLS]/[SEP] template."""
+    """The training pipeline itself (WordPiece: incl. the 200-char word limit, which
+    transformers' own converter would set to 100; SentencePiece: rebuilt from spm.model)
+    plus BERT's [CLS]/[SEP] template."""
     ids, tokens = tokenizer.special_ids, tokenizer.tokens
-    pipeline = vocab_lib.wordpiece_pipeline({t: i for i, t in enumerate(tokens)},
-                                            tokenizer.do_lower_case)
+    pipeline = tokenizer.pipeline()
     cls, sep = tokens[ids["cls"]], tokens[ids["sep"]]
     pipeline.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
@@ -270,9 +270,8 @@ def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None, extra_
     for name, content in files.items():
         _write_json(os.path.join(output_dir, name), content)
     copy_vocab_files(vocab_path, output_dir)
-    if tokenizer.kind == vocab_lib.WORDPIECE:
-        with open(os.path.join(output_dir, HF_TOKENIZER_JSON), "w", encoding="utf-8") as f:
-            f.write(fast_tokenizer_json(tokenizer))
+    with open(os.path.join(output_dir, HF_TOKENIZER_JSON), "w", encoding="utf-8") as f:
+        f.write(fast_tokenizer_json(tokenizer))
     return output_dir
 
 

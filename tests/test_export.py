@@ -1,4 +1,5 @@
 """Tests for electra_ko.export: Hugging Face export/import parity and the serving SavedModel."""
+import random
 import types
 import uuid
 
@@ -113,6 +114,70 @@ def test_exported_tokenizer_matches_training_tokenizer(tmp_path, vocab_dir):
     for text in SENTENCES + [long_word]:
         expected = [ours.special_ids["cls"], *ours.encode_batch([text])[0], ours.special_ids["sep"]]
         assert hf_tokenizer(text)["input_ids"] == expected
+
+
+# Parity texts for SentencePiece exports: runs of spaces, leading and trailing space, digits,
+# punctuation, Latin words, full-width forms NFKC folds, characters the vocab lacks (one and
+# several in a row), and nothing at all.
+SPM_TEXTS = SENTENCES + [
+    "  영화가   정말  재미있어요!!  ", "배우들 연기(10점)가 3.5배 어색했다...ㅠㅠ",
+    "iPhone 15로 찍은 예고편, 2024년 개봉?", "ＥＬＥＣＴＲＡ　모델 １２３점", "감독 作品 鬱鬱 기대됩니다😀😀",
+    "", "   "]
+
+
+# Vocab sizes: the most a unigram model learns from this corpus; for BPE, enough merges
+# that their order matters.
+SPM_VOCAB_SIZES = {"unigram": 100, "bpe": 200}
+
+
+def _spm_vocab(directory, model_type):
+    """A SentencePiece vocab trained on shuffled words of SENTENCES."""
+    rng = random.Random(0)
+    words = [word for text in SENTENCES for word in text.split()] + ["iPhone", "ELECTRA", "2024"]
+    corpus = directory / "corpus.txt"
+    corpus.write_text("".join(" ".join(rng.sample(words, 6)) + "\n" for _ in range(300)),
+                      encoding="utf-8")
+    vocab.build_vocab([str(corpus)], str(directory / "vocab"), tokenizer="sentencepiece",
+                      vocab_size=SPM_VOCAB_SIZES[model_type], num_unused=3, heldout_lines=0,
+                      spm_model_type=model_type)
+    return directory / "vocab"
+
+
+def _assert_hf_tokenizer_matches(vocab_path, texts):
+    """An export with this vocab loads in AutoTokenizer, which gives our ids in [CLS] .. [SEP]."""
+    ours = vocab.load_tokenizer(vocab_path)
+    config = tiny_config(vocab_size=ours.vocab_size)
+    out = export.write_huggingface(export.tower_from_model(
+        "discriminator", export.DiscriminatorModel(config)), vocab_path, vocab_path.parent / "hf")
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    for text, ids in zip(texts, ours.encode_batch(texts)):
+        expected = [ours.special_ids["cls"], *ids, ours.special_ids["sep"]]
+        assert hf_tokenizer(text)["input_ids"] == expected, text
+    return hf_tokenizer
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_exported_sentencepiece_tokenizer_matches_training_tokenizer(tmp_path, model_type):
+    vocab_path = _spm_vocab(tmp_path, model_type)
+    hf_tokenizer = _assert_hf_tokenizer_matches(vocab_path, SPM_TEXTS)
+    ours = vocab.load_tokenizer(vocab_path)
+    assert any(ours.special_ids["unk"] in ids for ids in ours.encode_batch(SPM_TEXTS))
+    assert hf_tokenizer.decode(hf_tokenizer(SENTENCES[3])["input_ids"],
+                               skip_special_tokens=True) == SENTENCES[3]
+
+
+@pytest.mark.parametrize("add_dummy_prefix,remove_extra_whitespaces",
+                         [(False, True), (True, False), (False, False)])
+def test_exported_sentencepiece_tokenizer_follows_the_models_whitespace_settings(
+        tmp_path, add_dummy_prefix, remove_extra_whitespaces):
+    from sentencepiece import sentencepiece_model_pb2
+
+    vocab_path = _spm_vocab(tmp_path, "unigram")
+    model = sentencepiece_model_pb2.ModelProto.FromString((vocab_path / "spm.model").read_bytes())
+    model.normalizer_spec.add_dummy_prefix = add_dummy_prefix
+    model.normalizer_spec.remove_extra_whitespaces = remove_extra_whitespaces
+    (vocab_path / "spm.model").write_bytes(model.SerializeToString())
+    _assert_hf_tokenizer_matches(vocab_path, SPM_TEXTS)
 
 
 def test_tensor_names_that_do_not_fit_are_listed(vocab_dir):
