@@ -152,6 +152,8 @@ class Task:
     after_loop: Optional[Callable] = None
 
 
+CHECKPOINT_NAME = "ckpt"  # a model_dir's checkpoints are ckpt-<global step>
+
 # Sums the trainer adds itself, next to the task's.
 _TRAINER_SUMS = {"loss": (), "steps": (), "grad_norm": (), "nonfinite": ()}
 
@@ -179,7 +181,7 @@ class Trainer:
                                               global_step=self.global_step)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoint_max,
-            step_counter=self.global_step, checkpoint_name="ckpt")
+            step_counter=self.global_step, checkpoint_name=CHECKPOINT_NAME)
         # On CPU/GPU with a single replica, the forward/backward pass with clipping is one
         # XLA cluster and the optimizer update a second: compiled together, a tiny step
         # took 21 instead of 1.1 CPU-s on CPU (see `compiled`).

@@ -253,7 +253,7 @@ def _assert_same_tower(path, expected_path):
 def _flags(**values):
     """The export CLI's flags: these values, the others at their defaults."""
     defaults = dict(model_dir=None, init_checkpoint=None, output_dir=None, format="huggingface",
-                    vocab=None, config=None, set=[], max_seq_length=None)
+                    vocab=None, config=None, set=[], max_seq_length=None, checkpoint_step=None)
     return types.SimpleNamespace(**{**defaults, **values})
 
 
