@@ -1,9 +1,9 @@
 """Export ELECTRA models: `python -m electra_ko.export --format huggingface|saved_model`.
 
-Every source (a pretraining `model_dir`, a fine-tuned model, a Hugging Face directory or a
-google-research/electra TF1 checkpoint) is first read into "towers": one per model
-(discriminator, generator, classifier), each an `EncoderConfig` plus a dict of NumPy
-arrays under Hugging Face `transformers` names in PyTorch layout (see
+Every source (a pretraining `model_dir` or one of its checkpoints, a fine-tuned model, a
+Hugging Face directory or a google-research/electra TF1 checkpoint) is first read into
+"towers": one per model (discriminator, generator, classifier), each an `EncoderConfig`
+plus a dict of NumPy arrays under Hugging Face `transformers` names in PyTorch layout (see
 `electra_ko.checkpoints` for the name tables). The Hugging Face writer copies a tower to
 disk; the SavedModel writer loads it into the Keras models below.
 """
@@ -25,12 +25,24 @@ from tokenizers import processors  # noqa: E402
 
 from electra_ko import checkpoints, modeling, storage  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
+from electra_ko import model_dir as model_dir_lib  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR, Tower  # noqa: E402
 
 HF_ARCHITECTURES = {DISCRIMINATOR: "ElectraForPreTraining", GENERATOR: "ElectraForMaskedLM",
                     CLASSIFIER: "ElectraForSequenceClassification"}
 HF_TOKENIZER_JSON = "tokenizer.json"
+HF_TOKENIZER_CONFIG, HF_SPECIAL_TOKENS = "tokenizer_config.json", "special_tokens_map.json"
+VOCAB_FILES = (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE)
+ASSETS_EXTRA = "assets.extra"  # a SavedModel's folder for files TensorFlow does not read
+SAVED_MODEL_NAMES = (tf.saved_model.SAVED_MODEL_FILENAME_PB, "fingerprint.pb",
+                     tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.ASSETS_DIRECTORY,
+                     ASSETS_EXTRA)
+# Every top-level name an export may write (a Hugging Face folder's files, one folder per
+# tower, a SavedModel's): an export into a used folder removes those it does not write.
+EXPORT_NAMES = ((checkpoints.HF_CONFIG, checkpoints.HF_SAFETENSORS, HF_TOKENIZER_JSON,
+                 HF_TOKENIZER_CONFIG, HF_SPECIAL_TOKENS) + VOCAB_FILES
+                + tuple(HF_ARCHITECTURES) + SAVED_MODEL_NAMES)
 
 
 # --------------------------------------------------------------------------- Keras models
@@ -135,6 +147,13 @@ def tower_from_pretrainer(model, part):
     return Tower(part, config, tensors, masked_lm=not model.electra_objective)
 
 
+def pretrainer_towers(model):
+    """The towers of a `modeling.ElectraPretrainer`: its discriminator and generator, or a
+    masked LM's one model (a generator)."""
+    parts = [DISCRIMINATOR, GENERATOR] if model.electra_objective else [GENERATOR]
+    return [tower_from_pretrainer(model, part) for part in parts]
+
+
 def hf_tensors(rows):
     return {name: _to_torch_layout(variable.numpy(), transposed)
             for name, variable, transposed in rows}
@@ -227,15 +246,15 @@ def tokenizer_files(tokenizer, max_seq_length):
                   do_lower_case=tokenizer.do_lower_case,
                   strip_accents=tokenizer.do_lower_case,
                   tokenize_chinese_chars=True, model_max_length=max_seq_length)
-    return {"tokenizer_config.json": config, "special_tokens_map.json": special}
+    return {HF_TOKENIZER_CONFIG: config, HF_SPECIAL_TOKENS: special}
 
 
 def fast_tokenizer_json(tokenizer):
-    """The training pipeline itself (incl. the 200-char word limit, which transformers'
-    own converter would set to 100) plus BERT's [CLS]/[SEP] template."""
+    """The training pipeline itself (WordPiece: incl. the 200-char word limit, which
+    transformers' own converter would set to 100; SentencePiece: rebuilt from spm.model)
+    plus BERT's [CLS]/[SEP] template."""
     ids, tokens = tokenizer.special_ids, tokenizer.tokens
-    pipeline = vocab_lib.wordpiece_pipeline({t: i for i, t in enumerate(tokens)},
-                                            tokenizer.do_lower_case)
+    pipeline = tokenizer.pipeline()
     cls, sep = tokens[ids["cls"]], tokens[ids["sep"]]
     pipeline.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
@@ -259,9 +278,8 @@ def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None, extra_
     for name, content in files.items():
         _write_json(os.path.join(output_dir, name), content)
     copy_vocab_files(vocab_path, output_dir)
-    if tokenizer.kind == vocab_lib.WORDPIECE:
-        with open(os.path.join(output_dir, HF_TOKENIZER_JSON), "w", encoding="utf-8") as f:
-            f.write(fast_tokenizer_json(tokenizer))
+    with open(os.path.join(output_dir, HF_TOKENIZER_JSON), "w", encoding="utf-8") as f:
+        f.write(fast_tokenizer_json(tokenizer))
     return output_dir
 
 
@@ -269,7 +287,7 @@ def copy_vocab_files(vocab_path, output_dir):
     """vocab.txt byte for byte, with vocab_meta.json (which records its sha256) and spm.model;
     the vocab may be on gs://."""
     vocab_dir, _ = vocab_lib.vocab_paths(vocab_path)
-    for name in (vocab_lib.VOCAB_FILE, vocab_lib.META_FILE, vocab_lib.SPM_FILE):
+    for name in VOCAB_FILES:
         source = storage.join(vocab_dir, name)
         if storage.exists(source):
             with storage.open_read(source, binary=True) as src, \
@@ -288,21 +306,40 @@ def _write_json(path, content):
 MODEL_SUBDIRS = (DISCRIMINATOR, GENERATOR, "model")  # pretraining model_dir / fine-tuning output
 
 
-def read_model_dir(path):
-    """(towers, vocab dir, max_seq_length or None) of one of our model directories: a
-    pretraining `model_dir`, a fine-tuning `output_dir`, or one exported model."""
+def read_model_dir(path, step=None):
+    """(towers, vocab path, max_seq_length or None) of one of our model directories: a
+    pretraining `model_dir` (its exported towers, which are its last checkpoint; without
+    them, or with `step`, its newest checkpoint or the one of `step`) or one of its
+    `ckpt-<step>`, a fine-tuning `output_dir`, or one exported model."""
     # A pretraining model_dir has its own (training) config.json, so towers in
     # subdirectories take precedence over a config.json at the top.
     model_dirs = [os.path.join(path, sub) for sub in MODEL_SUBDIRS
                   if os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))]
-    if not model_dirs and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
+    prefix = (model_dir_lib.find_checkpoint(path, step)
+              if step is not None or not model_dirs else None)
+    if prefix:
+        towers, vocab_file = read_training_checkpoint(prefix)
+        return towers, vocab_file, None
+    if step is not None:
+        raise checkpoints.CheckpointError(f"--checkpoint_step {step}: {path} is not a "
+                                          "pretraining model_dir")
+    if not model_dirs and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)) and (
+            not model_dir_lib.is_run_dir(path)):
         model_dirs = [path]
     if not model_dirs:
         raise checkpoints.CheckpointError(
             f"--model_dir {path}: no {checkpoints.HF_CONFIG} in it or in its "
-            f"{', '.join(s + '/' for s in MODEL_SUBDIRS)} subdirectories")
+            f"{', '.join(s + '/' for s in MODEL_SUBDIRS)} subdirectories, and no "
+            f"checkpoint of a pretraining run")
     towers = [checkpoints.read_hf_tower(d) for d in model_dirs]
     return towers, model_dirs[0], _recorded_max_seq_length(model_dirs[0])
+
+
+def read_training_checkpoint(prefix):
+    """(towers, vocab file) of a pretraining run's checkpoint (`model_dir_lib.find_checkpoint`),
+    the model and vocab as its config.json records them."""
+    model, cfg = model_dir_lib.restore_pretrainer(prefix)
+    return pretrainer_towers(model), cfg.vocab_file
 
 
 def _recorded_max_seq_length(model_dir):
@@ -311,13 +348,17 @@ def _recorded_max_seq_length(model_dir):
 
 
 def read_init_checkpoint(path, cfg):
-    """Towers of a published checkpoint: a transformers directory, or a google-research TF1
-    checkpoint (a file prefix, or a directory with a `checkpoint` file), whose attention
-    heads, dropout and initializer range are not recorded and come from `cfg`.
+    """Towers of a checkpoint: one of our pretraining runs (its newest checkpoint, or a
+    `ckpt-<step>` in it), a transformers directory, or a google-research TF1 checkpoint (a
+    file prefix, or a directory with a `checkpoint` file), whose attention heads, dropout
+    and initializer range are not recorded and come from `cfg`.
 
     The one reader of `--init_checkpoint` for export and fine-tuning alike; `path` may be
     on gs:// (a transformers folder there is copied to a temporary folder first).
     """
+    prefix = model_dir_lib.find_checkpoint(path)
+    if prefix:
+        return read_training_checkpoint(prefix)[0]
     if storage.is_gcs(path) and storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
         with tempfile.TemporaryDirectory() as local:
             return [checkpoints.read_hf_tower(storage.download_dir(path, local))]
@@ -344,8 +385,8 @@ def write_saved_model(tower, vocab_path, output_dir, max_seq_length):
     module = serving.ServingModule(serving.InGraphTokenizer(vocab_path, max_seq_length),
                                    model_from_tower(tower), tower.kind, tower.labels)
     tf.saved_model.save(module, output_dir, signatures=module.signatures())
-    os.makedirs(os.path.join(output_dir, "assets.extra"), exist_ok=True)
-    copy_vocab_files(vocab_path, os.path.join(output_dir, "assets.extra"))
+    os.makedirs(os.path.join(output_dir, ASSETS_EXTRA), exist_ok=True)
+    copy_vocab_files(vocab_path, os.path.join(output_dir, ASSETS_EXTRA))
     return output_dir
 
 
@@ -377,19 +418,26 @@ def export(towers, vocab_path, fmt, output_dir, max_seq_length):
 
 def define_flags(fv=None):
     d = dict(flag_values=flags.FLAGS if fv is None else fv)
-    flags.DEFINE_string("model_dir", None, "Our model: a pretraining model_dir, a fine-tuning "
-                        "output_dir or an exported Hugging Face directory.", **d)
+    flags.DEFINE_string("model_dir", None, "Our model: a pretraining model_dir (its exported "
+                        "towers, else its newest checkpoint, e.g. after a SIGTERM or a crash), "
+                        "a fine-tuning output_dir or an exported Hugging Face directory.", **d)
     flags.DEFINE_string("init_checkpoint", None, "A published model instead: a transformers "
                         "ELECTRA directory or a google-research/electra TF1 checkpoint.", **d)
     flags.DEFINE_enum("format", "huggingface", ["huggingface", "saved_model"], "Output format.", **d)
-    flags.DEFINE_string("output_dir", None, "Where to write.", **d)
+    flags.DEFINE_string("output_dir", None, "Where to write. In a used folder, files of an "
+                        "earlier export are replaced or removed; others stay.", **d)
     flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt (required for a TF1 checkpoint; "
-                        "default: the one next to the model).", **d)
+                        "default: the one next to the model, or for a pretraining checkpoint "
+                        "the one its config.json names).", **d)
     flags.DEFINE_string("config", None, "JSON config; for TF1: num_attention_heads or "
                         "model_size, which shapes cannot tell.", **d)
     flags.DEFINE_multi_string("set", [], "Config override key=value; repeatable.", **d)
     flags.DEFINE_integer("max_seq_length", None, "SavedModel input length (default: the "
                          "fine-tuning length, else 128).", **d)
+    flags.DEFINE_integer("checkpoint_step", None, "With a pretraining --model_dir: export its "
+                         "checkpoint of this step (ckpt-<step>, e.g. the last good one before "
+                         "a divergence) instead of its exported towers or newest checkpoint; "
+                         "--model_dir MODEL_DIR/ckpt-<step> does the same.", **d)
 
 
 def resolve_heads_config(config_file, overrides):
@@ -408,10 +456,12 @@ def run(fv):
         raise checkpoints.CheckpointError("give exactly one of --model_dir and --init_checkpoint")
     if not fv.output_dir:
         raise checkpoints.CheckpointError("--output_dir is required")
+    if fv.checkpoint_step is not None and not fv.model_dir:
+        raise checkpoints.CheckpointError("--checkpoint_step goes with --model_dir")
     storage.check_writable(fv.output_dir)
     storage.remove_stale_temporaries(fv.output_dir, [storage.STAGING_TEMPORARIES])
     if fv.model_dir:
-        towers, vocab_path, recorded_length = read_model_dir(fv.model_dir)
+        towers, vocab_path, recorded_length = read_model_dir(fv.model_dir, fv.checkpoint_step)
     else:
         is_hf = storage.exists(storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))
         cfg = None if is_hf else resolve_heads_config(fv.config, fv.set)
@@ -420,7 +470,7 @@ def run(fv):
     vocab_path = fv.vocab or vocab_path
     if not vocab_path:
         raise checkpoints.CheckpointError("a TF1 checkpoint holds no vocabulary: pass --vocab")
-    with storage.staged_output(fv.output_dir) as local:
+    with storage.staged_output(fv.output_dir, owned=EXPORT_NAMES) as local:
         written = export(towers, vocab_path, fv.format, local, fv.max_seq_length or recorded_length)
     return [storage.final_path(path, local, fv.output_dir) for path in written]
 

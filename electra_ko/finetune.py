@@ -42,6 +42,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from electra_ko import checkpoints, classifier, export, modeling, storage, tasks  # noqa: E402
 from electra_ko import config as config_lib  # noqa: E402
+from electra_ko import model_dir as model_dir_lib  # noqa: E402
 from electra_ko import vocab as vocab_lib  # noqa: E402
 
 MODEL_DIR = "model"
@@ -81,6 +82,9 @@ def file_sha256(path: str) -> str:
 def checkpoint_identity(path: str):
     """(path, file whose hash identifies the checkpoint): a Hugging Face directory and its
     weights file, or a TF checkpoint's prefix and its `.index`."""
+    run_checkpoint = model_dir_lib.find_checkpoint(path)
+    if run_checkpoint:
+        return run_checkpoint, run_checkpoint + ".index"
     if storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
         files = [storage.join(path, name) for name in (
             checkpoints.HF_SAFETENSORS, checkpoints.HF_SAFETENSORS_INDEX, checkpoints.HF_PYTORCH)]
@@ -91,9 +95,10 @@ def checkpoint_identity(path: str):
 
 def load_init_checkpoint(path: str, cfg) -> classifier.InitCheckpoint:
     """The encoder to fine-tune from `--init_checkpoint`, read by `export.read_init_checkpoint`:
-    the discriminator of a TF1 checkpoint, the model of a Hugging Face directory (any
-    ELECTRA head; only the encoder is used). An ELECTRA generator alone is refused; a plain
-    masked LM (`electra_objective: false`, marked in its config.json) is the model itself."""
+    the discriminator of a TF1 checkpoint or of our pretraining run's checkpoint, the model
+    of a Hugging Face directory (any ELECTRA head; only the encoder is used). An ELECTRA
+    generator alone is refused; a plain masked LM (`electra_objective: false`, marked in its
+    config.json) is the model itself."""
     towers = [t for t in export.read_init_checkpoint(path, cfg)
               if t.kind != checkpoints.GENERATOR or t.masked_lm]
     if not towers:
@@ -438,10 +443,12 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_bool("list_keys", False, "Print every config key with its default and doc.", **d)
     flags.DEFINE_string("data_dir", None, "Directory holding the task's files.", **d)
     flags.DEFINE_string("init_checkpoint", None, "Pretrained discriminator: a Hugging Face "
-                        "ELECTRA directory (ours included) or a google-research TF1 checkpoint. "
-                        "Absent: random initialisation (a baseline).", **d)
+                        "ELECTRA directory (ours included), a pretraining model_dir of ours (its "
+                        "newest checkpoint) or MODEL_DIR/ckpt-<step>, or a google-research TF1 "
+                        "checkpoint. Absent: random initialisation (a baseline).", **d)
     flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt the model was pretrained with "
-                        "(default: the --init_checkpoint directory's).", **d)
+                        "(default: the --init_checkpoint directory's, or the one a pretraining "
+                        "run's config.json names).", **d)
     flags.DEFINE_string("output_dir", None, "Where results.json, predictions.tsv and model/ go.", **d)
     flags.DEFINE_string("config", None, "JSON config (FINETUNE keys, google-research names).", **d)
     flags.DEFINE_multi_string("set", [], "Config override key=value (JSON value); repeatable.", **d)
@@ -482,9 +489,13 @@ def checkpoint_exists(path):
 
 
 def default_vocab(fv):
-    """--vocab, else the vocabulary stored next to the initial checkpoint."""
+    """--vocab, else the vocabulary stored next to the initial checkpoint, or the one a
+    pretraining run's config.json names."""
     if fv.vocab:
         return fv.vocab
+    run_checkpoint = fv.init_checkpoint and model_dir_lib.find_checkpoint(fv.init_checkpoint)
+    if run_checkpoint:
+        return model_dir_lib.run_config(os.path.dirname(run_checkpoint)).vocab_file
     if fv.init_checkpoint and (os.path.isdir(fv.init_checkpoint) or storage.exists(
             storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))):
         return fv.init_checkpoint

@@ -4,6 +4,8 @@
     run_identity.json    the vocab (sha256, size) and shards (path, manifest summary) it trains on
     RUNNING.lock         while a run trains into it; the run that takes it first removes the
                          temporaries of runs killed while writing (see `TEMPORARIES`)
+    ckpt-<step>.*        checkpoints (`training.Trainer`), from which the towers can be rebuilt
+                         at any saved step (`find_checkpoint`, `restore_pretrainer`)
 
 A run that resumes the folder's checkpoints may not change its architecture or vocab
 (refused, naming the keys or both hashes, before anything is written); other shards of the
@@ -13,6 +15,7 @@ folder in use stops at once.
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 
@@ -20,8 +23,8 @@ import tensorflow as tf
 from absl import logging
 
 from electra_ko import config as config_lib
-from electra_ko import storage, training
-from electra_ko.checkpoints import DISCRIMINATOR, GENERATOR
+from electra_ko import modeling, storage, training
+from electra_ko.checkpoints import DISCRIMINATOR, GENERATOR, CheckpointError
 
 
 CONFIG_FILE = "config.json"
@@ -151,6 +154,67 @@ def _process_alive(pid):
     except PermissionError:
         return True
     return True
+
+
+def is_run_dir(path):
+    """True for a folder holding a pretraining run's config.json (a Hugging Face model's
+    config.json has a model_type)."""
+    config_path = storage.join(path, CONFIG_FILE)
+    return storage.exists(config_path) and "model_type" not in config_lib.read_json_file(
+        config_path)
+
+
+def run_config(model_dir):
+    """The resolved config a pretraining run recorded in its model_dir."""
+    return config_lib.load_config(config_lib.PRETRAIN, storage.join(model_dir, CONFIG_FILE))
+
+
+_CHECKPOINT_PREFIX = re.compile(rf"{training.CHECKPOINT_NAME}-(\d+)")
+
+
+def find_checkpoint(path, step=None):
+    """The prefix of a pretraining run's checkpoint when `path` is its model_dir (the
+    checkpoint of `step`; by default the newest, None if there is none) or a `ckpt-<step>`
+    in it; None for any other path."""
+    directory, name = os.path.split(path.rstrip("/"))
+    named = _CHECKPOINT_PREFIX.fullmatch(name)
+    if named and is_run_dir(directory):
+        if step not in (None, int(named.group(1))):
+            raise CheckpointError(f"{path} is the checkpoint of step {named.group(1)}, but step "
+                                  f"{step} was asked for: give one of them")
+        return checkpoint_of_step(directory, int(named.group(1)))
+    if not is_run_dir(path):
+        return None
+    return tf.train.latest_checkpoint(path) if step is None else checkpoint_of_step(path, step)
+
+
+def checkpoint_of_step(model_dir, step):
+    """The prefix of model_dir's checkpoint of `step`; an error listing the steps saved when
+    there is none."""
+    steps = checkpoint_steps(model_dir)
+    if step not in steps:
+        raise CheckpointError(f"{model_dir} has no checkpoint of step {step} "
+                              f"({training.CHECKPOINT_NAME}-{step}.index); steps saved: "
+                              f"{', '.join(map(str, steps)) or 'none'}")
+    return storage.join(model_dir, f"{training.CHECKPOINT_NAME}-{step}")
+
+
+def checkpoint_steps(model_dir):
+    """The global steps of the checkpoints in model_dir, ascending."""
+    pattern = storage.join(model_dir, f"{training.CHECKPOINT_NAME}-*.index")
+    names = (os.path.basename(path)[:-len(".index")] for path in tf.io.gfile.glob(pattern))
+    return sorted(int(match.group(1)) for match in map(_CHECKPOINT_PREFIX.fullmatch, names)
+                  if match)
+
+
+def restore_pretrainer(prefix):
+    """(model, config) of a pretraining run's checkpoint: the `ElectraPretrainer` its
+    config.json describes, holding the checkpoint's weights (its optimizer stays behind)."""
+    cfg = run_config(os.path.dirname(prefix))
+    model = modeling.ElectraPretrainer.from_project_config(cfg)
+    status = tf.train.Checkpoint(model=model).restore(prefix)
+    status.assert_existing_objects_matched().expect_partial()
+    return model, cfg
 
 
 def write_config(cfg, model_dir, tokenizer=None, manifest=None):

@@ -161,11 +161,9 @@ def export_towers(model, vocab_path, output_dir, max_seq_length):
     """`output_dir/discriminator` and `output_dir/generator` as Hugging Face directories
     (weights + config + vocab), so fine-tuning can load the discriminator alone."""
     from electra_ko import export  # local: needs safetensors, only at the end
-    parts = ["discriminator", "generator"] if model.electra_objective else ["generator"]
     written = []
-    for part in parts:
-        tower = export.tower_from_pretrainer(model, part)
-        written.append(_write_to(output_dir, part, lambda local: export.write_huggingface(
+    for tower in export.pretrainer_towers(model):
+        written.append(_write_to(output_dir, tower.kind, lambda local: export.write_huggingface(
             tower, vocab_path, local, max_seq_length)))
     return written
 

@@ -236,6 +236,24 @@ def remove(path):
         os.remove(path)
 
 
+def remove_tree(path):
+    """Delete a file or a folder with everything in it (gs://: the object ``path`` and every
+    object under ``path/``); nothing to do if there is none."""
+    if not is_gcs(path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+        return
+    bucket, key = _split_gcs(path)
+    key = key.rstrip("/")
+    if not key:
+        raise ValueError(f"{path!r}: remove_tree needs a key after the bucket")
+    for blob in _client().list_blobs(bucket, prefix=key, retry=_retry()):
+        if blob.name == key or blob.name.startswith(key + "/"):
+            blob.delete(retry=_retry())
+
+
 def download_dir(path, local_dir):
     """Copy the files directly inside ``path`` (gs:// or local) into ``local_dir``, for
     libraries that read only local folders; returns ``local_dir``."""
@@ -251,25 +269,28 @@ def download_dir(path, local_dir):
 
 
 @contextlib.contextmanager
-def staged_output(output_dir, last=()):
+def staged_output(output_dir, last=(), owned=()):
     """A local folder to write ``output_dir``'s files into, published only when the block
     finishes without error, so a killed or failed run never leaves new files beside old
     ones: for gs://, a temporary folder uploaded file by file (sub-folders too); locally,
     a hidden folder inside ``output_dir`` (same file system, so entries move by rename, and
     writable wherever the output is, e.g. a container's mounted volume) whose entries then
     replace ``output_dir``'s of the same name, the names in ``last`` (e.g. results.json)
-    removed first and published last. Nothing named ``gs:`` ever appears on local disk."""
+    removed first and published last. A folder it holds replaces the old one whole, and
+    the names in ``owned`` (every top-level file or folder the writer may write) that it
+    does not hold are removed, so no earlier run's file stays beside the new ones; other
+    names (a user's README.md) stay. Nothing named ``gs:`` ever appears on local disk."""
     if is_gcs(output_dir):
         with tempfile.TemporaryDirectory() as local:
             yield local
-            upload_dir(local, output_dir, last)
+            upload_dir(local, output_dir, last, owned)
         return
     os.makedirs(output_dir, exist_ok=True)
     staging, lock = _new_held_temporary(
         lambda: tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir), lambda path: path)
     try:
         yield staging
-        _publish_local(staging, output_dir, last)
+        _publish_local(staging, output_dir, last, owned)
     finally:
         os.close(lock)
         shutil.rmtree(staging, ignore_errors=True)
@@ -279,21 +300,26 @@ STAGING_PREFIX = ".staging-"
 STAGING_TEMPORARIES = STAGING_PREFIX + "*"  # what staged_output leaves in a killed run's output
 
 
-def _publish_local(staging, output_dir, last):
-    for name in last:
-        if os.path.exists(os.path.join(output_dir, name)):
-            os.remove(os.path.join(output_dir, name))
-    names = sorted(os.listdir(staging), key=lambda name: name in last)
-    for name in names:
+def _publish_local(staging, output_dir, last, owned):
+    staged = os.listdir(staging)
+    for name in sorted(set(last) | (set(owned) - set(staged))):
+        remove_tree(os.path.join(output_dir, name))
+    for name in sorted(staged, key=lambda name: name in last):
         target = os.path.join(output_dir, name)
         if os.path.isdir(target) and not os.path.islink(target):
             shutil.rmtree(target)
         os.replace(os.path.join(staging, name), target)
 
 
-def upload_dir(local_dir, target, last=()):
+def upload_dir(local_dir, target, last=(), owned=()):
     """Copy every file under ``local_dir`` to the same relative path under ``target``;
-    the top-level names in ``last`` go last."""
+    the top-level names in ``last`` go last. Removed from ``target`` first: the folders
+    ``local_dir`` holds and the names in ``last`` and ``owned``, so an interrupted upload
+    leaves files missing, never old ones beside new ones."""
+    folders = {name for name in os.listdir(local_dir)
+               if os.path.isdir(os.path.join(local_dir, name))}
+    for name in sorted(folders | set(last) | set(owned)):
+        remove_tree(join(target, name))
     files = sorted((os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
                     for root, _, names in os.walk(local_dir) for name in names),
                    key=lambda relative: relative in last)

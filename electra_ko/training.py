@@ -166,6 +166,8 @@ class Task:
     after_loop: Optional[Callable] = None
 
 
+CHECKPOINT_NAME = "ckpt"  # a model_dir's checkpoints are ckpt-<global step>
+
 # Sums the trainer adds itself, next to the task's.
 _TRAINER_SUMS = {"loss": (), "steps": (), "grad_norm": (), "nonfinite": ()}
 

@@ -18,7 +18,7 @@ import numpy as np
 import tokenizers
 import tqdm
 from absl import app, flags, logging
-from tokenizers import normalizers, pre_tokenizers
+from tokenizers import decoders, normalizers, pre_tokenizers
 
 from electra_ko import fast_wordpiece, storage
 
@@ -32,6 +32,7 @@ WORDPIECE = "wordpiece"
 SENTENCEPIECE = "sentencepiece"
 CONTINUING_PREFIX = "##"
 SPM_SEED = 12345  # fixes SentencePiece's sentence sampling, so rebuilds are reproducible
+SPM_SPACE = "\u2581"  # "▁", SentencePiece's sign for a space
 
 
 class VocabError(ValueError):
@@ -66,6 +67,11 @@ class Tokenizer:
 
     def tokenize(self, text):
         """Token strings of one text (WordPiece continuations keep their `##`)."""
+        raise NotImplementedError
+
+    def pipeline(self):
+        """A new `tokenizers.Tokenizer` giving the same ids (what an export's tokenizer.json
+        holds)."""
         raise NotImplementedError
 
     def encode_corpus(self, lines):
@@ -103,12 +109,17 @@ class WordPieceTokenizer(Tokenizer):
     def tokenize(self, text):
         return self._rust.encode(text, add_special_tokens=False).tokens
 
+    def pipeline(self):
+        return wordpiece_pipeline({tok: i for i, tok in enumerate(self.tokens)},
+                                  self.do_lower_case)
+
 
 class SentencePieceTokenizer(Tokenizer):
     def __init__(self, tokens, special_ids, vocab_sha256, do_lower_case, model_proto):
         super().__init__(SENTENCEPIECE, tokens, special_ids, vocab_sha256, do_lower_case)
         import sentencepiece  # only SentencePiece vocabs pay for the import
 
+        self.model_proto = model_proto
         self._spm = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
         pieces = [self._spm.id_to_piece(i) for i in range(self._spm.get_piece_size())]
         if pieces != tokens:
@@ -122,6 +133,9 @@ class SentencePieceTokenizer(Tokenizer):
         """Pieces by id, so unknown text shows as [UNK] as in WordPiece (SentencePiece
         itself would echo the unknown surface string)."""
         return [self.tokens[i] for i in self._spm.encode(text, out_type=int)]
+
+    def pipeline(self):
+        return sentencepiece_pipeline(self.model_proto)
 
 
 def bert_normalizer(do_lower_case):
@@ -139,6 +153,53 @@ def wordpiece_pipeline(vocab, do_lower_case):
     pipeline.normalizer = bert_normalizer(do_lower_case)
     pipeline.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     return pipeline
+
+
+def sentencepiece_pipeline(model_proto):
+    """A SentencePiece model as a `tokenizers` pipeline with the same ids: its normalisation
+    rule (the precompiled charsmap), its whitespace settings, its pieces, and its [PAD],
+    [UNK] and control symbols as special tokens."""
+    from sentencepiece.sentencepiece_model_pb2 import ModelProto
+
+    proto = ModelProto.FromString(model_proto)
+    spec, piece_type = proto.normalizer_spec, ModelProto.SentencePiece
+    pipeline = tokenizers.Tokenizer(_sentencepiece_model(proto))
+    steps = [normalizers.Precompiled(spec.precompiled_charsmap)]
+    if spec.remove_extra_whitespaces:  # no space at either end, none repeated
+        steps += [normalizers.Strip(), normalizers.Replace(tokenizers.Regex(" {2,}"), " ")]
+    if spec.add_dummy_prefix:  # SentencePiece adds it even before a space it keeps
+        steps.append(normalizers.Prepend(SPM_SPACE))
+    pipeline.normalizer = normalizers.Sequence(steps)
+    pipeline.pre_tokenizer = pre_tokenizers.Metaspace(SPM_SPACE, prepend_scheme="never")
+    pipeline.decoder = decoders.Metaspace(
+        SPM_SPACE, prepend_scheme="always" if spec.add_dummy_prefix else "never")
+    pipeline.add_special_tokens([
+        tokenizers.AddedToken(piece.piece, special=True, normalized=False)
+        for piece in proto.pieces if piece.type in (piece_type.UNKNOWN, piece_type.CONTROL)])
+    return pipeline
+
+
+def _sentencepiece_model(proto):
+    """Unigram with the pieces' scores; BPE with SentencePiece's merge order: the pair whose
+    merged piece scores highest first. Runs of unknown characters give one [UNK], as in
+    SentencePiece."""
+    from sentencepiece.sentencepiece_model_pb2 import ModelProto, TrainerSpec
+
+    trainer = proto.trainer_spec
+    if trainer.model_type == TrainerSpec.UNIGRAM:
+        return tokenizers.models.Unigram([(p.piece, p.score) for p in proto.pieces],
+                                         unk_id=trainer.unk_id)
+    if trainer.model_type != TrainerSpec.BPE:
+        name = TrainerSpec.ModelType.Name(trainer.model_type)
+        raise VocabError(f"{SPM_FILE}: a {name} model; only unigram and bpe models have a "
+                         f"tokenizers pipeline")
+    normal = {p.piece: p.score for p in proto.pieces
+              if p.type == ModelProto.SentencePiece.NORMAL}
+    merges = [(piece[:cut], piece[cut:])
+              for piece in sorted(normal, key=normal.get, reverse=True)
+              for cut in range(1, len(piece)) if piece[:cut] in normal and piece[cut:] in normal]
+    ids = {p.piece: i for i, p in enumerate(proto.pieces)}
+    return tokenizers.models.BPE(ids, merges, unk_token=trainer.unk_piece, fuse_unk=True)
 
 
 def load_tokenizer(path):

@@ -13,7 +13,6 @@ fine-tuning use; here they become the weights of a fresh `modeling.ElectraPretra
   Optimizer slots and the step always start fresh (warm-up applies).
 """
 import dataclasses
-import json
 import os
 from typing import Optional
 
@@ -22,11 +21,12 @@ import tensorflow as tf
 
 from electra_ko import checkpoints, export, modeling
 from electra_ko import config as config_lib
+from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
 from electra_ko.checkpoints import DISCRIMINATOR, GENERATOR, CheckpointError
 
 FORMATS = ("a pretraining model_dir of ours (its newest ckpt-<step>, else its exported "
-           "discriminator/ and generator/)",
+           "discriminator/ and generator/) or one of its ckpt-<step>",
            "a folder holding Hugging Face discriminator/ and generator/ folders",
            "one Hugging Face ELECTRA discriminator or masked-LM folder",
            "a google-research/electra TF1 checkpoint (file prefix, or a directory with a "
@@ -91,7 +91,8 @@ def read_towers(path, cfg):
         problem = "does not exist" if not _exists(path) else "is in none of the formats accepted"
         raise CheckpointError(f"--init_checkpoint {path} {problem}: give " + "; or ".join(FORMATS))
     if kind == "training":
-        return read_training_checkpoint(path), _vocab_dir_of(_training_config(path).vocab_file)
+        towers, vocab_file = export.read_training_checkpoint(model_dir_lib.find_checkpoint(path))
+        return towers, _vocab_dir_of(vocab_file)
     if kind == "folders":
         towers, vocab_dir, _ = export.read_model_dir(path)
         return towers, vocab_dir
@@ -106,34 +107,17 @@ def read_towers(path, cfg):
 
 def source_format(path):
     """"training", "folders", "huggingface", "tf1" or None (unknown or missing)."""
+    if model_dir_lib.find_checkpoint(path):
+        return "training"
     if not os.path.isdir(path):
         return "tf1" if tf.io.gfile.exists(path + ".index") else None
-    config_file = os.path.join(path, checkpoints.HF_CONFIG)
-    if os.path.exists(config_file):
-        with open(config_file, encoding="utf-8") as f:
-            is_hf = "model_type" in json.load(f)
-        if is_hf:
-            return "huggingface"
-        if tf.train.latest_checkpoint(path):
-            return "training"
+    if os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)) and (
+            not model_dir_lib.is_run_dir(path)):
+        return "huggingface"
     if any(os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))
            for sub in export.MODEL_SUBDIRS):
         return "folders"
     return "tf1" if tf.train.latest_checkpoint(path) else None
-
-
-def read_training_checkpoint(model_dir):
-    """The towers of the newest `ckpt-<step>` of one of our pretraining runs."""
-    saved = _training_config(model_dir)
-    model = modeling.ElectraPretrainer.from_project_config(saved)
-    status = tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(model_dir))
-    status.assert_existing_objects_matched().expect_partial()  # the optimizer stays behind
-    parts = [DISCRIMINATOR, GENERATOR] if model.electra_objective else [GENERATOR]
-    return [export.tower_from_pretrainer(model, part) for part in parts]
-
-
-def _training_config(model_dir):
-    return config_lib.load_config(config_lib.PRETRAIN, os.path.join(model_dir, "config.json"))
 
 
 def _vocab_dir_of(path):

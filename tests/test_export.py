@@ -1,5 +1,6 @@
 """Tests for electra_ko.export: Hugging Face export/import parity and the serving SavedModel."""
 import os
+import random
 import types
 import uuid
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from electra_ko import checkpoints, export, modeling, storage, tasks, vocab
-from test_storage import plant_temporaries
+from test_storage import files_under, plant_temporaries
 
 torch = pytest.importorskip("torch", reason="Hugging Face parity tests need torch (extra 'hf')")
 transformers = pytest.importorskip(
@@ -117,6 +118,70 @@ def test_exported_tokenizer_matches_training_tokenizer(tmp_path, vocab_dir):
         assert hf_tokenizer(text)["input_ids"] == expected
 
 
+# Parity texts for SentencePiece exports: runs of spaces, leading and trailing space, digits,
+# punctuation, Latin words, full-width forms NFKC folds, characters the vocab lacks (one and
+# several in a row), and nothing at all.
+SPM_TEXTS = SENTENCES + [
+    "  영화가   정말  재미있어요!!  ", "배우들 연기(10점)가 3.5배 어색했다...ㅠㅠ",
+    "iPhone 15로 찍은 예고편, 2024년 개봉?", "ＥＬＥＣＴＲＡ　모델 １２３점", "감독 作品 鬱鬱 기대됩니다😀😀",
+    "", "   "]
+
+
+# Vocab sizes: the most a unigram model learns from this corpus; for BPE, enough merges
+# that their order matters.
+SPM_VOCAB_SIZES = {"unigram": 100, "bpe": 200}
+
+
+def _spm_vocab(directory, model_type):
+    """A SentencePiece vocab trained on shuffled words of SENTENCES."""
+    rng = random.Random(0)
+    words = [word for text in SENTENCES for word in text.split()] + ["iPhone", "ELECTRA", "2024"]
+    corpus = directory / "corpus.txt"
+    corpus.write_text("".join(" ".join(rng.sample(words, 6)) + "\n" for _ in range(300)),
+                      encoding="utf-8")
+    vocab.build_vocab([str(corpus)], str(directory / "vocab"), tokenizer="sentencepiece",
+                      vocab_size=SPM_VOCAB_SIZES[model_type], num_unused=3, heldout_lines=0,
+                      spm_model_type=model_type)
+    return directory / "vocab"
+
+
+def _assert_hf_tokenizer_matches(vocab_path, texts):
+    """An export with this vocab loads in AutoTokenizer, which gives our ids in [CLS] .. [SEP]."""
+    ours = vocab.load_tokenizer(vocab_path)
+    config = tiny_config(vocab_size=ours.vocab_size)
+    out = export.write_huggingface(export.tower_from_model(
+        "discriminator", export.DiscriminatorModel(config)), vocab_path, vocab_path.parent / "hf")
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    for text, ids in zip(texts, ours.encode_batch(texts)):
+        expected = [ours.special_ids["cls"], *ids, ours.special_ids["sep"]]
+        assert hf_tokenizer(text)["input_ids"] == expected, text
+    return hf_tokenizer
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_exported_sentencepiece_tokenizer_matches_training_tokenizer(tmp_path, model_type):
+    vocab_path = _spm_vocab(tmp_path, model_type)
+    hf_tokenizer = _assert_hf_tokenizer_matches(vocab_path, SPM_TEXTS)
+    ours = vocab.load_tokenizer(vocab_path)
+    assert any(ours.special_ids["unk"] in ids for ids in ours.encode_batch(SPM_TEXTS))
+    assert hf_tokenizer.decode(hf_tokenizer(SENTENCES[3])["input_ids"],
+                               skip_special_tokens=True) == SENTENCES[3]
+
+
+@pytest.mark.parametrize("add_dummy_prefix,remove_extra_whitespaces",
+                         [(False, True), (True, False), (False, False)])
+def test_exported_sentencepiece_tokenizer_follows_the_models_whitespace_settings(
+        tmp_path, add_dummy_prefix, remove_extra_whitespaces):
+    from sentencepiece import sentencepiece_model_pb2
+
+    vocab_path = _spm_vocab(tmp_path, "unigram")
+    model = sentencepiece_model_pb2.ModelProto.FromString((vocab_path / "spm.model").read_bytes())
+    model.normalizer_spec.add_dummy_prefix = add_dummy_prefix
+    model.normalizer_spec.remove_extra_whitespaces = remove_extra_whitespaces
+    (vocab_path / "spm.model").write_bytes(model.SerializeToString())
+    _assert_hf_tokenizer_matches(vocab_path, SPM_TEXTS)
+
+
 def test_tensor_names_that_do_not_fit_are_listed(vocab_dir):
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
     tower = export.tower_from_model("discriminator", export.DiscriminatorModel(config))
@@ -187,6 +252,13 @@ def _assert_same_tower(path, expected_path):
         np.testing.assert_array_equal(tower.tensors[name], expected.tensors[name], err_msg=name)
 
 
+def _flags(**values):
+    """The export CLI's flags: these values, the others at their defaults."""
+    defaults = dict(model_dir=None, init_checkpoint=None, output_dir=None, format="huggingface",
+                    vocab=None, config=None, set=[], max_seq_length=None, checkpoint_step=None)
+    return types.SimpleNamespace(**{**defaults, **values})
+
+
 def test_init_checkpoint_on_gcs_reads_like_the_local_folder(tmp_path, vocab_dir, gcs_emulator,
                                                             monkeypatch):
     local = _exported_discriminator(vocab_dir, tmp_path / "hf", seed=2)
@@ -204,10 +276,7 @@ def test_export_to_gcs_writes_the_bucket_and_nothing_local(tmp_path, vocab_dir, 
     source = _exported_discriminator(vocab_dir, tmp_path / "source", seed=3)
     target = f"gs://{gcs_emulator}/{uuid.uuid4().hex}/export"
     monkeypatch.chdir(tmp_path)
-    flags = types.SimpleNamespace(model_dir=str(source), init_checkpoint=None, output_dir=target,
-                                  format="huggingface", vocab=None, config=None, set=[],
-                                  max_seq_length=None)
-    assert export.run(flags) == [target]
+    assert export.run(_flags(model_dir=str(source), output_dir=target)) == [target]
     uploaded = sorted(p.rsplit("/", 1)[1] for p in storage.glob(target + "/*"))
     assert uploaded == sorted(p.name for p in source.iterdir())
     _assert_same_tower(target, str(source))
@@ -240,10 +309,38 @@ def test_gdes_discriminator_exports_with_its_deltas_folded_in(tmp_path, vocab_di
 def test_staging_folders_of_a_killed_export_are_removed_at_start(tmp_path, caplog):
     out = tmp_path / "out"
     plant_temporaries(str(out), [".staging-k1ll3d00/", ".staging/", ".keep"])
-    flags = types.SimpleNamespace(model_dir=str(tmp_path / "absent"), init_checkpoint=None,
-                                  output_dir=str(out), format="huggingface", vocab=None,
-                                  config=None, set=[], max_seq_length=None)
     with pytest.raises(checkpoints.CheckpointError):  # no model: stops right after start-up
-        export.run(flags)
+        export.run(_flags(model_dir=str(tmp_path / "absent"), output_dir=str(out)))
     assert sorted(os.listdir(out)) == [".keep", ".staging"]
     assert f"removed what killed runs left in {out}: .staging-k1ll3d00" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def exported_pair(vocab_dir, tmp_path_factory):
+    """A folder holding a Hugging Face discriminator/ and generator/, as a pretraining run
+    leaves them."""
+    folder = tmp_path_factory.mktemp("pair")
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    for seed, kind in enumerate(("discriminator", "generator")):
+        model = randomize(export.KERAS_MODELS[kind](config), seed=seed)
+        export.write_huggingface(export.tower_from_model(kind, model), vocab_dir, folder / kind)
+    return folder
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_export_into_a_used_folder_leaves_nothing_of_the_earlier_export(
+        request, tmp_path, exported_pair, where):
+    """A pair, then a SavedModel, then one tower into the same folder: each time the folder
+    holds what that export wrote, and the user's README.md."""
+    single = exported_pair / "discriminator"
+    out = tmp_path / "out" if where == "local" else (
+        f"gs://{request.getfixturevalue('gcs_emulator')}/{uuid.uuid4().hex}/out")
+    storage.makedirs(str(out))
+    storage.write_text(storage.join(str(out), "README.md"), "mine")
+    for step, (source, fmt) in enumerate([(exported_pair, "huggingface"), (single, "saved_model"),
+                                          (single, "huggingface")]):
+        export.run(_flags(model_dir=str(source), output_dir=str(out), format=fmt))
+        fresh = tmp_path / f"fresh{step}"
+        export.run(_flags(model_dir=str(source), output_dir=str(fresh), format=fmt))
+        assert files_under(out) == sorted(files_under(fresh) + ["README.md"]), fmt
+    assert storage.read_text(storage.join(str(out), "README.md")) == "mine"

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import keras
 import numpy as np
@@ -18,8 +19,8 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import (checkpoints, config, data, export, masking, modeling, optimization, pretrain,
-                        training, vocab, warm_start)
+from electra_ko import (checkpoints, config, data, export, finetune, masking, modeling,
+                        optimization, pretrain, training, vocab, warm_start)
 from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
 from test_checkpoints import write_tf1_checkpoint
@@ -305,8 +306,8 @@ def _shard_batch(corpus_dir):
     return next(iter(data.make_dataset(files, 8, SEQ, training=False)))
 
 
-def _restored_pretrainer(corpus_dir, model_dir):
-    """The model of the newest checkpoint, restored as the trainer resumes it.
+def _restored_pretrainer(corpus_dir, model_dir, step=None):
+    """The model of the newest checkpoint (or of `step`), restored as the trainer resumes it.
 
     The optimizer is part of it: it tracks every trainable variable, while the Keras
     model alone does not expose its Transformer layers (a list) to tf.train.Checkpoint.
@@ -315,8 +316,10 @@ def _restored_pretrainer(corpus_dir, model_dir):
     model = modeling.ElectraPretrainer.from_project_config(cfg)
     optimizer = optimization.create_optimizer(cfg)
     optimization.build_optimizer(optimizer, model.trainable_variables)
+    prefix = tf.train.latest_checkpoint(str(model_dir)) if step is None else (
+        str(model_dir / f"ckpt-{step}"))
     tf.train.Checkpoint(model=model, optimizer=optimizer).restore(
-        tf.train.latest_checkpoint(str(model_dir))).assert_existing_objects_matched()
+        prefix).assert_existing_objects_matched()
     return model
 
 
@@ -340,6 +343,91 @@ def test_exported_towers_reload_with_the_trained_weights(corpus_dir, trained_mod
         assert tower.config.vocab_size == 64
         reloaded = export.model_from_tower(tower)(features)
         np.testing.assert_allclose(reloaded, expected[tower.kind], atol=1e-5, err_msg=tower.kind)
+
+
+def _assert_same_towers(towers, expected):
+    assert [t.kind for t in towers] == [t.kind for t in expected]
+    for tower, other in zip(towers, expected):
+        assert tower.config == other.config and tower.tensors.keys() == other.tensors.keys()
+        for name in tower.tensors:
+            np.testing.assert_array_equal(tower.tensors[name], other.tensors[name],
+                                          err_msg=f"{tower.kind} {name}")
+
+
+def test_exported_towers_are_the_newest_checkpoint(corpus_dir, trained_model_dir):
+    """A finished run's discriminator/ and generator/ (what export reads by default) hold
+    its last checkpoint, which --checkpoint_step reads instead."""
+    folders, _, _ = export.read_model_dir(str(trained_model_dir))
+    newest, vocab_file, _ = export.read_model_dir(str(trained_model_dir), step=4)
+    _assert_same_towers(folders, newest)
+    assert vocab_file == str(corpus_dir / "vocab.txt")
+
+
+@pytest.fixture(scope="module")
+def interrupted_model_dir(corpus_dir, tmp_path_factory):
+    """A run stopped at step 4 of 8 (as by SIGTERM, a crash or the NaN guard): config.json,
+    run_identity.json and the checkpoints of steps 2 and 4, no exported towers."""
+    model_dir = tmp_path_factory.mktemp("interrupted")
+    assert pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=8, save_checkpoints_steps=2),
+                        deterministic=True, stop_at=4)["step"] == 4
+    assert not (model_dir / "discriminator").exists()
+    return model_dir
+
+
+def _export(*argv):
+    """`python -m electra_ko.export` with these flags; returns the folders it wrote."""
+    fv = flags.FlagValues()
+    export.define_flags(fv)
+    fv(["export", *argv])
+    return export.run(fv)
+
+
+def test_model_dir_of_checkpoints_alone_exports_any_saved_step(corpus_dir, interrupted_model_dir,
+                                                               tmp_path):
+    model_dir = str(interrupted_model_dir)
+    by_step = {step: export.pretrainer_towers(_restored_pretrainer(corpus_dir, interrupted_model_dir,
+                                                                   step)) for step in (2, 4)}
+    assert not np.array_equal(*(towers[0].tensors[checkpoints.WORD_EMBEDDINGS]
+                                for towers in by_step.values()))
+    for name, step, argv in [("newest", 4, ["--model_dir", model_dir]),
+                             ("step2", 2, ["--model_dir", model_dir, "--checkpoint_step", "2"]),
+                             ("prefix2", 2, ["--model_dir", f"{model_dir}/ckpt-2"])]:
+        written = _export(*argv, "--output_dir", str(tmp_path / name))
+        assert written == [str(tmp_path / name / kind) for kind in ("discriminator", "generator")]
+        _assert_same_towers([checkpoints.read_hf_tower(path) for path in written], by_step[step])
+        assert (tmp_path / name / "generator" / "vocab.txt").read_bytes() == (
+            corpus_dir / "vocab.txt").read_bytes()
+
+
+def test_checkpoint_step_that_was_not_saved_is_refused_listing_those_that_were(
+        interrupted_model_dir, tmp_path):
+    model_dir, out = str(interrupted_model_dir), str(tmp_path / "out")
+    saved = rf"{model_dir} has no checkpoint of step 3 \(ckpt-3.index\); steps saved: 2, 4$"
+    for argv in (["--model_dir", model_dir, "--checkpoint_step", "3"],
+                 ["--model_dir", f"{model_dir}/ckpt-3"]):
+        with pytest.raises(CheckpointError, match=saved):
+            _export(*argv, "--output_dir", out)
+    with pytest.raises(CheckpointError, match="is the checkpoint of step 2, but step 4 was asked"):
+        _export("--model_dir", f"{model_dir}/ckpt-2", "--checkpoint_step", "4", "--output_dir", out)
+    with pytest.raises(CheckpointError, match=f"--checkpoint_step 2: {tmp_path} is not a "
+                                              "pretraining model_dir"):
+        _export("--model_dir", str(tmp_path), "--checkpoint_step", "2", "--output_dir", out)
+    with pytest.raises(CheckpointError, match="--checkpoint_step goes with --model_dir"):
+        _export("--init_checkpoint", model_dir, "--checkpoint_step", "2", "--output_dir", out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fine_tuning_starts_from_a_model_dir_of_checkpoints_alone(corpus_dir, interrupted_model_dir):
+    for path, step in ((interrupted_model_dir, 4), (interrupted_model_dir / "ckpt-2", 2)):
+        fv = types.SimpleNamespace(vocab=None, init_checkpoint=str(path))
+        assert finetune.default_vocab(fv) == str(corpus_dir / "vocab.txt")
+        init = finetune.load_init_checkpoint(str(path), finetune.resolve_config())
+        assert init.path == str(interrupted_model_dir / f"ckpt-{step}")
+        discriminator = _restored_pretrainer(corpus_dir, interrupted_model_dir, step)
+        expected = export.tower_from_pretrainer(discriminator, "discriminator").tensors
+        assert init.tensors.keys() == expected.keys()
+        for name, value in expected.items():
+            np.testing.assert_array_equal(init.tensors[name], value, err_msg=name)
 
 
 def test_silent_discriminator_gets_one_warning_after_warm_up(corpus_dir, tmp_path, caplog):

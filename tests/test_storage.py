@@ -263,3 +263,26 @@ def test_a_lock_holder_removes_temporaries_from_a_bucket(gcs_emulator):
         "checkpoint.tmp0a1b", "ckpt-3_temp"]
     assert storage.glob(root + "/*") == [storage.join(root, name) for name in
                                          (".keep", "ckpt-2.index", "train/events")]
+
+
+def files_under(root):
+    """Relative paths of every file under root (gs://: every object)."""
+    if storage.is_gcs(root):
+        return sorted(path[len(root) + 1:] for path in storage.glob(storage.join(root, "*")))
+    return sorted(os.path.relpath(os.path.join(top, name), root)
+                  for top, _, names in os.walk(root) for name in names)
+
+
+def test_staged_output_leaves_no_earlier_file_of_the_writer(root):
+    """Owned names the new run did not write go, folders it wrote replace the old ones
+    whole (gs:// too), and a file nobody owns stays."""
+    for name in ("old.bin", "stale/a.txt", "model/stale.bin", "model/kept.txt", "README.md"):
+        storage.makedirs(os.path.dirname(storage.join(root, name)))
+        storage.write_text(storage.join(root, name), "old")
+    with storage.staged_output(root, owned=("old.bin", "stale", "new.txt")) as stage:
+        os.makedirs(os.path.join(stage, "model"))
+        for name in ("new.txt", "model/kept.txt"):
+            with open(os.path.join(stage, name), "w") as f:
+                f.write("new")
+    assert files_under(root) == ["README.md", "model/kept.txt", "new.txt"]
+    assert storage.read_text(storage.join(root, "model", "kept.txt")) == "new"

@@ -215,6 +215,16 @@ def test_sentencepiece_build_special_ids_and_pieces(tmp_path):
     assert "".join(tok.tokenize("배우는 최고였다")).replace("▁", " ").strip() == "배우는 최고였다"
 
 
+def test_sentencepiece_model_of_another_type_has_no_pipeline(tmp_path):
+    from sentencepiece import sentencepiece_model_pb2
+
+    _, out = build(tmp_path, tokenizer="sentencepiece", vocab_size=60)
+    model = sentencepiece_model_pb2.ModelProto.FromString((out / "spm.model").read_bytes())
+    model.trainer_spec.model_type = sentencepiece_model_pb2.TrainerSpec.CHAR
+    with pytest.raises(vocab.VocabError, match="spm.model: a CHAR model; only unigram and bpe"):
+        vocab.sentencepiece_pipeline(model.SerializeToString())
+
+
 def test_heldout_split_is_evenly_spaced():
     split = vocab.HeldoutSplit(total_lines=10, heldout_lines=3)
     lines = [f"line{i}" for i in range(10)]
