@@ -6,6 +6,7 @@ A vocab directory holds `vocab.txt` (one token per line, id = line number),
 `Tokenizer` with one interface for both kinds. No TensorFlow here: the in-graph
 tokenizer elsewhere must reproduce the standard BERT pipeline built below.
 """
+import collections
 import hashlib
 import io
 import itertools
@@ -358,12 +359,18 @@ def train_wordpiece(read_lines, num_lines, vocab_size, reserved, do_lower_case, 
     different tokens each run. The first pass finds the alphabet and its ## forms without
     merging; the second fixes their numbers (as reserved tokens, characters before ## forms
     as the trainer itself numbers them) and learns the merges.
-    Only a --limit_alphabet cut through characters of equal count can still vary.
+
+    The first pass keeps every character; when there are more than `limit_alphabet`, the
+    most frequent are kept, ties going to the lower code point (the trainer's own cut breaks
+    them in hash order too).
     """
-    found = _run_wordpiece_trainer(read_lines(), num_lines, 0, reserved, do_lower_case,
-                                   limit_alphabet=limit_alphabet, min_frequency=min_frequency)
+    found = set(_run_wordpiece_trainer(read_lines(), num_lines, 0, reserved, do_lower_case,
+                                       min_frequency=min_frequency))
     alphabet = sorted(token for token in found if len(token) == 1)
-    continuations = sorted(token for token in found if token.startswith(CONTINUING_PREFIX))
+    if len(alphabet) > limit_alphabet:
+        counts = character_counts(read_lines(), do_lower_case)
+        alphabet = sorted(sorted(alphabet, key=lambda c: (-counts[c], c))[:limit_alphabet])
+    continuations = [CONTINUING_PREFIX + c for c in alphabet if CONTINUING_PREFIX + c in found]
     needed = len(reserved) + len(alphabet) + len(continuations)
     if needed > vocab_size:
         raise VocabError(
@@ -375,6 +382,15 @@ def train_wordpiece(read_lines, num_lines, vocab_size, reserved, do_lower_case, 
                                      do_lower_case, limit_alphabet=len(alphabet),
                                      min_frequency=min_frequency, initial_alphabet=alphabet)
     return reserved + canonical_order(fixed + learned), None
+
+
+def character_counts(lines, do_lower_case):
+    """How often each character occurs in `lines` after the WordPiece normaliser."""
+    normalize = bert_normalizer(do_lower_case).normalize_str
+    counts = collections.Counter()
+    for line in lines:
+        counts.update(normalize(line))
+    return counts
 
 
 def _run_wordpiece_trainer(lines, num_lines, vocab_size, fixed_tokens, do_lower_case, **options):

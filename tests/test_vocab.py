@@ -180,6 +180,18 @@ def test_wordpiece_build_is_the_same_every_run(tmp_path):
     assert len(builds) == 1
 
 
+def test_limit_alphabet_keeps_the_most_frequent_characters_ties_by_code_point(tmp_path):
+    syllables = [chr(0xAC00 + 28 * i) for i in range(12)]
+    lines = [syllables[0] * 5, syllables[1] * 4, " ".join(syllables[2:])]  # 5 : 4 : 1 (x10)
+    corpus = tmp_path / "alphabet.txt"
+    corpus.write_text("\n".join(lines * 4) + "\n", encoding="utf-8")
+    builds = [build(tmp_path, name=f"out{i}", corpus=corpus, vocab_size=60, limit_alphabet=6,
+                    heldout_lines=0, min_frequency=1)[1] for i in range(3)]
+    alphabets = {tuple(t for t in (b / "vocab.txt").read_text(encoding="utf-8").split("\n")
+                       if len(t) == 1) for b in builds}
+    assert alphabets == {tuple(syllables[:6])}  # the two frequent ones, then 4 ties by code point
+
+
 def test_wordpiece_keeps_hangul_syllables_whole(tmp_path):
     _, out = build(tmp_path, vocab_size=150, min_frequency=1)
     tok = vocab.load_tokenizer(out)
