@@ -73,14 +73,15 @@ def run_benchmark(task_names, data_root, init_checkpoints, output_dir, vocab=Non
     for checkpoint in init_checkpoints or [RANDOM]:
         name = model_name(checkpoint)
         init = None if checkpoint == RANDOM else checkpoint
-        model_vocab = vocab or (init if init and os.path.isdir(init) else None)
+        model_vocab = vocab or (init if init and (storage.is_gcs(init) or os.path.isdir(init))
+                                else None)
         rows[name] = {}
         for task in task_names:
             spec = tasks.get_task(task)
             cfg = finetune.resolve_config(
                 config_file, overrides, model_config, task=task,
-                data_dir=os.path.join(data_root, task),
-                output_dir=os.path.join(output_dir, name.replace("/", "_"), task),
+                data_dir=storage.join(data_root, task),
+                output_dir=storage.join(output_dir, name.replace("/", "_"), task),
                 vocab_file=model_vocab, num_train_epochs=flag_values.get("epochs"),
                 learning_rate=flag_values.get("learning_rate"),
                 train_batch_size=flag_values.get("batch_size"),
@@ -90,11 +91,10 @@ def run_benchmark(task_names, data_root, init_checkpoints, output_dir, vocab=Non
             results = finetune.finetune(cfg, spec, seeds, flag_values.get("max_train_examples"),
                                         flag_values.get("max_eval_examples"), init)
             rows[name][task] = reported(results)
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, TABLE_FILE), "w", encoding="utf-8") as f:
-        f.write(format_table(rows, task_names))
-    with open(os.path.join(output_dir, JSON_FILE), "w", encoding="utf-8") as f:
-        json.dump(rows, f, ensure_ascii=False, indent=2)
+    storage.makedirs(output_dir)
+    storage.write_text(storage.join(output_dir, JSON_FILE),
+                       json.dumps(rows, ensure_ascii=False, indent=2))
+    storage.write_text(storage.join(output_dir, TABLE_FILE), format_table(rows, task_names))
     return rows
 
 

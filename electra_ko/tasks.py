@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from electra_ko import storage
+
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 HEADER_LINES = 1
@@ -145,12 +147,13 @@ class Examples:
 
 
 def read_table(path, quoting=csv.QUOTE_NONE) -> pd.DataFrame:
-    """A TSV with a header, every cell a string; errors name the file."""
-    if not os.path.isfile(path):
+    """A TSV with a header (local or gs://), every cell a string; errors name the file."""
+    if not storage.exists(path) or os.path.isdir(path):
         raise TaskError(f"file not found: {path}")
     try:
-        return pd.read_csv(path, sep="\t", quoting=quoting, dtype=str, na_filter=False,
-                           encoding="utf-8")
+        with storage.open_read(path, binary=True) as f:
+            return pd.read_csv(f, sep="\t", quoting=quoting, dtype=str, na_filter=False,
+                               encoding="utf-8")
     except UnicodeDecodeError as err:
         raise TaskError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
     except pd.errors.EmptyDataError:
@@ -348,7 +351,8 @@ class Splits:
 
 def resolve(data_dir: Optional[str], name: str) -> str:
     """A file name relative to the data dir (absolute names are kept)."""
-    return name if os.path.isabs(name) or not data_dir else os.path.join(data_dir, name)
+    return name if os.path.isabs(name) or storage.is_gcs(name) or not data_dir \
+        else storage.join(data_dir, name)
 
 
 def load_splits(spec: TaskSpec, data_dir: Optional[str], max_train_examples=None,
