@@ -217,6 +217,23 @@ def restore_pretrainer(prefix):
     return model, cfg
 
 
+STOPPED_EARLY_FILE = "STOPPED_EARLY.json"  # why and at which step the last run stopped early
+
+
+def mark_stopped_early(model_dir, step, reason):
+    """Say in the model_dir that its last run stopped before num_train_steps (a SIGTERM, a
+    non-finite loss), so a folder of checkpoints is never taken for a finished run."""
+    storage.write_text(storage.join(model_dir, STOPPED_EARLY_FILE),
+                       json.dumps({"step": int(step), "reason": reason}, indent=1) + "\n")
+
+
+def clear_stopped_early(model_dir):
+    """A run that trains on removes the marker of the one before."""
+    path = storage.join(model_dir, STOPPED_EARLY_FILE)
+    if storage.exists(path):
+        storage.remove(path)
+
+
 def write_config(cfg, model_dir, tokenizer=None, manifest=None):
     """The resolved config (`config.json`) and, with a tokenizer, the vocab and shards the
     run trains on (`run_identity.json`)."""

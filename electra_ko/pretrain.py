@@ -404,9 +404,19 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
             return {"step": step, "parameters": counts,
                     "eval": _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files)}
         signal.signal(signal.SIGTERM, trainer.request_stop)
-        step = trainer.train(stop_at=stop_at)
+        if trainer.chief:
+            model_dir_lib.clear_stopped_early(cfg.model_dir)
+        try:
+            step = trainer.train(stop_at=stop_at)
+        except TrainingError as err:
+            if trainer.chief:
+                model_dir_lib.mark_stopped_early(cfg.model_dir, trainer.global_step.numpy(),
+                                                 str(err))
+            raise
         summary = {"step": step, "parameters": counts}
         if trainer.stop_requested:
+            if trainer.chief:
+                model_dir_lib.mark_stopped_early(cfg.model_dir, step, "SIGTERM (preempted)")
             print(f"preempted at step {step}: checkpoint saved in {cfg.model_dir}; re-run the same "
                   f"command to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr, flush=True)
             return dict(summary, preempted=True)

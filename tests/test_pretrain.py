@@ -199,6 +199,8 @@ def test_sigterm_saves_the_current_step_within_seconds_and_exits_75(corpus_dir, 
         "global_step/.ATTRIBUTES/VARIABLE_VALUE"))
     assert 1 <= step < 100000
     assert re.search(rf"preempted at step {step}", "".join(output)), "".join(output[-30:])
+    assert json.loads((tmp_path / model_dir_lib.STOPPED_EARLY_FILE).read_text()) == {
+        "step": step, "reason": "SIGTERM (preempted)"}
 
 
 def test_nan_loss_stops_with_clear_message_keeping_last_checkpoint(corpus_dir, tmp_path):
@@ -800,6 +802,14 @@ def test_second_run_into_a_busy_model_dir_stops_and_a_stale_lock_is_broken(corpu
     assert pretrain.run(cfg)["step"] == 2
     assert "breaking the stale lock" in caplog.text
     assert not lock.exists()  # released at the end
+
+
+def test_a_run_that_trains_on_removes_the_stopped_early_marker(corpus_dir, trained_model_dir,
+                                                               tmp_path):
+    model_dir = _copy_of(trained_model_dir, tmp_path)
+    model_dir_lib.mark_stopped_early(str(model_dir), 4, "SIGTERM (preempted)")
+    assert pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=5))["step"] == 5
+    assert not (model_dir / model_dir_lib.STOPPED_EARLY_FILE).exists()
 
 
 def test_do_train_false_evaluates_the_checkpoint_and_writes_results_txt_and_pkl(
