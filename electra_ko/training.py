@@ -387,7 +387,11 @@ class Trainer:
             tf.function(self._eval_loop)(dataset)
         except tf.errors.DataLossError as e:
             raise self.data_error(e) from None
-        metrics = self._summarize(self.sums.read())
+        sums = self.sums.read()
+        if not sums["steps"]:
+            raise TrainingError("nothing to evaluate: the held-out data holds no complete batch "
+                                "(lower eval_batch_size, or give more --eval_tfrecords data)")
+        metrics = self._summarize(sums)
         step = int(self.global_step.numpy())
         print(f"eval step={step} {format_metrics(metrics)}", flush=True)
         write_summaries(self._summary_writer("eval"), metrics, step)

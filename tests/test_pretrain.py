@@ -860,3 +860,11 @@ def test_a_run_removes_what_killed_runs_left_in_its_model_dir(corpus_dir, tmp_pa
     assert (f"removed what killed runs left in {model_dir}: "
             + ", ".join(sorted(name.rstrip("/") for name in leftovers))) in caplog.text
     assert f"left in {model_dir / 'discriminator'}: .staging-k1ll3d00" in caplog.text
+
+
+def test_evaluating_no_data_is_refused_not_reported_as_nan(corpus_dir, trained_model_dir, tmp_path):
+    model_dir = _copy_of(trained_model_dir, tmp_path)
+    with pytest.raises(training.TrainingError, match="nothing to evaluate.*no complete batch"):
+        pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=4, do_train=False, do_eval=True,
+                          eval_batch_size=64))  # the held-out shard holds 16 examples
+    assert not (model_dir / "eval_results.txt").exists()
