@@ -386,6 +386,8 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         model_dir_lib.check_resumable(cfg, tokenizer, manifest)
         model_dir_lib.write_config(cfg, cfg.model_dir, tokenizer, manifest)
         train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
+        if cfg.do_eval:
+            evaluation = held_out_data(cfg, tokenizer, eval_dir, eval_files, compression, manifest)
         objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids,
                                                         _continuation_table(cfg, tokenizer))
         shard_sizes = data_lib.shard_example_counts(manifest, train_files, compression)
@@ -402,7 +404,7 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         step = trainer.restore()
         if not cfg.do_train:  # the original's evaluate-only run
             return {"step": step, "parameters": counts,
-                    "eval": _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files)}
+                    "eval": _evaluate(trainer, cfg, strategy, *evaluation)}
         signal.signal(signal.SIGTERM, trainer.request_stop)
         if trainer.chief:
             model_dir_lib.clear_stopped_early(cfg.model_dir)
@@ -423,7 +425,7 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         if step < cfg.num_train_steps:
             return summary
         if cfg.do_eval:
-            summary["eval"] = _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files)
+            summary["eval"] = _evaluate(trainer, cfg, strategy, *evaluation)
         if trainer.chief:
             summary["exported"] = export_towers(model, cfg.vocab_file, cfg.model_dir,
                                                 cfg.max_seq_length)
@@ -469,10 +471,20 @@ def _continuation_table(cfg, tokenizer):
     return masking.continuation_table(tokenizer.tokens, tokenizer.kind)
 
 
-def _evaluate(trainer, cfg, tokenizer, strategy, eval_dir, eval_files):
-    compression = ""
+def held_out_data(cfg, tokenizer, eval_dir, eval_files, compression, manifest):
+    """(shards, compression) `--do_eval` reads: `eval_dir`'s, else the held-out training
+    shard; refused before training when they hold no complete batch."""
     if eval_dir:
-        eval_files, compression, _ = checked_shards(cfg, tokenizer, eval_dir)
+        eval_files, compression, manifest = checked_shards(cfg, tokenizer, eval_dir)
+    examples = sum(data_lib.shard_example_counts(manifest, eval_files, compression))
+    if examples < cfg.eval_batch_size:
+        raise data_lib.DataError(
+            f"nothing to evaluate: the held-out data ({', '.join(eval_files)}) holds {examples} "
+            f"examples, fewer than one batch (eval_batch_size {cfg.eval_batch_size})")
+    return eval_files, compression
+
+
+def _evaluate(trainer, cfg, strategy, eval_files, compression):
     dataset = data_lib.distributed_dataset(strategy, eval_files, cfg.eval_batch_size,
                                            cfg.max_seq_length, compression, training=False,
                                            num_batches=cfg.num_eval_steps)

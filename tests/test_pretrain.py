@@ -864,7 +864,11 @@ def test_a_run_removes_what_killed_runs_left_in_its_model_dir(corpus_dir, tmp_pa
 
 def test_evaluating_no_data_is_refused_not_reported_as_nan(corpus_dir, trained_model_dir, tmp_path):
     model_dir = _copy_of(trained_model_dir, tmp_path)
-    with pytest.raises(training.TrainingError, match="nothing to evaluate.*no complete batch"):
-        pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=4, do_train=False, do_eval=True,
-                          eval_batch_size=64))  # the held-out shard holds 16 examples
+    before = _checkpoint_values(model_dir)
+    with pytest.raises(data.DataError, match=r"nothing to evaluate: .*tfrecord-00002-of-00003\) "
+                                             r"holds 16 examples, fewer than one batch"):
+        pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=8, do_eval=True,
+                          eval_batch_size=64))
+    after = _checkpoint_values(model_dir)  # refused before training
+    assert all(np.array_equal(before[k], after[k]) for k in before)
     assert not (model_dir / "eval_results.txt").exists()
