@@ -11,8 +11,8 @@ For each stage (corpus, vocab, build_data, pretrain, finetune, export), on the f
    started again, as a user would, until --kills kills were
    made; a run that finishes before its kill is checked and the folder wiped;
 3. after every kill, each output file present must equal the reference's (complete or
-   absent: no half-written or mixed-up file); hidden temporaries may remain until the
-   next start;
+   absent: no half-written or mixed-up file); hidden temporaries and build_data's
+   `manifest.partial.json` (what the next run resumes from) may remain until the next start;
 4. the run that finally completes must leave exactly the reference's files, temporaries
    gone, byte for byte equal. JSON files are compared without their timing fields; the
    pretraining `checkpoint` index (it holds timestamps) and TensorBoard events are skipped.
@@ -39,6 +39,8 @@ STAGES = ("corpus", "vocab", "build_data", "pretrain", "finetune", "export")
 
 # Files that legitimately differ between two identical runs.
 SKIPPED = ("train/*", "eval/*", "*/train/*", "*/eval/*", "checkpoint", "*/checkpoint", "*.lock")
+# Records of work in progress, which a killed run leaves by design for the next to resume from.
+PROGRESS_FILES = ("manifest.partial.json",)
 TIMING_KEYS = ("time", "seconds", "secs", "per_s", "elapsed", "started", "date", "wall")
 
 
@@ -111,9 +113,11 @@ def is_temporary(relative):
 
 
 def partial_problems(run_files, ref_files):
-    """Published files that are not the reference's (temporaries aside)."""
+    """Published files that are not the reference's (temporaries and progress records
+    aside)."""
     return [name for name, digest in run_files.items()
-            if not is_temporary(name) and ref_files.get(name) != digest]
+            if not is_temporary(name) and name not in PROGRESS_FILES
+            and ref_files.get(name) != digest]
 
 
 def final_problems(run_files, ref_files):
