@@ -615,6 +615,15 @@ def test_two_stage_configs_fit_together():
     assert electra.generator_sizes()["hidden_size"] < electra.hidden_size  # a fresh, smaller generator
 
 
+def test_small_budget_masked_lm_config_is_the_headline_recipe():
+    """configs/tiny_mlm.json holds the README's headline flags (18000 masked-LM steps)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", "tiny_mlm.json")
+    cfg = config.load_config(config.PRETRAIN, path)
+    assert (cfg.electra_objective, cfg.num_train_steps, cfg.num_warmup_steps,
+            cfg.position_embedding_init, cfg.hidden_dropout_prob) == (
+        False, 18000, 500, "sinusoidal", 0.0)
+
+
 # ------------------------------------------------------------------ --init_checkpoint
 
 def _warm_started(corpus_dir, model_dir, **values):
