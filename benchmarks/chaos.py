@@ -171,7 +171,6 @@ def chaos(stage, argv, output, work_dir, kills, rng):
                 code = process.wait(timeout=delay)
             except subprocess.TimeoutExpired:
                 code = None
-        run_files = snapshot(os.path.join(run_cwd, output))
         if code is None:
             kill_group(process)
             tally["kills"] += 1
@@ -189,7 +188,7 @@ def chaos(stage, argv, output, work_dir, kills, rng):
             print(f"{stage}: restart exited {code}; see {log_path}", flush=True)
             break
         tally["completed_runs"] += 1
-        problems = final_problems(run_files, ref_files)
+        problems = final_problems(snapshot(os.path.join(run_cwd, output)), ref_files)
         print(f"{stage}: completed run {tally['completed_runs']}: "
               f"{'equal to the reference' if not problems else problems[:3]}", flush=True)
         if problems:
