@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+pytestmark = pytest.mark.slow
 from absl import flags
 
 REPO = Path(__file__).resolve().parents[1]

@@ -173,6 +173,7 @@ def test_device_calls_fit_the_stop_check_interval(corpus_dir, tmp_path, monkeypa
     assert calls == [55]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_step_within_seconds_and_exits_75(corpus_dir, tmp_path):
     """A preempted TPU gets ~30 s: the run must not finish its 100000-step loop first."""
     args = [sys.executable, "-m", "electra_ko.pretrain", "--vocab_file", str(corpus_dir / "vocab.txt"),
@@ -502,6 +503,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_workers_with_multi_worker_mirrored_end_identical(corpus_dir, tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

@@ -283,6 +283,7 @@ def tf_gcs_env(gcs_emulator, tmp_path_factory):
     proxy.server_close()
 
 
+@pytest.mark.slow
 def test_cli_whole_job_on_gcs(corpus, tf_gcs_env):
     """The CLI form, once (a subprocess: the in-process emulator must not wait on TF's GIL)."""
     bucket, env = tf_gcs_env
