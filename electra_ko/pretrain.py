@@ -192,7 +192,8 @@ def define_flags():
                         "Hugging Face ELECTRA pair/discriminator/masked LM or a TF1 checkpoint")
     flags.DEFINE_string("init_generator", None, "Hugging Face generator folder for a "
                         "discriminator-only --init_checkpoint")
-    flags.DEFINE_string("vocab_file", None, "vocab.txt or a vocab directory")
+    flags.DEFINE_string("vocab", None, "vocab.txt or a vocab directory (config key vocab_file)")
+    flags.DEFINE_alias("vocab_file", "vocab")  # the config key's name, as google-research
     flags.DEFINE_string("corpus", None, "raw corpus: build vocab and shards first if missing")
     flags.DEFINE_string("tpu", None, "Cloud TPU name, or 'local' on a TPU VM")
     flags.DEFINE_enum("strategy", "auto", ["auto", "tpu", "mirrored", "multi_worker", "default"],
@@ -211,14 +212,14 @@ def resolve_config():
     """Config from the file, --hparams, --set and the path flags (validated). A dry run
     needs no vocab or model_dir when the config gives `vocab_size`."""
     paths = dict(data_dir=FLAGS.data_dir, pretrain_tfrecords=FLAGS.pretrain_tfrecords,
-                 model_dir=FLAGS.model_dir, vocab_file=FLAGS.vocab_file, corpus=FLAGS.corpus,
+                 model_dir=FLAGS.model_dir, vocab_file=FLAGS.vocab, corpus=FLAGS.corpus,
                  do_eval=FLAGS.do_eval, init_checkpoint=FLAGS.init_checkpoint,
                  init_generator=FLAGS.init_generator)
     cfg = config_lib.load_config(config_lib.PRETRAIN, FLAGS.config, FLAGS.set, FLAGS.hparams,
                                  **paths)
-    for key in ("vocab_file", "model_dir"):
+    for key, flag in (("vocab_file", "vocab"), ("model_dir", "model_dir")):
         if not getattr(cfg, key) and not (FLAGS.dry_run and cfg.vocab_size):
-            raise config_lib.ConfigError(f"config key {key!r} is not set: give --{key} or "
+            raise config_lib.ConfigError(f"config key {key!r} is not set: give --{flag} or "
                                          "--data_dir")
     return cfg
 

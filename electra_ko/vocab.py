@@ -501,7 +501,7 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCA
 
 def _check_build_args(inputs, tokenizer, vocab_size, reserved):
     if not inputs:
-        raise VocabError("no --input given")
+        raise VocabError("no --corpus given")
     for path in inputs:
         if not storage.exists(path):
             raise VocabError(f"input not found: {path}")
@@ -555,8 +555,9 @@ FLAGS = flags.FLAGS
 def define_flags():
     """Called only when run as a program, so importing this module adds no flags that
     could clash with another stage's `--input` / `--output_dir`."""
-    flags.DEFINE_multi_string("input", None, "Corpus file (one sentence per line); repeatable. "
-                              "Local path or gs://.")
+    flags.DEFINE_multi_string("corpus", None, "Corpus file (one sentence per line); repeatable, "
+                              "globs too. Local path or gs://.")
+    flags.DEFINE_alias("input", "corpus")  # its name before 0.2
     flags.DEFINE_string("output_dir", None, "Directory (or gs:// prefix) for vocab.txt, "
                         "vocab_meta.json and, for SentencePiece, spm.model.")
     flags.DEFINE_enum("tokenizer", WORDPIECE, [WORDPIECE, SENTENCEPIECE], "Vocabulary kind.")
@@ -585,7 +586,7 @@ def main(argv):
                         "syllables into jamo")
     try:
         meta = build_vocab(
-            FLAGS.input, FLAGS.output_dir, tokenizer=FLAGS.tokenizer,
+            FLAGS.corpus, FLAGS.output_dir, tokenizer=FLAGS.tokenizer,
             vocab_size=FLAGS.vocab_size, num_unused=FLAGS.num_unused,
             do_lower_case=FLAGS.do_lower_case, heldout_lines=FLAGS.heldout_lines,
             limit_alphabet=FLAGS.limit_alphabet, min_frequency=FLAGS.min_frequency,
@@ -608,5 +609,5 @@ def format_summary(meta, output_dir):
 
 if __name__ == "__main__":
     define_flags()
-    flags.mark_flags_as_required(["input", "output_dir"])
+    flags.mark_flags_as_required(["corpus", "output_dir"])
     app.run(main)

@@ -166,7 +166,7 @@ compose() {
 build_vocab_in_image() {
   docker run --rm --user "${NSMC_UID}:${NSMC_GID}" \
     -v "$WORK_DIR/data:/data:ro" -v "$WORK_DIR/models:/models" "$NSMC_IMAGE" \
-    python -m electra_ko.vocab --input=/data/corpus.txt --output_dir=/models \
+    python -m electra_ko.vocab --corpus=/data/corpus.txt --output_dir=/models \
     --vocab_size=2000 --num_unused=10 --heldout_lines=20
 }
 

@@ -17,7 +17,7 @@ step "1/6 corpus: clean and split the raw sample"
 python -m electra_ko.corpus --input "$SAMPLE/korean_sample.txt" --output "$OUT/corpus.txt"
 
 step "2/6 vocab: WordPiece vocabulary"
-python -m electra_ko.vocab --input "$OUT/corpus.txt" --output_dir "$OUT/vocab" \
+python -m electra_ko.vocab --corpus "$OUT/corpus.txt" --output_dir "$OUT/vocab" \
   --vocab_size 2000 --num_unused 20 --min_frequency 1 --heldout_lines 20
 
 step "3/6 data: sharded TFRecords"

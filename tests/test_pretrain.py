@@ -539,7 +539,7 @@ def _main(capsys, *argv):
 
 
 def test_cli_unknown_config_key_is_named(capsys, corpus_dir, tmp_path):
-    code, _, err = _main(capsys, "--vocab_file", str(corpus_dir / "vocab.txt"),
+    code, _, err = _main(capsys, "--vocab", str(corpus_dir / "vocab.txt"),  # or --vocab_file
                          "--model_dir", str(tmp_path), "--set", "learning_rat=1e-4")
     assert code == 1
     assert "unknown config key 'learning_rat' in --set (did you mean 'learning_rate'?)" in err

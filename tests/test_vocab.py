@@ -332,7 +332,7 @@ def run_cli(*args):
 
 def test_cli_builds_and_prints_report(tmp_path):
     corpus = korean_corpus(tmp_path / "corpus.txt")
-    result = run_cli("--input", str(corpus), "--output_dir", str(tmp_path / "v"),
+    result = run_cli("--corpus", str(corpus), "--output_dir", str(tmp_path / "v"),
                      "--vocab_size", "150", "--min_frequency", "1", "--num_unused", "3",
                      "--heldout_lines", "20")
     assert result.returncode == 0, result.stderr
@@ -342,6 +342,7 @@ def test_cli_builds_and_prints_report(tmp_path):
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path):
+    """(Through --input, --corpus's name before 0.2, which still works.)"""
     result = run_cli("--input", str(tmp_path / "absent.txt"), "--output_dir", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: input not found: {tmp_path / 'absent.txt'}"
