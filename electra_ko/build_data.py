@@ -15,7 +15,7 @@ under its final name only when complete. ``manifest.partial.json`` records the
 settings and each finished shard as the run goes; a re-run skips the recorded
 shards. ``manifest.json`` is written last, when all shards exist.
 """
-import argparse
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -27,6 +27,7 @@ import sys
 import time
 
 import tqdm
+from absl import flags
 
 from electra_ko import storage, tfrecord, vocab
 from electra_ko.packing import ExamplePacker, examples_to_features
@@ -39,6 +40,21 @@ MAX_REPORTED_BAD_LINES = 10
 # Settings that decide the shards' contents: an existing output must match them all.
 SETTING_KEYS = ("max_seq_length", "seed", "vocab_sha256", "vocab_size", "num_shards",
                 "compression", "corpus")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildSettings:
+    """What `build` makes: the flags of `python -m electra_ko.build_data`, and the defaults
+    of the pretraining config's data keys, defined once here."""
+    corpus: tuple  # files or globs, local or gs://
+    vocab: str  # vocab directory or its vocab.txt
+    output_dir: str
+    num_shards: int = 8
+    num_workers: int = 1
+    seed: int = 12345
+    max_seq_length: int = 128
+    gzip: bool = False
+    overwrite: bool = False
 
 
 class BuildError(Exception):
@@ -325,8 +341,10 @@ def write_manifest(output_dir, settings, done, command, complete):
     return manifest
 
 
-def build(args, command):
-    """Build (or finish) every shard; returns the final manifest."""
+def build(settings: BuildSettings, command: str):
+    """Build (or finish) every shard as `settings` say; returns the final manifest.
+    `command` is recorded in the manifest (how the shards were made)."""
+    args = settings
     storage.check_writable(args.output_dir)
     storage.remove_stale_temporaries(args.output_dir, [storage.writer_temporaries(name) for name
                                                        in (SHARD_PREFIX + "-*", MANIFEST,
@@ -338,24 +356,24 @@ def build(args, command):
     tokenizer = vocab.load_tokenizer(args.vocab)
     files = corpus_files(args.corpus)
     plans = plan_nonempty_shards(files, args.num_shards)
-    args.num_shards = len(plans)
+    num_shards = len(plans)  # fewer when the corpus has fewer documents
     compression = tfrecord.GZIP if args.gzip else ""
     settings = {"max_seq_length": args.max_seq_length, "seed": args.seed,
                 "vocab_sha256": tokenizer.vocab_sha256, "vocab_size": tokenizer.vocab_size,
-                "num_shards": args.num_shards, "compression": compression,
+                "num_shards": num_shards, "compression": compression,
                 "corpus": [{"path": path, "bytes": size} for path, size in files]}
     storage.makedirs(args.output_dir)
     done = check_existing_output(args.output_dir, settings, args.overwrite)
-    pending = [index for index in range(args.num_shards) if index not in done]
+    pending = [index for index in range(num_shards) if index not in done]
     manifest_path = storage.join(args.output_dir, MANIFEST)
     if not pending and storage.exists(manifest_path):
-        print(f"build_data: all {args.num_shards} shards in {args.output_dir} are already complete",
+        print(f"build_data: all {num_shards} shards in {args.output_dir} are already complete",
               file=sys.stderr)
         return json.loads(storage.read_text(manifest_path))
-    job = {"max_seq_length": args.max_seq_length, "seed": args.seed, "num_shards": args.num_shards,
+    job = {"max_seq_length": args.max_seq_length, "seed": args.seed, "num_shards": num_shards,
            "compression": compression, "output_dir": args.output_dir, "vocab": args.vocab}
     if done:
-        print(f"build_data: resuming, {len(done)} of {args.num_shards} shards already complete",
+        print(f"build_data: resuming, {len(done)} of {num_shards} shards already complete",
               file=sys.stderr)
     total_bytes = sum(end - start for index in pending for _, start, end in plans[index])
     # Before any shard appears, so that a killed run's shards always sit beside the record
@@ -414,35 +432,53 @@ class _ProgressBar:
         self._bar.close()
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m electra_ko.build_data",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", nargs="+", required=True,
-                        help="corpus files or globs, local or gs:// (one sentence per line, "
-                             "blank line between documents)")
-    parser.add_argument("--vocab", required=True, help="vocab dir or its vocab.txt")
-    parser.add_argument("--output_dir", required=True, help="local dir or gs://bucket/prefix")
-    parser.add_argument("--num_shards", type=int, default=8)
-    parser.add_argument("--num_workers", type=int, default=1, help="worker processes")
-    parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--gzip", action="store_true", help="GZIP-compressed shards (.gz)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace shards built with other settings")
-    return parser.parse_args(argv)
+def define_flags(fv):
+    d, defaults = dict(flag_values=fv), BuildSettings
+    flags.DEFINE_multi_string("corpus", None, "Corpus file or glob, local or gs:// (one sentence "
+                              "per line, blank line between documents); repeatable.", **d)
+    flags.DEFINE_string("vocab", None, "Vocab directory or its vocab.txt.", **d)
+    flags.DEFINE_string("output_dir", None, "Local directory or gs://bucket/prefix.", **d)
+    flags.DEFINE_integer("num_shards", defaults.num_shards, "Shards to write.", **d)
+    flags.DEFINE_integer("num_workers", defaults.num_workers, "Worker processes.", **d)
+    flags.DEFINE_integer("seed", defaults.seed, "Seed of the packing choices.", **d)
+    flags.DEFINE_integer("max_seq_length", defaults.max_seq_length, "Tokens per example.", **d)
+    flags.DEFINE_bool("gzip", defaults.gzip, "GZIP-compressed shards (.gz).", **d)
+    flags.DEFINE_bool("overwrite", defaults.overwrite,
+                      "Replace shards built with other settings.", **d)
+
+
+def parse_settings(argv):
+    """`BuildSettings` from the command line (without the program name). Words after
+    `--corpus FILE` are more corpus files, as the shell expands `--corpus *.txt`."""
+    fv = flags.FlagValues()
+    define_flags(fv)
+    if {"-h", "--help", "--helpfull"} & set(argv):
+        print(f"usage: python -m electra_ko.build_data --corpus FILE... --vocab DIR "
+              f"--output_dir DIR [flags]\n\n{__doc__.splitlines()[0]}\n\n{fv.get_help()}")
+        sys.exit(0)
+    try:
+        extra = fv(["build_data", *argv])[1:]
+        missing = [name for name in ("corpus", "vocab", "output_dir") if not fv[name].value]
+        if missing:
+            raise flags.Error(f"--{missing[0]} is required")
+    except flags.Error as err:
+        print(f"build_data: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    values = {field.name: fv[field.name].value for field in dataclasses.fields(BuildSettings)}
+    return BuildSettings(**dict(values, corpus=tuple(values["corpus"]) + tuple(extra)))
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
+    settings = parse_settings(argv)
     command = "python -m electra_ko.build_data " + shlex.join(argv)
     try:
-        manifest = build(args, command)
+        manifest = build(settings, command)
     except (BuildError, vocab.VocabError, storage.OutputError) as err:
         print(f"build_data: error: {err}", file=sys.stderr)
         sys.exit(1)
     print(f"build_data: wrote {manifest['examples']} examples ({manifest['tokens']} tokens) in "
-          f"{args.num_shards} shards to {args.output_dir}", file=sys.stderr)
+          f"{manifest['num_shards']} shards to {settings.output_dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ import json
 import math
 from typing import Any, Iterable, Mapping, Optional
 
+from electra_ko.build_data import BuildSettings
+from electra_ko.vocab import VocabSettings
+
 
 class ConfigError(ValueError):
     """A config key is unknown, has the wrong type or an invalid value."""
@@ -164,10 +167,10 @@ PRETRAIN = dict(_MODEL_KEYS, **{
     # raw corpus -> vocab -> shards, run by the driver when no shards exist yet
     "corpus": _Key(None, _OPT_STR, doc="raw text: the driver builds vocab and shards first "
                                        "when they are missing"),
-    "limit_alphabet": _Key(15000, int, doc="with corpus: WordPiece alphabet cap"),
-    "min_frequency": _Key(2, int, doc="with corpus: least count of a merged pair"),
-    "num_unused": _Key(200, int, doc="with corpus: [unusedN] tokens reserved"),
-    "num_shards": _Key(16, int, doc="with corpus: shards written"),
+    "limit_alphabet": _Key(VocabSettings.limit_alphabet, int, doc="with corpus: WordPiece alphabet cap"),
+    "min_frequency": _Key(VocabSettings.min_frequency, int, doc="with corpus: least count of a merged pair"),
+    "num_unused": _Key(VocabSettings.num_unused, int, doc="with corpus: [unusedN] tokens reserved"),
+    "num_shards": _Key(BuildSettings.num_shards, int, doc="with corpus: shards written"),
 })
 
 FINETUNE = dict(_MODEL_KEYS, **{

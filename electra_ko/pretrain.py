@@ -238,56 +238,25 @@ def prepare_from_corpus(cfg):
     if not cfg.pretrain_tfrecords:
         raise config_lib.ConfigError("config key 'corpus' needs 'pretrain_tfrecords' or "
                                      "'data_dir' for the shards it builds")
-    sized_by_vocab = True
-    if storage.exists(cfg.vocab_file):
-        sized_by_vocab = check_vocab_settings(cfg)
+    existed = storage.exists(cfg.vocab_file)
+    sized_by_vocab = vocab_lib.ensure_vocab(cfg.vocab_file, [cfg.corpus], vocab_settings(cfg),
+                                            check_size=cfg.vocab_size is not None)
+    if existed:
         print(f"vocab stage: {cfg.vocab_file} exists, skipped", file=sys.stderr)
-    else:
-        inputs = [path for path, _ in build_data.corpus_files([cfg.corpus])]  # a glob, too
-        vocab_lib.build_vocab(inputs, vocab_lib.vocab_paths(cfg.vocab_file)[0], heldout_lines=0,
-                              **vocab_build_settings(cfg))
-    # No --seed: build_data keeps its own, so a new training `seed` leaves the shards valid.
-    argv = ["--corpus", cfg.corpus, "--vocab", cfg.vocab_file, "--output_dir",
-            cfg.pretrain_tfrecords, "--num_shards", str(cfg.num_shards),
-            "--max_seq_length", str(cfg.max_seq_length)]
-    build_data.build(build_data.parse_args(argv), "python -m electra_ko.pretrain (corpus stage)")
+    # No seed: build_data keeps its own, so a new training `seed` leaves the shards valid.
+    settings = build_data.BuildSettings(
+        corpus=(cfg.corpus,), vocab=cfg.vocab_file, output_dir=cfg.pretrain_tfrecords,
+        num_shards=cfg.num_shards, max_seq_length=cfg.max_seq_length)
+    build_data.build(settings, "python -m electra_ko.pretrain (corpus stage)")
     return cfg.replace(vocab_size=None) if sized_by_vocab else cfg
 
 
-def vocab_build_settings(cfg):
-    """The `vocab.build_vocab` arguments the config asks for."""
-    return {"vocab_size": cfg.vocab_size or vocab_lib.DEFAULT_VOCAB_SIZE, "num_unused": cfg.num_unused,
-            "do_lower_case": cfg.do_lower_case, "limit_alphabet": cfg.limit_alphabet,
-            "min_frequency": cfg.min_frequency}
-
-
-def check_vocab_settings(cfg):
-    """Refuse an existing vocab built with other settings than the config asks for.
-
-    Returns False when the vocab has no `vocab_meta.json` (e.g. a published vocab.txt),
-    so there is nothing to compare. An unset `vocab_size`, and settings the metadata does
-    not record (a SentencePiece vocab has no WordPiece trainer options), accept any value.
-    """
-    vocab_lib.load_tokenizer(cfg.vocab_file)  # refuses a vocab.txt changed after its build
-    meta_path = storage.join(vocab_lib.vocab_paths(cfg.vocab_file)[0], vocab_lib.META_FILE)
-    if not storage.exists(meta_path):
-        return False
-    meta = json.loads(storage.read_text(meta_path))
-    trainer = meta.get("trainer") or {}
-    recorded = {"vocab_size": meta.get("requested_vocab_size"),
-                "num_unused": meta.get("num_unused"), "do_lower_case": meta.get("do_lower_case"),
-                "limit_alphabet": trainer.get("limit_alphabet"),
-                "min_frequency": trainer.get("min_frequency")}
-    wanted = vocab_build_settings(cfg)
-    if cfg.vocab_size is None:
-        del wanted["vocab_size"]
-    differences = [f"{key}={recorded[key]!r} there, {value!r} in the config"
-                   for key, value in wanted.items() if recorded[key] not in (None, value)]
-    if differences:
-        raise config_lib.ConfigError(
-            f"{cfg.vocab_file} was built with other vocab settings ({'; '.join(differences)}): "
-            f"set them back, or delete the vocab and {cfg.pretrain_tfrecords} to rebuild both")
-    return True
+def vocab_settings(cfg):
+    """The `vocab.VocabSettings` the config's vocab keys ask for."""
+    return vocab_lib.VocabSettings(
+        vocab_size=cfg.vocab_size or vocab_lib.VocabSettings.vocab_size,
+        num_unused=cfg.num_unused, do_lower_case=cfg.do_lower_case,
+        limit_alphabet=cfg.limit_alphabet, min_frequency=cfg.min_frequency)
 
 
 def with_vocab(cfg):

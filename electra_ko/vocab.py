@@ -7,6 +7,7 @@ A vocab directory holds `vocab.txt` (one token per line, id = line number),
 tokenizer elsewhere must reproduce the standard BERT pipeline built below.
 """
 import collections
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -34,6 +35,29 @@ SENTENCEPIECE = "sentencepiece"
 CONTINUING_PREFIX = "##"
 SPM_SEED = 12345  # fixes SentencePiece's sentence sampling, so rebuilds are reproducible
 SPM_SPACE = "\u2581"  # "▁", SentencePiece's sign for a space
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabSettings:
+    """How a vocab is built: `build_vocab`'s options, the flags of `python -m electra_ko.vocab`
+    and the defaults of the pretraining config's vocab keys, defined once here."""
+    tokenizer: str = WORDPIECE
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    num_unused: int = 200
+    do_lower_case: bool = False
+    heldout_lines: int = 2000
+    limit_alphabet: int = 15000
+    min_frequency: int = 2
+    spm_model_type: str = "unigram"
+    character_coverage: float = 0.9995
+    input_sentence_size: int = 0
+    shuffle_input_sentence: bool = True
+
+    def recorded(self):
+        """The settings `vocab_meta.json` records, for comparing a built vocab with these."""
+        return {"vocab_size": self.vocab_size, "num_unused": self.num_unused,
+                "do_lower_case": self.do_lower_case, "limit_alphabet": self.limit_alphabet,
+                "min_frequency": self.min_frequency}
 
 
 class VocabError(ValueError):
@@ -442,11 +466,13 @@ def train_sentencepiece(lines, vocab_size, reserved, do_lower_case, model_type,
     return tokens, model.getvalue()
 
 
-def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCAB_SIZE, num_unused=200,
-                do_lower_case=False, heldout_lines=2000, limit_alphabet=15000,
-                min_frequency=2, spm_model_type="unigram", character_coverage=0.9995,
-                input_sentence_size=0, shuffle_input_sentence=True):
-    """Train a vocab on `inputs`, write it to `output_dir` and return its metadata."""
+def build_vocab(inputs, output_dir, settings=None, **changes):
+    """Train a vocab on `inputs` as `settings` (default `VocabSettings()`) with `changes`
+    (its field names) say, write it to `output_dir` and return its metadata (the contents
+    of `vocab_meta.json`)."""
+    s = dataclasses.replace(settings or VocabSettings(), **changes)
+    tokenizer, vocab_size, num_unused, do_lower_case = (s.tokenizer, s.vocab_size, s.num_unused,
+                                                        s.do_lower_case)
     started = time.time()
     storage.check_writable(output_dir)
     storage.remove_stale_temporaries(output_dir, [storage.writer_temporaries(name) for name in
@@ -459,19 +485,19 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCA
     _log_bad_lines(bad_lines)
     if total == 0:
         raise VocabError(f"empty corpus: no non-empty line in {', '.join(inputs)}")
-    split = HeldoutSplit(total, heldout_lines)
+    split = HeldoutSplit(total, s.heldout_lines)
     def read_training(desc="reading for training"):
         return iter(tqdm.tqdm(split.training(corpus_lines(inputs)), total=split.training_lines,
                               desc=desc, unit=" lines"))
     if tokenizer == WORDPIECE:
-        trainer_options = {"limit_alphabet": limit_alphabet, "min_frequency": min_frequency}
+        trainer_options = {"limit_alphabet": s.limit_alphabet, "min_frequency": s.min_frequency}
         tokens, model_proto = train_wordpiece(read_training, split.training_lines, vocab_size,
                                               reserved, do_lower_case, **trainer_options)
     else:
-        trainer_options = {"model_type": spm_model_type,
-                           "character_coverage": character_coverage,
-                           "input_sentence_size": input_sentence_size,
-                           "shuffle_input_sentence": shuffle_input_sentence}
+        trainer_options = {"model_type": s.spm_model_type,
+                           "character_coverage": s.character_coverage,
+                           "input_sentence_size": s.input_sentence_size,
+                           "shuffle_input_sentence": s.shuffle_input_sentence}
         tokens, model_proto = train_sentencepiece(read_training(), vocab_size, reserved,
                                                   do_lower_case, **trainer_options)
     built = _tokenizer_from(tokens, model_proto, do_lower_case, output_dir)
@@ -497,6 +523,41 @@ def build_vocab(inputs, output_dir, tokenizer=WORDPIECE, vocab_size=DEFAULT_VOCA
     }
     _publish_vocab_files(output_dir, tokens, model_proto, meta)
     return meta
+
+
+def ensure_vocab(path, corpus, settings, check_size=True):
+    """Make sure the vocab at `path` (a directory or its vocab.txt) exists, built as
+    `settings` say. A missing one is built from `corpus` (files or globs), with no held-out
+    lines. An existing one is kept only if `vocab_meta.json` records the same settings
+    (`check_size=False` accepts any `vocab_size`); settings it does not record (a
+    SentencePiece vocab has no WordPiece trainer options) accept any value.
+
+    Returns False for a vocab without `vocab_meta.json` (e.g. a published vocab.txt), which
+    records nothing to compare, else True."""
+    if not storage.exists(path):
+        inputs = [found for pattern in corpus for found in storage.glob(pattern) or [pattern]]
+        build_vocab(inputs, vocab_paths(path)[0], settings, heldout_lines=0)
+        return True
+    load_tokenizer(path)  # refuses a vocab.txt changed after its build
+    meta_path = storage.join(vocab_paths(path)[0], META_FILE)
+    if not storage.exists(meta_path):
+        return False
+    meta = json.loads(_read_bytes(meta_path, what="vocab metadata"))
+    trainer = meta.get("trainer") or {}
+    recorded = {"vocab_size": meta.get("requested_vocab_size"),
+                "num_unused": meta.get("num_unused"), "do_lower_case": meta.get("do_lower_case"),
+                "limit_alphabet": trainer.get("limit_alphabet"),
+                "min_frequency": trainer.get("min_frequency")}
+    wanted = settings.recorded()
+    if not check_size:
+        del wanted["vocab_size"]
+    differences = [f"{key}={recorded[key]!r} there, {value!r} wanted"
+                   for key, value in wanted.items() if recorded[key] not in (None, value)]
+    if differences:
+        raise VocabError(f"{path} was built with other vocab settings ({'; '.join(differences)}): "
+                         "set them back, or delete the vocab and the shards made with it to "
+                         "rebuild both")
+    return True
 
 
 def _check_build_args(inputs, tokenizer, vocab_size, reserved):
@@ -554,29 +615,38 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Called only when run as a program, so importing this module adds no flags that
-    could clash with another stage's `--input` / `--output_dir`."""
+    could clash with another stage's `--corpus` / `--output_dir`. Defaults: `VocabSettings`."""
+    d = VocabSettings()
     flags.DEFINE_multi_string("corpus", None, "Corpus file (one sentence per line); repeatable, "
                               "globs too. Local path or gs://.")
     flags.DEFINE_alias("input", "corpus")  # its name before 0.2
     flags.DEFINE_string("output_dir", None, "Directory (or gs:// prefix) for vocab.txt, "
                         "vocab_meta.json and, for SentencePiece, spm.model.")
-    flags.DEFINE_enum("tokenizer", WORDPIECE, [WORDPIECE, SENTENCEPIECE], "Vocabulary kind.")
-    flags.DEFINE_integer("vocab_size", DEFAULT_VOCAB_SIZE, "Total size, special and [unusedN] tokens included.")
-    flags.DEFINE_integer("num_unused", 200, "[unusedN] tokens reserved after the 5 specials.")
-    flags.DEFINE_bool("do_lower_case", False, "Lower-case and strip accents. Off for Korean: "
-                      "accent stripping decomposes Hangul syllables into jamo.")
-    flags.DEFINE_integer("heldout_lines", 2000, "Lines spread over the corpus, kept out of "
-                         "training, on which the UNK rate and tokens per eojeol are reported.")
-    flags.DEFINE_integer("limit_alphabet", 15000, "WordPiece: most characters kept in the "
-                         "alphabet (Hangul alone has 11,172 syllables).")
-    flags.DEFINE_integer("min_frequency", 2, "WordPiece: least count of a pair to be merged.")
-    flags.DEFINE_enum("spm_model_type", "unigram", ["unigram", "bpe"], "SentencePiece model type.")
-    flags.DEFINE_float("character_coverage", 0.9995, "SentencePiece: share of characters "
-                       "covered by the alphabet (0.9995 suits Korean).")
-    flags.DEFINE_integer("input_sentence_size", 0, "SentencePiece: sample at most this many "
-                         "training lines (0 = all); for large corpora.")
-    flags.DEFINE_bool("shuffle_input_sentence", True, "SentencePiece: sample lines at random "
-                      "when --input_sentence_size is set.")
+    flags.DEFINE_enum("tokenizer", d.tokenizer, [WORDPIECE, SENTENCEPIECE], "Vocabulary kind.")
+    flags.DEFINE_integer("vocab_size", d.vocab_size,
+                         "Total size, special and [unusedN] tokens included.")
+    flags.DEFINE_integer("num_unused", d.num_unused, "[unusedN] tokens reserved after the 5 specials.")
+    flags.DEFINE_bool("do_lower_case", d.do_lower_case, "Lower-case and strip accents. Off for "
+                      "Korean: accent stripping decomposes Hangul syllables into jamo.")
+    flags.DEFINE_integer("heldout_lines", d.heldout_lines, "Lines spread over the corpus, kept out "
+                         "of training, on which the UNK rate and tokens per eojeol are reported.")
+    flags.DEFINE_integer("limit_alphabet", d.limit_alphabet, "WordPiece: most characters kept in "
+                         "the alphabet (Hangul alone has 11,172 syllables).")
+    flags.DEFINE_integer("min_frequency", d.min_frequency,
+                         "WordPiece: least count of a pair to be merged.")
+    flags.DEFINE_enum("spm_model_type", d.spm_model_type, ["unigram", "bpe"],
+                      "SentencePiece model type.")
+    flags.DEFINE_float("character_coverage", d.character_coverage, "SentencePiece: share of "
+                       "characters covered by the alphabet (0.9995 suits Korean).")
+    flags.DEFINE_integer("input_sentence_size", d.input_sentence_size, "SentencePiece: sample at "
+                         "most this many training lines (0 = all); for large corpora.")
+    flags.DEFINE_bool("shuffle_input_sentence", d.shuffle_input_sentence, "SentencePiece: sample "
+                      "lines at random when --input_sentence_size is set.")
+
+
+def settings_from_flags():
+    return VocabSettings(**{field.name: getattr(FLAGS, field.name)
+                            for field in dataclasses.fields(VocabSettings)})
 
 
 def main(argv):
@@ -585,14 +655,7 @@ def main(argv):
         logging.warning("--do_lower_case also strips accents, which decomposes Hangul "
                         "syllables into jamo")
     try:
-        meta = build_vocab(
-            FLAGS.corpus, FLAGS.output_dir, tokenizer=FLAGS.tokenizer,
-            vocab_size=FLAGS.vocab_size, num_unused=FLAGS.num_unused,
-            do_lower_case=FLAGS.do_lower_case, heldout_lines=FLAGS.heldout_lines,
-            limit_alphabet=FLAGS.limit_alphabet, min_frequency=FLAGS.min_frequency,
-            spm_model_type=FLAGS.spm_model_type, character_coverage=FLAGS.character_coverage,
-            input_sentence_size=FLAGS.input_sentence_size,
-            shuffle_input_sentence=FLAGS.shuffle_input_sentence)
+        meta = build_vocab(FLAGS.corpus, FLAGS.output_dir, settings_from_flags())
     except (VocabError, storage.OutputError) as err:
         sys.exit(f"error: {err}")
     print(format_summary(meta, FLAGS.output_dir))

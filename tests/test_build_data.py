@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from electra_ko import build_data, storage, tfrecord, vocab
+from electra_ko import build_data, config, storage, tfrecord, vocab
 from test_storage import plant_temporaries
 
 NUM_UNUSED = 3
@@ -376,3 +376,15 @@ def test_more_shards_than_documents_are_capped_never_empty(tmp_path, vocab_dir, 
     assert 1 <= count <= 2 and len(shard_bytes(tmp_path / "out")) == count
     assert all(entry["examples"] > 0 for entry in manifest["shards"])
     assert f"--num_shards 5 capped to {count}" in capsys.readouterr().err
+
+
+def test_command_line_parses_into_settings_with_the_one_set_of_defaults(capsys):
+    settings = build_data.parse_settings(["--corpus", "a.txt", "b/*.txt", "--corpus", "c.txt",
+                                          "--vocab", "v", "--output_dir", "out", "--gzip"])
+    assert settings == build_data.BuildSettings(corpus=("a.txt", "c.txt", "b/*.txt"), vocab="v",
+                                                output_dir="out", gzip=True)
+    assert config.load_config(config.PRETRAIN).num_shards == settings.num_shards
+    with pytest.raises(SystemExit) as exit_info:
+        build_data.parse_settings(["--corpus", "a.txt", "--output_dir", "out"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "build_data: error: --vocab is required"

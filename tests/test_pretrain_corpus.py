@@ -126,13 +126,12 @@ def test_rerun_skips_finished_stages_and_continues_training(corpus, first_run, c
 
 
 def _change_vocab_size(data_dir):
-    return {"vocab_size": 300}, config.ConfigError, (
-        r"vocab\.txt was built with other vocab settings \(vocab_size=32000 there, 300 in the "
-        r"config\)")
+    return {"vocab_size": 300}, vocab.VocabError, (
+        r"vocab\.txt was built with other vocab settings \(vocab_size=32000 there, 300 wanted\)")
 
 
 def _change_num_unused(data_dir):
-    return {"num_unused": 8}, config.ConfigError, r"num_unused=4 there, 8 in the config"
+    return {"num_unused": 8}, vocab.VocabError, r"num_unused=4 there, 8 wanted"
 
 
 def _swap_two_tokens(data_dir):
