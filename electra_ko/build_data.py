@@ -341,9 +341,10 @@ def write_manifest(output_dir, settings, done, command, complete):
     return manifest
 
 
-def build(settings: BuildSettings, command: str):
+def build(settings: BuildSettings, command: str, tokenizer=None):
     """Build (or finish) every shard as `settings` say; returns the final manifest.
-    `command` is recorded in the manifest (how the shards were made)."""
+    `command` is recorded in the manifest (how the shards were made); `tokenizer` is
+    `settings.vocab`'s, when the caller has loaded it already."""
     args = settings
     storage.check_writable(args.output_dir)
     storage.remove_stale_temporaries(args.output_dir, [storage.writer_temporaries(name) for name
@@ -353,7 +354,7 @@ def build(settings: BuildSettings, command: str):
         raise BuildError("--num_shards and --num_workers must be at least 1")
     if args.max_seq_length < 5:
         raise BuildError(f"--max_seq_length {args.max_seq_length} is too short (needs >= 5)")
-    tokenizer = vocab.load_tokenizer(args.vocab)
+    tokenizer = tokenizer or vocab.load_tokenizer(args.vocab)
     files = corpus_files(args.corpus)
     plans = plan_nonempty_shards(files, args.num_shards)
     num_shards = len(plans)  # fewer when the corpus has fewer documents

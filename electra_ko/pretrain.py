@@ -227,7 +227,8 @@ def resolve_config():
 def prepare_from_corpus(cfg):
     """Run the vocab and data stages for `cfg.corpus` where their outputs are missing.
 
-    Returns cfg with `vocab_size` cleared when the vocab stage owns the vocab: the key was
+    Returns (cfg, the vocab's tokenizer); cfg has `vocab_size` cleared when the vocab stage
+    owns the vocab: the key was
     its target, and a small corpus yields fewer tokens, so the model takes the size of
     the vocab actually built (a vocab without build metadata must match the key exactly).
     An existing vocab is reused only if it still matches its recorded hash and was built
@@ -239,7 +240,7 @@ def prepare_from_corpus(cfg):
         raise config_lib.ConfigError("config key 'corpus' needs 'pretrain_tfrecords' or "
                                      "'data_dir' for the shards it builds")
     existed = storage.exists(cfg.vocab_file)
-    sized_by_vocab = vocab_lib.ensure_vocab(cfg.vocab_file, [cfg.corpus], vocab_settings(cfg),
+    tokenizer, sized_by_vocab = vocab_lib.ensure_vocab(cfg.vocab_file, [cfg.corpus], vocab_settings(cfg),
                                             check_size=cfg.vocab_size is not None)
     if existed:
         print(f"vocab stage: {cfg.vocab_file} exists, skipped", file=sys.stderr)
@@ -247,8 +248,8 @@ def prepare_from_corpus(cfg):
     settings = build_data.BuildSettings(
         corpus=(cfg.corpus,), vocab=cfg.vocab_file, output_dir=cfg.pretrain_tfrecords,
         num_shards=cfg.num_shards, max_seq_length=cfg.max_seq_length)
-    build_data.build(settings, "python -m electra_ko.pretrain (corpus stage)")
-    return cfg.replace(vocab_size=None) if sized_by_vocab else cfg
+    build_data.build(settings, "python -m electra_ko.pretrain (corpus stage)", tokenizer)
+    return (cfg.replace(vocab_size=None) if sized_by_vocab else cfg), tokenizer
 
 
 def vocab_settings(cfg):
@@ -259,9 +260,10 @@ def vocab_settings(cfg):
         limit_alphabet=cfg.limit_alphabet, min_frequency=cfg.min_frequency)
 
 
-def with_vocab(cfg):
-    """(cfg with vocab_size from the vocab, tokenizer); a set vocab_size must agree."""
-    tokenizer = vocab_lib.load_tokenizer(cfg.vocab_file)
+def with_vocab(cfg, tokenizer=None):
+    """(cfg with vocab_size from the vocab, tokenizer); a set vocab_size must agree.
+    `tokenizer`: the vocab's, already loaded."""
+    tokenizer = tokenizer or vocab_lib.load_tokenizer(cfg.vocab_file)
     if cfg.vocab_size not in (None, tokenizer.vocab_size):
         raise config_lib.ConfigError(f"config key 'vocab_size' is {cfg.vocab_size} but "
                                      f"{cfg.vocab_file} holds {tokenizer.vocab_size} tokens")
@@ -319,12 +321,11 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
     keras.utils.set_random_seed(cfg.seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    tokenizer = None
     if cfg.corpus and not dry_run:
-        cfg = prepare_from_corpus(cfg)
-    if dry_run and cfg.vocab_size and not (cfg.vocab_file and storage.exists(cfg.vocab_file)):
-        tokenizer = None  # sizes from the config alone
-    else:
-        cfg, tokenizer = with_vocab(cfg)
+        cfg, tokenizer = prepare_from_corpus(cfg)
+    if not (dry_run and cfg.vocab_size and not (cfg.vocab_file and storage.exists(cfg.vocab_file))):
+        cfg, tokenizer = with_vocab(cfg, tokenizer)  # else: sizes from the config alone
     init = read_init_checkpoint(cfg, tokenizer) if tokenizer else None
     if init:
         cfg = warm_start.sized_config(cfg, init)

@@ -532,16 +532,16 @@ def ensure_vocab(path, corpus, settings, check_size=True):
     (`check_size=False` accepts any `vocab_size`); settings it does not record (a
     SentencePiece vocab has no WordPiece trainer options) accept any value.
 
-    Returns False for a vocab without `vocab_meta.json` (e.g. a published vocab.txt), which
-    records nothing to compare, else True."""
+    Returns (its tokenizer, whether it has a `vocab_meta.json`): a vocab without one (e.g.
+    a published vocab.txt) records nothing to compare."""
     if not storage.exists(path):
         inputs = [found for pattern in corpus for found in storage.glob(pattern) or [pattern]]
         build_vocab(inputs, vocab_paths(path)[0], settings, heldout_lines=0)
-        return True
-    load_tokenizer(path)  # refuses a vocab.txt changed after its build
+        return load_tokenizer(path), True
+    tokenizer = load_tokenizer(path)  # refuses a vocab.txt changed after its build
     meta_path = storage.join(vocab_paths(path)[0], META_FILE)
     if not storage.exists(meta_path):
-        return False
+        return tokenizer, False
     meta = json.loads(_read_bytes(meta_path, what="vocab metadata"))
     trainer = meta.get("trainer") or {}
     recorded = {"vocab_size": meta.get("requested_vocab_size"),
@@ -557,7 +557,7 @@ def ensure_vocab(path, corpus, settings, check_size=True):
         raise VocabError(f"{path} was built with other vocab settings ({'; '.join(differences)}): "
                          "set them back, or delete the vocab and the shards made with it to "
                          "rebuild both")
-    return True
+    return tokenizer, True
 
 
 def _check_build_args(inputs, tokenizer, vocab_size, reserved):

@@ -1,4 +1,5 @@
 """Tests for electra_ko.vocab: tokenizer loading and the vocab builder."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -387,3 +388,20 @@ def test_a_build_killed_between_files_leaves_no_loadable_vocab(tmp_path, monkeyp
     except vocab.VocabError:
         return  # refused: fine
     assert tok.vocab_sha256 == old_sha and tok.vocab_size == old_size  # the old build, intact
+
+
+def test_ensure_vocab_builds_once_then_checks_the_recorded_settings(tmp_path):
+    korean_corpus(tmp_path / "corpus.txt")
+    settings = vocab.VocabSettings(vocab_size=150, min_frequency=1, num_unused=3)
+    path = str(tmp_path / "v" / "vocab.txt")
+    tokenizer, recorded = vocab.ensure_vocab(path, [str(tmp_path / "corpus*.txt")], settings)
+    assert (tokenizer.vocab_size, recorded) == (150, True)
+    assert vocab.ensure_vocab(path, [], settings)[0].vocab_sha256 == tokenizer.vocab_sha256
+    assert vocab.ensure_vocab(path, [], dataclasses.replace(settings, vocab_size=99),
+                              check_size=False)[1]
+    with pytest.raises(vocab.VocabError, match=r"v/vocab\.txt was built with other vocab settings "
+                                               r"\(num_unused=3 there, 4 wanted\)"):
+        vocab.ensure_vocab(path, [], dataclasses.replace(settings, num_unused=4))
+    published = tmp_path / "published.txt"
+    published.write_text("\n".join(vocab.SPECIAL_TOKENS.values()) + "\n가\n", encoding="utf-8")
+    assert vocab.ensure_vocab(str(published), [], settings)[1] is False
