@@ -14,17 +14,12 @@ import argparse
 import json
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
+from sklearn.linear_model import LogisticRegression
 
-from electra_ko import environment
-
-environment.configure_tensorflow()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-
-from electra_ko import classifier, finetune, modeling, tasks, vocab as vocab_lib  # noqa: E402
+from electra_ko import classifier, finetune, modeling, tasks, vocab as vocab_lib
 
 
 def frozen_encoder(cfg, init_checkpoint=None, seed=1):

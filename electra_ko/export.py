@@ -13,21 +13,17 @@ import shutil
 import sys
 import tempfile
 
-from electra_ko import environment
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+from tokenizers import processors
 
-environment.configure_tensorflow()
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
-from tokenizers import processors  # noqa: E402
-
-from electra_ko import checkpoints, modeling, storage  # noqa: E402
-from electra_ko import config as config_lib  # noqa: E402
-from electra_ko import model_dir as model_dir_lib  # noqa: E402
-from electra_ko import vocab as vocab_lib  # noqa: E402
-from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR, Tower  # noqa: E402
+from electra_ko import checkpoints, modeling, storage
+from electra_ko import config as config_lib
+from electra_ko import model_dir as model_dir_lib
+from electra_ko import vocab as vocab_lib
+from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR, Tower
 
 HF_ARCHITECTURES = {DISCRIMINATOR: "ElectraForPreTraining", GENERATOR: "ElectraForMaskedLM",
                     CLASSIFIER: "ElectraForSequenceClassification"}

@@ -31,19 +31,15 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from electra_ko import environment
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from absl import app, flags, logging
 
-environment.configure_tensorflow()
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from electra_ko import checkpoints, classifier, export, modeling, storage, tasks  # noqa: E402
-from electra_ko import config as config_lib  # noqa: E402
-from electra_ko import model_dir as model_dir_lib  # noqa: E402
-from electra_ko import vocab as vocab_lib  # noqa: E402
+from electra_ko import checkpoints, classifier, export, modeling, storage, tasks
+from electra_ko import config as config_lib
+from electra_ko import model_dir as model_dir_lib
+from electra_ko import vocab as vocab_lib
 
 MODEL_DIR = "model"
 RESULTS_FILE = "results.json"

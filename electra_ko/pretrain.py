@@ -43,24 +43,20 @@ import os
 import signal
 import sys
 
-from electra_ko import environment
+import keras
+import tensorflow as tf
+from absl import app, flags, logging
 
-environment.configure_tensorflow()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from electra_ko import config as config_lib  # noqa: E402
-from electra_ko import data as data_lib  # noqa: E402
-from electra_ko import masking, modeling  # noqa: E402
-from electra_ko import optimization, randomness, storage, warm_start  # noqa: E402
-from electra_ko import tpu as tpu_lib  # noqa: E402
-from electra_ko import model_dir as model_dir_lib  # noqa: E402
-from electra_ko.checkpoints import CheckpointError  # noqa: E402
-from electra_ko.training import (EXIT_PREEMPTED, Task, Trainer, TrainingError,  # noqa: E402
+from electra_ko import config as config_lib
+from electra_ko import data as data_lib
+from electra_ko import masking, modeling
+from electra_ko import optimization, randomness, storage, warm_start
+from electra_ko import tpu as tpu_lib
+from electra_ko import model_dir as model_dir_lib
+from electra_ko.checkpoints import CheckpointError
+from electra_ko.training import (EXIT_PREEMPTED, Task, Trainer, TrainingError,
                                  create_strategy)
-from electra_ko import vocab as vocab_lib  # noqa: E402
+from electra_ko import vocab as vocab_lib
 
 
 # ------------------------------------------------------------------------ ELECTRA task

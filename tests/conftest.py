@@ -1,16 +1,14 @@
-"""Test-wide setup: the CLIs' TensorFlow settings (`electra_ko.environment`), quiet
-TensorFlow, two logical CPU devices for MirroredStrategy tests."""
+"""Test-wide setup: quiet TensorFlow, two logical CPU devices for MirroredStrategy tests.
+(Importing electra_ko first gives TensorFlow the CLIs' settings: `electra_ko.environment`.)"""
 import os
-
-from electra_ko import environment
-
-environment.configure_tensorflow()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import socket
 import sys
 
 import pytest
+
+import electra_ko  # noqa: F401  (before any test module imports TensorFlow)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def pytest_collection_finish(session):
