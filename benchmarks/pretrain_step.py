@@ -125,17 +125,13 @@ def synthetic_dataset(strategy, cfg):
 def build_trainer(cfg, model_dir):
     """The driver's Trainer on the default strategy: (trainer, model, objective)."""
     import keras
-    from electra_ko import masking, modeling, optimization, pretrain, training
+    from electra_ko import pretrain, training
     keras.utils.set_random_seed(cfg.seed)
+    cfg = cfg.replace(model_dir=model_dir)
     strategy, device = training.create_strategy("default", cfg=cfg)
-    precision = optimization.precision_policy(cfg.mixed_precision, device)
-    keras.mixed_precision.set_global_policy(precision)
-    with strategy.scope():
-        model = modeling.ElectraPretrainer.from_project_config(cfg)
-    objective = masking.ObjectiveConfig.from_config(cfg, SPECIAL_IDS)
-    task = pretrain.electra_task(cfg, model, objective)
-    trainer = training.Trainer(strategy, cfg, task, lambda step: synthetic_dataset(strategy, cfg),
-                               model_dir, precision)
+    model, precision = pretrain.build_model(cfg, strategy, device)
+    trainer, objective = pretrain.build_trainer(cfg, strategy, model, precision, SPECIAL_IDS,
+                                                lambda step: synthetic_dataset(strategy, cfg))
     return trainer, model, objective
 
 
@@ -196,12 +192,12 @@ def part_functions(trainer, model, objective, cfg):
     Each returns a scalar that depends on all its outputs, so nothing is pruned.
     """
     import tensorflow as tf
-    from electra_ko import masking, optimization
+    from electra_ko import masking, optimization, randomness
     features = {k: tf.constant(v[:cfg.train_batch_size])
                 for k, v in synthetic_batches(cfg.train_batch_size, cfg.max_seq_length,
                                               cfg.vocab_size).items()}
     ids, mask, segments = features["input_ids"], features["input_mask"], features["segment_ids"]
-    seed = masking.step_seed(cfg.seed, 1)
+    seed = randomness.step_seed(cfg.seed, 1)
     masked = masking.mask_inputs(ids, mask, seed, objective, cfg.vocab_size)
     generator_variables = (model.generator.trainable_variables
                            + model.generator_predictions.trainable_variables)

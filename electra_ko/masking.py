@@ -3,7 +3,7 @@
 Pure TensorFlow functions with static shapes (TPU/XLA friendly). All randomness is
 stateless and comes from an explicit `seed` (int tensor of shape [2]), so a step is a
 function of (weights, batch, seed): resume and determinism are controlled by the caller.
-Pass the SAME seed on every replica, e.g. `step_seed(base_seed, step)`: each example
+Pass the SAME seed on every replica, e.g. `randomness.step_seed(base_seed, step)`: each example
 draws its own numbers by its index in the global batch, so a global batch split over
 replicas is masked, dropped out and sampled exactly as on one device.
 
@@ -45,8 +45,10 @@ from typing import Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
-from electra_ko.randomness import RNG_ALG, random_uniform, split_seed
+from electra_ko import training
+from electra_ko.randomness import random_uniform, split_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,13 +104,6 @@ def continuation_table(tokens: Sequence[str], kind: str = "wordpiece") -> np.nda
             return False
         return token.startswith("##") if kind == "wordpiece" else not token.startswith("\u2581")
     return np.array([continues(t) for t in tokens], dtype=bool)
-
-
-def step_seed(base_seed: int, step) -> tf.Tensor:
-    """The seed of one training step: the same on every replica (each example draws its
-    own numbers, see `randomness.random_bits`), and reproducible on resume."""
-    seed = tf.constant([base_seed, 0], tf.int64)
-    return tf.random.experimental.stateless_fold_in(seed, tf.cast(step, tf.int64), alg=RNG_ALG)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -376,3 +371,97 @@ def pretraining_losses(model, features, seed, objective: ObjectiveConfig, traini
     loss = tf.add_n([weight * tf.math.divide_no_nan(local[numerator], total[denominator])
                      for weight, numerator, denominator in loss_terms])
     return loss, {**summarise(total, objective), **per_token}
+
+
+# ----------------------------------------------------------------------------- the training task
+
+AUC_BINS = 200  # histogram resolution of the discriminator AUC
+_GLOBAL_METRICS = ("mlm_loss", "mlm_accuracy", "sampled_token_accuracy", "disc_loss",
+                   "disc_accuracy", "disc_precision", "disc_recall")
+_LOG_NAMES = {"mlm_accuracy": "mlm_acc", "sampled_token_accuracy": "sampled_acc",
+              "disc_accuracy": "disc_acc"}
+
+
+def electra_task(cfg, model, objective):
+    """The trainer's `Task` for `pretraining_losses`: its global-batch metrics are averaged
+    over steps, and the discriminator's per-token probabilities feed two AUC histograms
+    (maskable tokens: disc_auc; all real tokens: disc_auc_all)."""
+    names = [n for n in _GLOBAL_METRICS if objective.electra_objective or not n.startswith(
+        ("disc", "sampled"))]
+    shapes = {name: () for name in names}
+    if objective.electra_objective:
+        shapes.update({name: (AUC_BINS,) for name in _AUC_SUMS})
+
+    def loss_fn(features, seed, training):
+        loss, metrics = pretraining_losses(model, features, seed, objective, training)
+        share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
+        sums = {name: metrics[name] * share for name in names}
+        if objective.electra_objective:
+            probs, labels = metrics["disc_probs"], metrics["disc_labels"]
+            sums.update(auc_histograms(probs, labels, metrics["disc_weights"]))
+            every_token = auc_histograms(probs, labels, metrics["disc_all_weights"])
+            sums.update({_ALL_TOKENS_PREFIX + name: value for name, value in every_token.items()})
+        return loss, sums
+
+    def summarize(sums):
+        metrics = {_LOG_NAMES.get(n, n): float(sums[n] / sums["steps"]) for n in names}
+        if objective.electra_objective:
+            metrics["disc_auc"] = auc_from_histograms(sums["auc_positive"], sums["auc_negative"])
+            metrics["disc_auc_all"] = auc_from_histograms(
+                sums[_ALL_TOKENS_PREFIX + "auc_positive"], sums[_ALL_TOKENS_PREFIX + "auc_negative"])
+        return metrics
+
+    after_loop = discriminator_health_check(cfg) if objective.electra_objective else None
+    return training.Task(model, loss_fn, summarize, shapes, after_loop)
+
+
+_ALL_TOKENS_PREFIX = "all_tokens_"
+_AUC_SUMS = ("auc_positive", "auc_negative", _ALL_TOKENS_PREFIX + "auc_positive",
+             _ALL_TOKENS_PREFIX + "auc_negative")
+
+
+def discriminator_health_check(cfg):
+    """after_loop(step, metrics) that warns once when the discriminator still flags no
+    token at all `disc_health_check_steps` steps past warm-up (0: never checks)."""
+    due = cfg.num_warmup_steps + cfg.disc_health_check_steps
+    warned = []
+
+    def check(step, metrics):
+        if (warned or not cfg.disc_health_check_steps or step < due
+                or metrics["disc_precision"] or metrics["disc_recall"]):
+            return
+        warned.append(step)
+        logging.warning(
+            "discriminator health: disc_precision and disc_recall are still 0 at step %d, "
+            "%d steps after warm-up: the discriminator calls every token original and is not "
+            "learning (disc_auc %.3f over maskable tokens). Try embedding_sharing=gdes, a warm "
+            "start (--init_checkpoint from a masked LM or a published ELECTRA), a lower "
+            "learning_rate, or a smaller generator (generator_hidden_size). Training goes on.",
+            step, step - cfg.num_warmup_steps, metrics["disc_auc"])
+    return check
+
+
+def auc_histograms(probs, labels, weights):
+    """Weighted counts of positive and negative tokens per probability bin, [AUC_BINS]
+    each. A one-hot product instead of a scatter: every token lands in one of 200 bins,
+    and scatters with that many index collisions serialise on a TPU."""
+    bins = tf.clip_by_value(tf.cast(tf.cast(probs, tf.float32) * AUC_BINS, tf.int32), 0,
+                            AUC_BINS - 1)
+    bins, labels, weights = (tf.reshape(t, [-1]) for t in (bins, labels, weights))
+    one_hot = tf.one_hot(bins, AUC_BINS, dtype=tf.float32)  # [tokens, AUC_BINS]
+    positive = tf.linalg.matvec(one_hot, weights * labels, transpose_a=True)
+    negative = tf.linalg.matvec(one_hot, weights * (1.0 - labels), transpose_a=True)
+    return {"auc_positive": positive, "auc_negative": negative}
+
+
+def auc_from_histograms(positive, negative):
+    """ROC AUC from binned scores: P(score of a positive > a negative), ties count half."""
+    total_pos, total_neg = float(positive.sum()), float(negative.sum())
+    if not total_pos or not total_neg:
+        return float("nan")
+    negatives_below = 0.0
+    area = 0.0
+    for pos, neg in zip(positive, negative):
+        area += pos * (negatives_below + 0.5 * neg)
+        negatives_below += neg
+    return float(area / (total_pos * total_neg))

@@ -54,103 +54,9 @@ from electra_ko import optimization, randomness, storage, warm_start
 from electra_ko import tpu as tpu_lib
 from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
-from electra_ko.training import (EXIT_PREEMPTED, Task, Trainer, TrainingError,
+from electra_ko.training import (EXIT_PREEMPTED, Trainer, TrainingError,
                                  create_strategy)
 from electra_ko import vocab as vocab_lib
-
-
-# ------------------------------------------------------------------------ ELECTRA task
-
-AUC_BINS = 200  # histogram resolution of the discriminator AUC
-_GLOBAL_METRICS = ("mlm_loss", "mlm_accuracy", "sampled_token_accuracy", "disc_loss",
-                   "disc_accuracy", "disc_precision", "disc_recall")
-_LOG_NAMES = {"mlm_accuracy": "mlm_acc", "sampled_token_accuracy": "sampled_acc",
-              "disc_accuracy": "disc_acc"}
-
-
-def electra_task(cfg, model, objective):
-    """`Task` for `masking.pretraining_losses`: its global-batch metrics are averaged
-    over steps, and the discriminator's per-token probabilities feed two AUC histograms
-    (maskable tokens: disc_auc; all real tokens: disc_auc_all)."""
-    names = [n for n in _GLOBAL_METRICS if objective.electra_objective or not n.startswith(
-        ("disc", "sampled"))]
-    shapes = {name: () for name in names}
-    if objective.electra_objective:
-        shapes.update({name: (AUC_BINS,) for name in _AUC_SUMS})
-
-    def loss_fn(features, seed, training):
-        loss, metrics = masking.pretraining_losses(model, features, seed, objective, training)
-        share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
-        sums = {name: metrics[name] * share for name in names}
-        if objective.electra_objective:
-            probs, labels = metrics["disc_probs"], metrics["disc_labels"]
-            sums.update(auc_histograms(probs, labels, metrics["disc_weights"]))
-            every_token = auc_histograms(probs, labels, metrics["disc_all_weights"])
-            sums.update({_ALL_TOKENS_PREFIX + name: value for name, value in every_token.items()})
-        return loss, sums
-
-    def summarize(sums):
-        metrics = {_LOG_NAMES.get(n, n): float(sums[n] / sums["steps"]) for n in names}
-        if objective.electra_objective:
-            metrics["disc_auc"] = auc_from_histograms(sums["auc_positive"], sums["auc_negative"])
-            metrics["disc_auc_all"] = auc_from_histograms(
-                sums[_ALL_TOKENS_PREFIX + "auc_positive"], sums[_ALL_TOKENS_PREFIX + "auc_negative"])
-        return metrics
-
-    after_loop = discriminator_health_check(cfg) if objective.electra_objective else None
-    return Task(model, loss_fn, summarize, shapes, after_loop)
-
-
-_ALL_TOKENS_PREFIX = "all_tokens_"
-_AUC_SUMS = ("auc_positive", "auc_negative", _ALL_TOKENS_PREFIX + "auc_positive",
-             _ALL_TOKENS_PREFIX + "auc_negative")
-
-
-def discriminator_health_check(cfg):
-    """after_loop(step, metrics) that warns once when the discriminator still flags no
-    token at all `disc_health_check_steps` steps past warm-up (0: never checks)."""
-    due = cfg.num_warmup_steps + cfg.disc_health_check_steps
-    warned = []
-
-    def check(step, metrics):
-        if (warned or not cfg.disc_health_check_steps or step < due
-                or metrics["disc_precision"] or metrics["disc_recall"]):
-            return
-        warned.append(step)
-        logging.warning(
-            "discriminator health: disc_precision and disc_recall are still 0 at step %d, "
-            "%d steps after warm-up: the discriminator calls every token original and is not "
-            "learning (disc_auc %.3f over maskable tokens). Try embedding_sharing=gdes, a warm "
-            "start (--init_checkpoint from a masked LM or a published ELECTRA), a lower "
-            "learning_rate, or a smaller generator (generator_hidden_size). Training goes on.",
-            step, step - cfg.num_warmup_steps, metrics["disc_auc"])
-    return check
-
-
-def auc_histograms(probs, labels, weights):
-    """Weighted counts of positive and negative tokens per probability bin, [AUC_BINS]
-    each. A one-hot product instead of a scatter: every token lands in one of 200 bins,
-    and scatters with that many index collisions serialise on a TPU."""
-    bins = tf.clip_by_value(tf.cast(tf.cast(probs, tf.float32) * AUC_BINS, tf.int32), 0,
-                            AUC_BINS - 1)
-    bins, labels, weights = (tf.reshape(t, [-1]) for t in (bins, labels, weights))
-    one_hot = tf.one_hot(bins, AUC_BINS, dtype=tf.float32)  # [tokens, AUC_BINS]
-    positive = tf.linalg.matvec(one_hot, weights * labels, transpose_a=True)
-    negative = tf.linalg.matvec(one_hot, weights * (1.0 - labels), transpose_a=True)
-    return {"auc_positive": positive, "auc_negative": negative}
-
-
-def auc_from_histograms(positive, negative):
-    """ROC AUC from binned scores: P(score of a positive > a negative), ties count half."""
-    total_pos, total_neg = float(positive.sum()), float(negative.sum())
-    if not total_pos or not total_neg:
-        return float("nan")
-    negatives_below = 0.0
-    area = 0.0
-    for pos, neg in zip(positive, negative):
-        area += pos * (negatives_below + 0.5 * neg)
-        negatives_below += neg
-    return float(area / (total_pos * total_neg))
 
 
 def export_towers(model, vocab_path, output_dir, max_seq_length):
@@ -310,6 +216,27 @@ def tpu_memory_check(cfg, num_params):
     return estimate
 
 
+def build_model(cfg, strategy, device):
+    """(the `ElectraPretrainer` cfg describes, made under `strategy.scope()`, its precision
+    policy), with the global precision policy and dropout bits set for `device`."""
+    precision = optimization.precision_policy(cfg.mixed_precision, device)
+    keras.mixed_precision.set_global_policy(precision)
+    randomness.use_dropout_bits_for(device)
+    with strategy.scope():
+        return modeling.ElectraPretrainer.from_project_config(cfg), precision
+
+
+def build_trainer(cfg, strategy, model, precision, special_ids, make_dataset, continuation=None,
+                  data_error=None):
+    """(the `Trainer` of cfg's objective for `model` on `make_dataset(first_step)`'s batches,
+    checkpointing in cfg.model_dir; the `masking.ObjectiveConfig`). `continuation`: the
+    whole-word-masking table, if any."""
+    objective = masking.ObjectiveConfig.from_config(cfg, special_ids, continuation)
+    trainer = Trainer(strategy, cfg, masking.electra_task(cfg, model, objective), make_dataset,
+                      cfg.model_dir, precision, data_error=data_error)
+    return trainer, objective
+
+
 def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         eval_dir=None, stop_at=None):
     """The whole driver after flag parsing; returns the final (or dry-run) summary dict."""
@@ -329,11 +256,7 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         tokenizer and cfg.pretrain_tfrecords
         and (not dry_run or tf.io.gfile.exists(cfg.pretrain_tfrecords))) else None
     strategy, device = create_strategy(strategy_kind, tpu, cfg)
-    precision = optimization.precision_policy(cfg.mixed_precision, device)
-    keras.mixed_precision.set_global_policy(precision)
-    randomness.use_dropout_bits_for(device)
-    with strategy.scope():
-        model = modeling.ElectraPretrainer.from_project_config(cfg)
+    model, precision = build_model(cfg, strategy, device)
     counts = parameter_counts(model)
     print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     print("parameters: " + " ".join(f"{k}={v:,}" for k, v in counts.items()))
@@ -355,17 +278,16 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
         if cfg.do_eval:
             evaluation = held_out_data(cfg, tokenizer, eval_dir, eval_files, compression, manifest)
-        objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids,
-                                                        _continuation_table(cfg, tokenizer))
         shard_sizes = data_lib.shard_example_counts(manifest, train_files, compression)
 
         def make_dataset(step):
             return data_lib.distributed_dataset(strategy, train_files, cfg.train_batch_size,
                                                 cfg.max_seq_length, compression, True, cfg.seed,
                                                 counts=shard_sizes, first_step=step)
-        trainer = Trainer(strategy, cfg, electra_task(cfg, model, objective), make_dataset,
-                          cfg.model_dir, precision,
-                          data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
+        trainer, _ = build_trainer(
+            cfg, strategy, model, precision, tokenizer.special_ids, make_dataset,
+            _continuation_table(cfg, tokenizer),
+            data_error=lambda e: data_lib.corrupt_shard_error(files, compression, e))
         if init:
             start_from(init, trainer, model)
         step = trainer.restore()

@@ -153,3 +153,10 @@ def resolve_seed(seed, training):
     if training and seed is None:
         return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
     return seed
+
+
+def step_seed(base_seed: int, step) -> tf.Tensor:
+    """The seed of one training step: the same on every replica (each example draws its
+    own numbers, see `randomness.random_bits`), and reproducible on resume."""
+    seed = tf.constant([base_seed, 0], tf.int64)
+    return tf.random.experimental.stateless_fold_in(seed, tf.cast(step, tf.int64), alg=RNG_ALG)

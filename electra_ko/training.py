@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from electra_ko import config as config_lib
-from electra_ko import masking, optimization
+from electra_ko import optimization, randomness
 
 
 class TrainingError(RuntimeError):
@@ -235,7 +235,7 @@ class Trainer:
 
     def _train_step(self, features, step):
         features = self._static_batch(features, self.cfg.train_batch_size)
-        loss, sums, norm = self._update(features, masking.step_seed(self.cfg.seed, step))
+        loss, sums, norm = self._update(features, randomness.step_seed(self.cfg.seed, step))
         self._add_sums(loss, sums, norm)
 
     def _add_sums(self, loss, sums, grad_norm):

@@ -48,12 +48,6 @@ def test_scatter_positions_writes_only_weighted_slots():
     np.testing.assert_array_equal(out, [[10, 8, 12, 7], [20, 21, 5, 23]])
 
 
-def test_step_seed_depends_on_step_only():
-    a, b = masking.step_seed(42, 7), masking.step_seed(42, tf.constant(7, tf.int64))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, masking.step_seed(42, 8))
-    assert not np.array_equal(a, masking.step_seed(43, 7))
-
 
 def test_mask_count_specials_and_duplicates():
     lengths = [32, 20, 7, 3, 32, 12]
@@ -387,3 +381,21 @@ def test_replicas_see_the_same_masks_and_loss_as_one_device(two_cpu_strategy, sh
     assert float(total) == pytest.approx(float(single), rel=1e-5)
     for value in per_replica_mlm:  # metrics are global-batch values on every replica
         assert float(value) == pytest.approx(float(single_metrics["mlm_loss"]), rel=1e-5)
+
+
+def test_auc_histograms_without_scatters_equal_segment_sums_and_give_the_exact_auc():
+    rng = np.random.default_rng(0)
+    probs = rng.random((8, 16)).astype(np.float32)
+    probs[0, :3] = [0.0, 1.0, 0.999999]  # the edge bins
+    labels = (rng.random((8, 16)) < 0.3).astype(np.float32)
+    weights = (rng.random((8, 16)) < 0.9).astype(np.float32)
+    got = masking.auc_histograms(tf.constant(probs), tf.constant(labels), tf.constant(weights))
+    bins = np.clip((probs * masking.AUC_BINS).astype(np.int32), 0, masking.AUC_BINS - 1).ravel()
+    for name, mass in (("auc_positive", weights * labels), ("auc_negative", weights * (1 - labels))):
+        reference = tf.math.unsorted_segment_sum(mass.ravel(), bins, masking.AUC_BINS)
+        np.testing.assert_array_equal(got[name].numpy(), reference.numpy(), err_msg=name)
+    real = weights.ravel() > 0
+    p, y = probs.ravel()[real], labels.ravel()[real]
+    pairs = [(a > b) + 0.5 * (a == b) for a in p[y == 1] for b in p[y == 0]]
+    coarse = masking.auc_from_histograms(got["auc_positive"].numpy(), got["auc_negative"].numpy())
+    assert abs(coarse - np.mean(pairs)) < 0.02

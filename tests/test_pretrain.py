@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import (checkpoints, config, data, export, finetune, masking, modeling,
+from electra_ko import (checkpoints, config, data, export, finetune, masking, modeling, randomness,
                         optimization, pretrain, training, vocab, warm_start)
 from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
@@ -125,24 +125,6 @@ def test_stand_in_trains_saves_numbered_checkpoints_and_prints_progress(corpus_d
 def test_progress_values_have_four_significant_digits():
     metrics = {"loss": 31.81234, "lr": 0.000512345, "seq_per_s": 1234.56, "disc_auc": 0.5}
     assert training.format_metrics(metrics) == "loss=31.81 lr=0.0005123 seq_per_s=1235 disc_auc=0.5"
-
-
-def test_auc_histograms_without_scatters_equal_segment_sums_and_give_the_exact_auc():
-    rng = np.random.default_rng(0)
-    probs = rng.random((8, 16)).astype(np.float32)
-    probs[0, :3] = [0.0, 1.0, 0.999999]  # the edge bins
-    labels = (rng.random((8, 16)) < 0.3).astype(np.float32)
-    weights = (rng.random((8, 16)) < 0.9).astype(np.float32)
-    got = pretrain.auc_histograms(tf.constant(probs), tf.constant(labels), tf.constant(weights))
-    bins = np.clip((probs * pretrain.AUC_BINS).astype(np.int32), 0, pretrain.AUC_BINS - 1).ravel()
-    for name, mass in (("auc_positive", weights * labels), ("auc_negative", weights * (1 - labels))):
-        reference = tf.math.unsorted_segment_sum(mass.ravel(), bins, pretrain.AUC_BINS)
-        np.testing.assert_array_equal(got[name].numpy(), reference.numpy(), err_msg=name)
-    real = weights.ravel() > 0
-    p, y = probs.ravel()[real], labels.ravel()[real]
-    pairs = [(a > b) + 0.5 * (a == b) for a in p[y == 1] for b in p[y == 0]]
-    coarse = pretrain.auc_from_histograms(got["auc_positive"].numpy(), got["auc_negative"].numpy())
-    assert abs(coarse - np.mean(pairs)) < 0.02
 
 
 def test_stop_request_during_a_device_call_saves_that_step(corpus_dir, tmp_path, monkeypatch):
@@ -435,7 +417,7 @@ def test_fine_tuning_starts_from_a_model_dir_of_checkpoints_alone(corpus_dir, in
 
 def test_silent_discriminator_gets_one_warning_after_warm_up(corpus_dir, tmp_path, caplog):
     cfg = _cfg(corpus_dir, tmp_path, num_warmup_steps=10, disc_health_check_steps=20)
-    check = pretrain.discriminator_health_check(cfg)
+    check = masking.discriminator_health_check(cfg)
     silent = {"disc_precision": 0.0, "disc_recall": 0.0, "disc_auc": 0.5}
     check(20, silent)  # still within warm-up + disc_health_check_steps
     check(30, dict(silent, disc_precision=0.5, disc_recall=0.1))
@@ -446,7 +428,7 @@ def test_silent_discriminator_gets_one_warning_after_warm_up(corpus_dir, tmp_pat
     assert len(warnings) == 1
     assert "still 0 at step 40, 30 steps after warm-up" in warnings[0]
     assert "embedding_sharing=gdes" in warnings[0] and "--init_checkpoint" in warnings[0]
-    off = pretrain.discriminator_health_check(cfg.replace(disc_health_check_steps=0))
+    off = masking.discriminator_health_check(cfg.replace(disc_health_check_steps=0))
     off(1000, silent)
     assert len([r for r in caplog.records if "discriminator health" in r.getMessage()]) == 1
 
@@ -460,9 +442,9 @@ def test_xla_step_gives_the_same_loss_and_gradients_as_eager(corpus_dir, tmp_pat
     keras.utils.set_random_seed(0)
     model = modeling.ElectraPretrainer.from_project_config(cfg)
     objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids)
-    task = pretrain.electra_task(cfg, model, objective)
+    task = masking.electra_task(cfg, model, objective)
     batch = _shard_batch(corpus_dir)
-    seed = masking.step_seed(cfg.seed, 3)
+    seed = randomness.step_seed(cfg.seed, 3)
 
     def loss_grad_norm_and_sums(features):
         with tf.GradientTape() as tape:
@@ -640,7 +622,7 @@ def _warm_started(corpus_dir, model_dir, **values):
 def _step0_losses(corpus_dir, model):
     cfg, tokenizer = pretrain.with_vocab(_cfg(corpus_dir, "unused"))
     objective = masking.ObjectiveConfig.from_config(cfg, tokenizer.special_ids)
-    _, metrics = masking.pretraining_losses(model, _shard_batch(corpus_dir), masking.step_seed(7, 0),
+    _, metrics = masking.pretraining_losses(model, _shard_batch(corpus_dir), randomness.step_seed(7, 0),
                                             objective, training=False)
     return {name: float(metrics[name]) for name in ("mlm_loss", "disc_loss", "disc_accuracy")}
 

@@ -123,3 +123,10 @@ def test_dropout_uses_splitmix64_on_cpu_and_the_32_bit_hash_on_accelerators():
             np.testing.assert_array_equal(kept, expected, err_msg=device)
     finally:
         randomness.use_dropout_bits_for("CPU")
+
+
+def test_step_seed_depends_on_step_only():
+    a, b = randomness.step_seed(42, 7), randomness.step_seed(42, tf.constant(7, tf.int64))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, randomness.step_seed(42, 8))
+    assert not np.array_equal(a, randomness.step_seed(43, 7))
