@@ -105,54 +105,16 @@ def layerwise_lr_multipliers(named_weights, num_layers: int, decay: float) -> di
             for name, variable in named_weights}
 
 
-@keras.saving.register_keras_serializable(package="electra_ko")
-class LayerwiseAdamW(optimization.AdamW):
-    """AdamW whose learning rate, and so its decoupled weight decay, is scaled per variable.
-
-    The decay is applied inside `update_step`, at the variable's own rate, as
-    google-research/electra does (`lr * (adam_update + weight_decay * param)`).
-    """
-
-    def __init__(self, lr_multipliers: Optional[dict] = None, **kwargs):
-        super().__init__(**kwargs)
-        self.lr_multipliers = dict(lr_multipliers or {})
-        self._ordered_multipliers = []
-
-    def build(self, var_list):
-        missing = [v.path for v in var_list if v.path not in self.lr_multipliers]
-        if missing:
-            raise ValueError(f"no learning-rate multiplier for {', '.join(missing)}")
-        self._ordered_multipliers = [self.lr_multipliers[v.path] for v in var_list]
-        super().build(var_list)
-
-    def _apply_weight_decay(self, variables):
-        """Done per variable in `update_step`."""
-
-    def update_step(self, gradient, variable, learning_rate):
-        multiplier = self._ordered_multipliers[self._get_variable_index(variable)]
-        lr = tf.cast(learning_rate, variable.dtype) * multiplier
-        if self.weight_decay and self._use_weight_decay(variable):
-            variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * lr)
-        super().update_step(gradient, variable, lr)
-
-    def get_config(self):
-        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
-
-
 def create_optimizer(cfg, model: SequenceClassifier, num_train_steps: int, precision: str):
-    schedule = optimization.WarmupPolynomialDecay(
-        cfg.learning_rate, num_train_steps,
-        num_warmup_steps=int(round(cfg.warmup_proportion * num_train_steps)))
+    """AdamW with google-research/electra's layer-wise learning-rate decay and warm-up over
+    `warmup_proportion` of the steps; make it under the strategy scope."""
     multipliers = layerwise_lr_multipliers(model.named_weights(),
                                            model.encoder_config.num_hidden_layers,
                                            cfg.layerwise_lr_decay)
-    optimizer = LayerwiseAdamW(lr_multipliers=multipliers, learning_rate=schedule,
-                               weight_decay=cfg.weight_decay_rate, epsilon=cfg.adam_epsilon)
-    optimizer.exclude_from_weight_decay(var_names=list(optimization.NO_DECAY_PATTERNS))
-    if precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimization.build_optimizer(optimizer, model.trainable_variables)
-    return optimizer
+    return optimization.create_optimizer(
+        cfg, precision, num_train_steps,
+        num_warmup_steps=int(round(cfg.warmup_proportion * num_train_steps)),
+        lr_multipliers=multipliers)
 
 
 # --------------------------------------------------------------------------- batching
@@ -285,8 +247,23 @@ def token_state_spread(encoder: modeling.ElectraEncoder, data: Encoded, max_exam
 # --------------------------------------------------------------------------- training
 
 
+def classification_task(model: SequenceClassifier, regression: bool) -> training.Task:
+    """The trainer's `Task`: cross-entropy (or squared error) weighted per example; the
+    `weight` of a batch's real rows adds up to 1 over all replicas (see `make_batch`)."""
+    def loss_fn(batch, seed, training):
+        outputs = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                        training=training, seed=seed)
+        if regression:
+            losses = tf.square(outputs[:, 0] - batch["labels"])
+        else:
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], outputs)
+        return tf.reduce_sum(losses * batch["weight"]), {}
+    return training.Task(model, loss_fn, step_seed=randomness.replica_step_seed,
+                         loss_syncs_replicas=False)
+
+
 class Runner:
-    """Model, optimizer and compiled steps of one seed's fine-tuning run."""
+    """Model, optimizer and training step of one seed's fine-tuning run."""
 
     def __init__(self, cfg, spec: tasks.TaskSpec, strategy, device_kind, num_train_steps,
                  init: Optional[InitCheckpoint]):
@@ -295,7 +272,6 @@ class Runner:
         precision = optimization.precision_policy(cfg.mixed_precision, device_kind)
         keras.mixed_precision.set_global_policy(precision)
         randomness.use_dropout_bits_for(device_kind)
-        self.static_shapes = training.is_tpu(strategy)
         num_outputs = 1 if self.regression else len(spec.labels)
         with strategy.scope():
             keras.utils.set_random_seed(cfg.seed)
@@ -303,60 +279,24 @@ class Runner:
                                             name="electra_classifier")
             if init is not None:
                 assign_encoder_weights(self.model.electra, init)
-            self.optimizer = create_optimizer(cfg, self.model, num_train_steps, precision)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            self.sums = training.DeviceSums({"loss": ()})
-        # Each replica's forward/backward pass is its own XLA cluster on CPU/GPU (the
-        # all-reduce stays outside it); a TPU compiles the whole replicated step itself.
+            optimizer = create_optimizer(cfg, self.model, num_train_steps, precision)
+        self.train_step = training.TrainStep(
+            strategy, training.LoopSettings.from_config(cfg),
+            classification_task(self.model, self.regression), optimizer, precision,
+            static_shapes=training.is_tpu(strategy))
         jit = cfg.jit_compile and not self.static_shapes
-        self._grads = tf.function(self._loss_and_grads, jit_compile=jit)
         self._forward = tf.function(self._outputs, jit_compile=jit)
-        self._step_fn = tf.function(self._distributed_train_step)
-        self._loop_fn = tf.function(self._train_loop)
         self._eval_fn = tf.function(self._distributed_eval_step)
 
-    def _loss(self, outputs, batch):
-        if self.regression:
-            losses = tf.square(outputs[:, 0] - batch["labels"])
-        else:
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["labels"], outputs)
-        return tf.reduce_sum(losses * batch["weight"])
+    @property
+    def static_shapes(self):
+        """Batches of one width (a TPU's), run `iterations_per_loop` per device call."""
+        return self.train_step.static_shapes
 
-    def _loss_and_grads(self, batch, seed):
-        variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            outputs = self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                                 training=True, seed=seed)
-            loss = self._loss(outputs, batch)
-            scaled = self.optimizer.scale_loss(loss)
-        return loss, tape.gradient(scaled, variables)
-
-    def _train_step(self, batch):
-        seed = tf.stack([tf.constant(self.cfg.seed, tf.int64), self.step.read_value()])
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        loss, grads = self._grads(batch, tf.random.experimental.stateless_fold_in(seed, replica))
-        grads, _ = optimization.reduce_and_clip(grads, self.cfg.clip_norm,
-                                                optimization.loss_scale(self.optimizer))
-        self.optimizer.apply(grads, self.model.trainable_variables)
-        self.sums.add({"loss": loss})
-
-    def _distributed_train_step(self, batch):
-        self.strategy.run(self._train_step, args=(batch,))
-        self.step.assign_add(1)
-
-    def _train_loop(self, iterator, num_steps):
-        """`num_steps` steps in one device call (static shapes only: the model needs
-        each batch's width when it is traced)."""
-        for _ in tf.range(num_steps):
-            self._distributed_train_step(next(iterator))
-
-    def _run_steps(self, iterator, num_steps):
-        if self.static_shapes:
-            self._loop_fn(iterator, tf.constant(num_steps, tf.int32))
-        else:  # one call per batch, traced once per bucket width
-            for _ in range(num_steps):
-                self._step_fn(next(iterator))
+    @property
+    def step(self):
+        """The number of training steps run so far."""
+        return self.train_step.global_step
 
     def _outputs(self, batch):
         return self.model(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
@@ -380,17 +320,18 @@ class Runner:
         """Run the given batches, `iterations_per_loop` per device call; returns the mean
         training loss."""
         iterator = iter(self._dataset(data, batches, self.cfg.train_batch_size))
-        self.sums.reset()
+        sums = self.train_step.sums
+        sums.reset()
         done = 0
         bar = tqdm(total=len(batches), desc=description, unit="batch", leave=False)
         while done < len(batches):
             n = min(self.cfg.iterations_per_loop, len(batches) - done)
-            self._run_steps(iterator, n)
+            self.train_step.run_steps(iterator, n)
             done += n
             bar.update(n)
-            bar.set_postfix(loss=f"{float(self.sums.read()['loss']) / done:.4f}")
+            bar.set_postfix(loss=f"{float(sums.read()['loss']) / done:.4f}")
         bar.close()
-        return float(self.sums.read()["loss"]) / max(done, 1)
+        return float(sums.read()["loss"]) / max(done, 1)
 
     def predict(self, data: Encoded, description="eval") -> np.ndarray:
         """Outputs for every example, in the input order (last partial batch included)."""

@@ -1,9 +1,11 @@
-"""Optimizer, learning-rate schedule and precision policy of ELECTRA pretraining.
+"""Optimizer, learning-rate schedule and precision policy of both stages.
 
 * Schedule: google-research/electra's -- polynomial decay (`lr_decay_power`, 1 = linear)
   from `learning_rate` to 0 at `num_train_steps`, multiplied by a linear warm-up factor
   `min(1, step / num_warmup_steps)`. Like the original, step 0 trains with lr 0.
-* AdamW (or LAMB) with decoupled weight decay that skips LayerNorm and bias variables.
+* AdamW (or LAMB) with decoupled weight decay that skips LayerNorm and bias variables;
+  fine-tuning's AdamW scales each variable's learning rate (and so its decay) by a
+  multiplier: google-research/electra's layer-wise decay.
   Pretraining's AdamW does not correct Adam's moment estimates for their zero start
   unless `adam_bias_correction` is set, as google-research/electra's
   `AdamWeightDecayOptimizer`: its first steps are up to (1 - beta1) / sqrt(1 - beta2)
@@ -38,13 +40,37 @@ class AdamW(_PreReducedGradients, keras.optimizers.AdamW):
     `bias_correction=False` updates as google-research/electra's AdamWeightDecayOptimizer:
     w -= lr * m / (sqrt(v) + epsilon) with the raw moving averages m and v (weight decay
     unchanged: decoupled, from the same w).
+
+    `lr_multipliers` ({variable path: factor}) scales each variable's learning rate, and
+    so its decoupled weight decay, applied in `update_step` at the variable's own rate as
+    google-research/electra does (`lr * (adam_update + weight_decay * param)`).
     """
 
-    def __init__(self, *args, bias_correction=True, **kwargs):
+    def __init__(self, *args, bias_correction=True, lr_multipliers=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.bias_correction = bias_correction
+        self.lr_multipliers = None if lr_multipliers is None else dict(lr_multipliers)
+        self._ordered_multipliers = []
+
+    def build(self, var_list):
+        if self.lr_multipliers is not None:
+            missing = [v.path for v in var_list if v.path not in self.lr_multipliers]
+            if missing:
+                raise ValueError(f"no learning-rate multiplier for {', '.join(missing)}")
+            self._ordered_multipliers = [self.lr_multipliers[v.path] for v in var_list]
+        super().build(var_list)
+
+    def _apply_weight_decay(self, variables):
+        if self.lr_multipliers is None:  # else per variable in `update_step`
+            super()._apply_weight_decay(variables)
 
     def update_step(self, gradient, variable, learning_rate):
+        if self.lr_multipliers is not None:
+            multiplier = self._ordered_multipliers[self._get_variable_index(variable)]
+            learning_rate = tf.cast(learning_rate, variable.dtype) * multiplier
+            if self.weight_decay and self._use_weight_decay(variable):
+                variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype)
+                                    * learning_rate)
         if self.bias_correction:
             return super().update_step(gradient, variable, learning_rate)
         index = self._get_variable_index(variable)
@@ -57,7 +83,8 @@ class AdamW(_PreReducedGradients, keras.optimizers.AdamW):
         return None
 
     def get_config(self):
-        return {**super().get_config(), "bias_correction": self.bias_correction}
+        return {**super().get_config(), "bias_correction": self.bias_correction,
+                "lr_multipliers": self.lr_multipliers}
 
 
 @keras.saving.register_keras_serializable(package="electra_ko")
@@ -88,23 +115,37 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
                     num_warmup_steps=self.num_warmup_steps, power=self.power)
 
 
-def learning_rate_schedule(cfg):
-    """The schedule described by a pretraining config."""
-    return WarmupPolynomialDecay(cfg.learning_rate, cfg.num_train_steps, cfg.num_warmup_steps,
-                                 cfg.lr_decay_power)
+def learning_rate_schedule(cfg, num_train_steps=None, num_warmup_steps=None):
+    """The schedule a config describes (the arguments override its step counts)."""
+    values = cfg.to_dict()
+    return WarmupPolynomialDecay(
+        cfg.learning_rate, num_train_steps or values["num_train_steps"],
+        values["num_warmup_steps"] if num_warmup_steps is None else num_warmup_steps,
+        values.get("lr_decay_power", 1.0))
 
 
-def create_optimizer(cfg, precision_policy="float32"):
-    """AdamW (bias correction per `cfg.adam_bias_correction`) or LAMB per `cfg.optimizer`,
-    wrapped for loss scaling under float16.
+def create_optimizer(cfg, precision_policy="float32", num_train_steps=None, num_warmup_steps=None,
+                     lr_multipliers=None):
+    """The optimizer either stage's config describes, wrapped for loss scaling under float16:
+    AdamW or LAMB (`optimizer`), the schedule of `learning_rate`, `num_train_steps`,
+    `num_warmup_steps` and `lr_decay_power` (the arguments override the steps), AdamW's
+    `adam_bias_correction` and `lr_multipliers` (layer-wise decay). Keys a config does not
+    have (fine-tuning's) take the Keras defaults: bias-corrected AdamW, betas 0.9 and 0.999,
+    linear decay.
 
-    Not yet built: call `build_optimizer` under the strategy scope before tracing a step.
+    Make it under the strategy scope; `build_optimizer` before tracing a step.
     """
-    options = {"adamw": (AdamW, {"bias_correction": cfg.adam_bias_correction}), "lamb": (Lamb, {})}
-    kind, extra = options[cfg.optimizer]
-    optimizer = kind(
-        learning_rate=learning_rate_schedule(cfg), weight_decay=cfg.weight_decay_rate,
-        beta_1=cfg.adam_beta1, beta_2=cfg.adam_beta2, epsilon=cfg.adam_epsilon, **extra)
+    values = cfg.to_dict()
+    schedule = learning_rate_schedule(cfg, num_train_steps, num_warmup_steps)
+    kind = values.get("optimizer", "adamw")
+    if kind == "lamb" and lr_multipliers is not None:
+        raise ValueError("layer-wise learning rates need optimizer adamw")
+    extra = ({"bias_correction": values.get("adam_bias_correction", True),
+              "lr_multipliers": lr_multipliers} if kind == "adamw" else {})
+    optimizer = {"adamw": AdamW, "lamb": Lamb}[kind](
+        learning_rate=schedule, weight_decay=cfg.weight_decay_rate,
+        beta_1=values.get("adam_beta1", 0.9), beta_2=values.get("adam_beta2", 0.999),
+        epsilon=cfg.adam_epsilon, **extra)
     optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_PATTERNS))
     if precision_policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

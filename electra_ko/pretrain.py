@@ -54,7 +54,7 @@ from electra_ko import optimization, randomness, storage, warm_start
 from electra_ko import tpu as tpu_lib
 from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
-from electra_ko.training import (EXIT_PREEMPTED, Trainer, TrainingError,
+from electra_ko.training import (EXIT_PREEMPTED, LoopSettings, Trainer, TrainingError, is_chief,
                                  create_strategy)
 from electra_ko import vocab as vocab_lib
 
@@ -232,7 +232,10 @@ def build_trainer(cfg, strategy, model, precision, special_ids, make_dataset, co
     checkpointing in cfg.model_dir; the `masking.ObjectiveConfig`). `continuation`: the
     whole-word-masking table, if any."""
     objective = masking.ObjectiveConfig.from_config(cfg, special_ids, continuation)
-    trainer = Trainer(strategy, cfg, masking.electra_task(cfg, model, objective), make_dataset,
+    with strategy.scope():
+        optimizer = optimization.create_optimizer(cfg, precision)
+    trainer = Trainer(strategy, LoopSettings.from_config(cfg),
+                      masking.electra_task(cfg, model, objective), optimizer, make_dataset,
                       cfg.model_dir, precision, data_error=data_error)
     return trainer, objective
 
@@ -274,7 +277,8 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         if lock:  # the chief, unless on a multi-host TPU: alone in the model_dir
             model_dir_lib.remove_temporaries(cfg.model_dir)
         model_dir_lib.check_resumable(cfg, tokenizer, manifest)
-        model_dir_lib.write_config(cfg, cfg.model_dir, tokenizer, manifest)
+        if is_chief(strategy):  # another worker would race the chief's clean-up
+            model_dir_lib.write_config(cfg, cfg.model_dir, tokenizer, manifest)
         train_files, eval_files = split_eval_shards(files, eval_dir, cfg.do_eval)
         if cfg.do_eval:
             evaluation = held_out_data(cfg, tokenizer, eval_dir, eval_files, compression, manifest)

@@ -160,3 +160,11 @@ def step_seed(base_seed: int, step) -> tf.Tensor:
     own numbers, see `randomness.random_bits`), and reproducible on resume."""
     seed = tf.constant([base_seed, 0], tf.int64)
     return tf.random.experimental.stateless_fold_in(seed, tf.cast(step, tf.int64), alg=RNG_ALG)
+
+
+def replica_step_seed(base_seed: int, step) -> tf.Tensor:
+    """Fine-tuning's seed of one step: its own on each replica (the classifier's dropout
+    draws by position within the replica's batch)."""
+    seed = tf.stack([tf.constant(base_seed, tf.int64), tf.cast(step, tf.int64)])
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return tf.random.experimental.stateless_fold_in(seed, replica)

@@ -147,7 +147,28 @@ class DeviceSums:
         return {name: variable.read_value().numpy() for name, variable in self.variables.items()}
 
 
-# ----------------------------------------------------------------------------- trainer
+# ----------------------------------------------------------------------------- the step
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+    """What the training loop reads from a stage's config (both stages have these keys)."""
+    seed: int
+    train_batch_size: int
+    clip_norm: float
+    jit_compile: bool
+    iterations_per_loop: int
+    num_train_steps: int = 0
+    save_checkpoints_steps: int = 0
+    keep_checkpoint_max: int = 5
+    stop_check_secs: float = 10.0
+    eval_batch_size: int = 0
+
+    @classmethod
+    def from_config(cls, cfg, **changes):
+        known = cfg.to_dict()
+        values = {f.name: known[f.name] for f in dataclasses.fields(cls) if f.name in known}
+        return cls(**dict(values, **changes))
+
 
 @dataclasses.dataclass
 class Task:
@@ -157,88 +178,103 @@ class Task:
     so that the replicas' losses add up to it; dict of per-replica tensors to sum over
     replicas and steps, shaped as `sum_shapes` says). summarize(sums) -> dict of
     host-side metrics from those sums. after_loop(step, metrics), if given, sees each
-    training loop's metrics (health checks).
+    training loop's metrics (health checks). step_seed(base seed, global step) -> the
+    [2] seed a replica's step gets (default: the same on every replica).
+    `loss_syncs_replicas`: loss_fn all-reduces (ELECTRA's global token counts), so with
+    several replicas it cannot run as a function of its own, compiled or not.
     """
     model: tf.Module
     loss_fn: Callable
-    summarize: Callable
-    sum_shapes: Dict[str, tuple]
+    summarize: Callable = lambda sums: {}
+    sum_shapes: Dict[str, tuple] = dataclasses.field(default_factory=dict)
     after_loop: Optional[Callable] = None
+    step_seed: Callable = randomness.step_seed
+    loss_syncs_replicas: bool = True
 
-
-CHECKPOINT_NAME = "ckpt"  # a model_dir's checkpoints are ckpt-<global step>
 
 # Sums the trainer adds itself, next to the task's.
 _TRAINER_SUMS = {"loss": (), "steps": (), "grad_norm": (), "nonfinite": ()}
 
 
-class Trainer:
-    """Runs `iterations_per_loop` steps per `tf.function` call and owns the checkpoint."""
+class TrainStep:
+    """The compiled training step every stage shares, and its on-device loop.
 
-    def __init__(self, strategy, cfg, task, make_dataset, model_dir, precision="float32",
-                 data_error=lambda error: error):
-        """`make_dataset(step)` gives the distributed training input from global step
-        `step` on (a pure function of it, so a checkpoint needs no iterator state);
-        `data_error` turns a `DataLossError` into the exception to raise (naming the shard).
-        """
-        self.strategy, self.cfg, self.task = strategy, cfg, task
-        self.model_dir, self.data_error = model_dir, data_error
-        self.make_dataset, self.iterator = make_dataset, None
-        self.chief = is_chief(strategy)
+    Each replica computes the task's loss and gradients; the gradients are summed over
+    replicas and clipped by their global norm (`optimization.reduce_and_clip`), then the
+    optimizer applies them. Loss, gradient norm and the task's sums are summed on the
+    device (`sums`). With one replica off TPU, loss-gradients-clip is one XLA cluster
+    (`jit_compile`) and the update a second: compiled together, a tiny step took 21
+    instead of 1.1 CPU-s on CPU. With several replicas only each replica's loss and
+    gradients are compiled (the all-reduce stays outside), when the task's loss does not
+    sync the replicas itself; a TPU compiles it all itself.
+
+    `run_steps(iterator, n)` runs n steps in one device call when batches have a static
+    shape (`static_shapes`, always on TPU), else one call per batch, traced once per
+    batch width (fine-tuning's length buckets).
+    """
+
+    def __init__(self, strategy, settings: LoopSettings, task: Task, optimizer,
+                 precision="float32", static_shapes=True):
+        self.strategy, self.settings, self.task, self.optimizer = strategy, settings, task, optimizer
+        self.static_shapes = static_shapes or is_tpu(strategy)
         with strategy.scope():
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            self.optimizer = optimization.create_optimizer(cfg, precision)
-            optimization.build_optimizer(self.optimizer, task.model.trainable_variables)
+            optimization.build_optimizer(optimizer, task.model.trainable_variables)
             self.sums = DeviceSums(dict(task.sum_shapes, **_TRAINER_SUMS))
-        self.checkpoint = tf.train.Checkpoint(model=task.model, optimizer=self.optimizer,
-                                              global_step=self.global_step)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoint_max,
-            step_counter=self.global_step, checkpoint_name=CHECKPOINT_NAME)
-        # On CPU/GPU with a single replica, the forward/backward pass with clipping is one
-        # XLA cluster and the optimizer update a second: compiled together, a tiny step
-        # took 21 instead of 1.1 CPU-s on CPU (see `compiled`).
-        self._grad_fn = compiled(self._loss_and_grads, strategy, cfg.jit_compile)
-        self._apply_fn = compiled(self._apply_gradients, strategy, cfg.jit_compile)
-        self._loop_fn = tf.function(self._train_loop)
-        self.stop_requested = False
-        self._traced, self._seconds_per_step = False, None
         self._loss_scaled = precision == "mixed_float16"
+        self.compile_functions()
+
+    def compile_functions(self):
+        """(Re)create the step's functions: after replacing `task`, the next call traces anew."""
+        jit = self.settings.jit_compile and not is_tpu(self.strategy)
+        if self.strategy.num_replicas_in_sync == 1 and not is_tpu(self.strategy):
+            self._grad_fn = tf.function(self._clipped_loss_and_grads, jit_compile=jit)
+            self._apply_fn = tf.function(self._apply_gradients, jit_compile=jit)
+        else:
+            replica_grads = (self._loss_and_grads
+                             if is_tpu(self.strategy) or self.task.loss_syncs_replicas
+                             else tf.function(self._loss_and_grads, jit_compile=jit))
+            self._grad_fn = lambda features, seed: self._reduce_and_clip(*replica_grads(features, seed))
+            self._apply_fn = self._apply_gradients
+        self._loop_fn = tf.function(self._train_loop)
+        self._step_fn = tf.function(self._distributed_step)
 
     # --- device side
 
     def _loss_and_grads(self, features, seed):
-        """-> (loss, sums, gradients summed over replicas and clipped, their true norm)."""
+        """-> (loss, sums, this replica's gradients)."""
         variables = self.task.model.trainable_variables
         with tf.GradientTape() as tape:
             loss, sums = self.task.loss_fn(features, seed, True)
             scaled = self.optimizer.scale_loss(tf.cast(loss, tf.float32))
-        grads = tape.gradient(scaled, variables)
-        scale = optimization.loss_scale(self.optimizer)
-        grads, norm = optimization.reduce_and_clip(grads, self.cfg.clip_norm, scale)
+        return loss, sums, tape.gradient(scaled, variables)
+
+    def _reduce_and_clip(self, loss, sums, grads):
+        """-> (loss, sums, gradients summed over replicas and clipped, their true norm)."""
+        grads, norm = optimization.reduce_and_clip(grads, self.settings.clip_norm,
+                                                   optimization.loss_scale(self.optimizer))
         return loss, sums, grads, norm
+
+    def _clipped_loss_and_grads(self, features, seed):
+        return self._reduce_and_clip(*self._loss_and_grads(features, seed))
 
     def _apply_gradients(self, grads):
         self.optimizer.apply(grads, self.task.model.trainable_variables)
 
-    def _static_batch(self, features, global_batch):
-        """Per-replica batches with a static shape (multi-worker input leaves it open)."""
+    def static_batch(self, features, global_batch):
+        """Per-replica batches with a static batch size (multi-worker input leaves it open)."""
         per_replica = global_batch // self.strategy.num_replicas_in_sync
         return {k: tf.ensure_shape(v, [per_replica] + v.shape[1:]) for k, v in features.items()}
 
-    def _update(self, features, seed):
-        """Forward, backward, clipping and optimizer update -> (loss, sums, gradient norm)."""
+    def _train_step(self, features, step):
+        features = self.static_batch(features, self.settings.train_batch_size)
+        seed = self.task.step_seed(self.settings.seed, step)
         loss, sums, grads, norm = self._grad_fn(features, seed)
         self._apply_fn(grads)
-        return loss, sums, norm
+        self.add_sums(loss, sums, norm)
 
-    def _train_step(self, features, step):
-        features = self._static_batch(features, self.cfg.train_batch_size)
-        loss, sums, norm = self._update(features, randomness.step_seed(self.cfg.seed, step))
-        self._add_sums(loss, sums, norm)
-
-    def _add_sums(self, loss, sums, grad_norm):
+    def add_sums(self, loss, sums, grad_norm):
         """Replica-sums of `loss` and `steps` are per-step global values; of the rest, counts."""
         share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
         finite = tf.math.is_finite(tf.cast(loss, tf.float32))
@@ -247,20 +283,69 @@ class Trainer:
         self.sums.add(dict(sums, loss=loss, steps=share, grad_norm=grad_norm * share,
                            nonfinite=1.0 - tf.cast(finite, tf.float32)))
 
+    def _distributed_step(self, features):
+        self.strategy.run(self._train_step, args=(features, self.global_step.read_value()))
+        self.global_step.assign_add(1)
+
+    def _train_loop(self, iterator, num_steps):
+        for _ in tf.range(num_steps):
+            self._distributed_step(next(iterator))
+
+    def run_steps(self, iterator, num_steps):
+        """Run `num_steps` training steps on batches from `iterator` (a distributed one)."""
+        if self.static_shapes:
+            self._loop_fn(iterator, tf.constant(num_steps, tf.int32))
+        else:
+            for _ in range(num_steps):
+                self._step_fn(next(iterator))
+
+    def trace_counts(self):
+        """How often each step function was traced so far: more than 1 means retracing."""
+        functions = {"loop": self._loop_fn, "loss_and_grads": self._grad_fn,
+                     "apply_gradients": self._apply_fn}
+        return {name: fn.experimental_get_tracing_count() for name, fn in functions.items()
+                if hasattr(fn, "experimental_get_tracing_count")}
+
+
+# ----------------------------------------------------------------------------- trainer
+
+class Trainer:
+    """Pretraining's loop around a `TrainStep`: `iterations_per_loop` steps per progress
+    line and summaries, numbered checkpoints, stop requests, evaluation."""
+
+    def __init__(self, strategy, settings: LoopSettings, task, optimizer, make_dataset, model_dir,
+                 precision="float32", data_error=lambda error: error):
+        """`make_dataset(step)` gives the distributed training input from global step
+        `step` on (a pure function of it, so a checkpoint needs no iterator state);
+        `data_error` turns a `DataLossError` into the exception to raise (naming the shard).
+        """
+        self.strategy, self.settings = strategy, settings
+        self.model_dir, self.data_error = model_dir, data_error
+        self.make_dataset, self.iterator = make_dataset, None
+        self.chief = is_chief(strategy)
+        self.step = TrainStep(strategy, settings, task, optimizer, precision)
+        self.optimizer = optimizer
+        self.global_step, self.sums = self.step.global_step, self.step.sums
+        self.checkpoint = tf.train.Checkpoint(model=task.model, optimizer=optimizer,
+                                              global_step=self.global_step)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._checkpoint_dir(), max_to_keep=settings.keep_checkpoint_max,
+            step_counter=self.global_step, checkpoint_name=CHECKPOINT_NAME)
+        self.stop_requested = False
+        self._traced, self._seconds_per_step = False, None
+
+    @property
+    def task(self):
+        return self.step.task
+
     def _eval_step(self, features):
-        features = self._static_batch(features, self.cfg.eval_batch_size)
+        features = self.step.static_batch(features, self.settings.eval_batch_size)
         loss, sums = self.task.loss_fn(features, tf.constant([0, 0], tf.int64), False)
-        self._add_sums(loss, sums, tf.constant(0.0))
+        self.step.add_sums(loss, sums, tf.constant(0.0))
 
     def _eval_loop(self, dataset):
         for features in dataset:
             self.strategy.run(self._eval_step, args=(features,))
-
-    def _train_loop(self, iterator, num_steps):
-        for _ in tf.range(num_steps):
-            features = next(iterator)
-            self.strategy.run(self._train_step, args=(features, self.global_step.read_value()))
-            self.global_step.assign_add(1)
 
     # --- host side
 
@@ -295,15 +380,15 @@ class Trainer:
     def train(self, num_train_steps=None, stop_at=None):
         """Train up to `num_train_steps` (or stop early at `stop_at`, or at a stop
         request); returns the step."""
-        total = num_train_steps or self.cfg.num_train_steps
+        total = num_train_steps or self.settings.num_train_steps
         end = min(total, stop_at) if stop_at else total
         step = int(self.global_step.numpy())
         writer = self._summary_writer("train")
         started, start_step = time.time(), step
         print(f"training from step {step} to {end}", flush=True)
         while step < end and not self.stop_requested:
-            next_save = (step // self.cfg.save_checkpoints_steps + 1) * self.cfg.save_checkpoints_steps
-            n = min(self.cfg.iterations_per_loop, end - step, next_save - step)
+            next_save = (step // self.settings.save_checkpoints_steps + 1) * self.settings.save_checkpoints_steps
+            n = min(self.settings.iterations_per_loop, end - step, next_save - step)
             self.sums.reset()
             loop_start, loop_first_step = time.time(), step
             step = self._run_checking_for_stop(n)
@@ -314,7 +399,7 @@ class Trainer:
             write_summaries(writer, metrics, step)
             if self.task.after_loop:
                 self.task.after_loop(step, metrics)
-            if step % self.cfg.save_checkpoints_steps == 0 or step == end or self.stop_requested:
+            if step % self.settings.save_checkpoints_steps == 0 or step == end or self.stop_requested:
                 self.save()
         return step
 
@@ -339,7 +424,7 @@ class Trainer:
         while the speed is unknown: the first call traces and compiles)."""
         if self._seconds_per_step is None:
             return 1
-        fit = int(self.cfg.stop_check_secs / max(self._seconds_per_step, 1e-9))
+        fit = int(self.settings.stop_check_secs / max(self._seconds_per_step, 1e-9))
         return max(1, min(remaining, fit))
 
     def run_steps(self, num_steps):
@@ -348,17 +433,13 @@ class Trainer:
         try:
             if self.iterator is None:
                 self.iterator = iter(self.make_dataset(int(self.global_step.numpy())))
-            self._loop_fn(self.iterator, tf.constant(num_steps, tf.int32))
+            self.step.run_steps(self.iterator, num_steps)
         except tf.errors.DataLossError as e:
             raise self.data_error(e) from None
         return int(self.global_step.numpy())
 
     def trace_counts(self):
-        """How often each step function was traced so far: more than 1 means retracing."""
-        functions = {"loop": self._loop_fn, "loss_and_grads": self._grad_fn,
-                     "apply_gradients": self._apply_fn}
-        return {name: fn.experimental_get_tracing_count() for name, fn in functions.items()
-                if hasattr(fn, "experimental_get_tracing_count")}
+        return self.step.trace_counts()
 
     def _loop_metrics(self, step, n, seconds):
         sums = self.sums.read()
@@ -370,7 +451,7 @@ class Trainer:
                 "Lower learning_rate, check the data or use mixed_precision=float32.")
         metrics = self._summarize(sums)
         metrics["lr"] = float(self.optimizer.learning_rate.numpy())
-        metrics["seq_per_s"] = n * self.cfg.train_batch_size / seconds
+        metrics["seq_per_s"] = n * self.settings.train_batch_size / seconds
         return metrics
 
     def _summarize(self, sums):

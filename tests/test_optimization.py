@@ -167,3 +167,19 @@ def test_float16_policy_wraps_optimizer_for_loss_scaling():
     ("mixed_bfloat16", "CPU", "mixed_bfloat16")])
 def test_precision_policy(requested, device, expected):
     assert optimization.precision_policy(requested, device) == expected
+
+
+def test_layerwise_adamw_scales_update_and_weight_decay():
+    a, b = keras.Variable([1.0, 2.0], name="a"), keras.Variable([1.0, 2.0], name="b")
+    optimizer = optimization.AdamW(lr_multipliers={a.path: 1.0, b.path: 0.25},
+                                   learning_rate=0.1, weight_decay=0.5, epsilon=1e-6)
+    optimizer.build([a, b])
+    grad = tf.constant([0.5, -2.0])
+    optimizer.apply([grad, grad], [a, b])
+    for variable, lr in ((a, 0.1), (b, 0.025)):
+        # Keras' bias-corrected first Adam step is lr * g / (|g| + eps / sqrt(1 - beta_2));
+        # the decoupled decay, applied first, is lr * weight_decay * param
+        decayed = np.array([1.0, 2.0]) * (1 - lr * 0.5)
+        g = np.array([0.5, -2.0])
+        expected = decayed - lr * g / (np.abs(g) + 1e-6 / np.sqrt(1 - 0.999))
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5)

@@ -100,7 +100,10 @@ def _stand_in_trainer(corpus_dir, model_dir, strategy=None, **values):
     def make_dataset(step):
         return data.distributed_dataset(strategy, files, cfg.train_batch_size, SEQ, seed=cfg.seed,
                                         first_step=step)
-    return training.Trainer(strategy, cfg, stand_in_task(model, cfg.train_batch_size), make_dataset,
+    with strategy.scope():
+        optimizer = optimization.create_optimizer(cfg)
+    return training.Trainer(strategy, training.LoopSettings.from_config(cfg),
+                            stand_in_task(model, cfg.train_batch_size), optimizer, make_dataset,
                             cfg.model_dir,
                             data_error=lambda e: data.corrupt_shard_error(files, "", e))
 
@@ -149,7 +152,7 @@ def test_device_calls_fit_the_stop_check_interval(corpus_dir, tmp_path, monkeypa
     monkeypatch.setattr(trainer, "run_steps", lambda n, run=trainer.run_steps: calls.append(n) or run(n))
     assert trainer.train(stop_at=5) == 5
     assert calls == [1] * 5  # one step per call when a step takes longer than the interval
-    trainer.cfg = trainer.cfg.replace(stop_check_secs=1e9)
+    trainer.settings = dataclasses.replace(trainer.settings, stop_check_secs=1e9)
     calls.clear()
     assert trainer.train() == 60
     assert calls == [55]
@@ -190,9 +193,8 @@ def test_nan_loss_stops_with_clear_message_keeping_last_checkpoint(corpus_dir, t
     trainer = _stand_in_trainer(corpus_dir, tmp_path, num_train_steps=8)
     trainer.train(stop_at=4)
     poisoned = stand_in_task(trainer.task.model, 8, poison_after=0)
-    trainer.task = poisoned
-    trainer._grad_fn = tf.function(trainer._loss_and_grads)
-    trainer._loop_fn = tf.function(trainer._train_loop)
+    trainer.step.task = poisoned
+    trainer.step.compile_functions()
     with pytest.raises(training.TrainingError,
                        match=r"NaN or Inf between steps 4 and 6.*last good checkpoint is .*ckpt-4"):
         trainer.train()
@@ -209,9 +211,8 @@ def test_nan_gradients_under_a_finite_loss_stop_before_a_bad_checkpoint(corpus_d
     def nan_gradients(features, seed, training):  # sqrt'(0) = Inf: the loss stays finite
         loss, sums = base(features, seed, training)
         return loss + tf.sqrt(tf.abs(trainer.task.model.out.bias[0]) * 0.0), sums
-    trainer.task = training.Task(trainer.task.model, nan_gradients, lambda sums: {}, {})
-    trainer._grad_fn = tf.function(trainer._loss_and_grads)
-    trainer._loop_fn = tf.function(trainer._train_loop)
+    trainer.step.task = training.Task(trainer.task.model, nan_gradients)
+    trainer.step.compile_functions()
     with pytest.raises(training.TrainingError, match=r"NaN or Inf between steps 4 and 5.*ckpt-4"):
         trainer.train()
     assert trainer.manager.latest_checkpoint.endswith("ckpt-4")
