@@ -564,6 +564,16 @@ def test_original_electra_config_file_loads_and_dry_run_reports_sizes(capsys, co
     assert not (tmp_path / "m").exists()  # a dry run writes nothing
 
 
+def test_dry_run_needs_only_a_config_that_gives_vocab_size(capsys, tmp_path):
+    path = tmp_path / "sized.json"
+    path.write_text(json.dumps({"model_size": "small", "vocab_size": 32000}))
+    code, out, err = _main(capsys, "--config", str(path), "--dry_run")
+    assert code == 0, err
+    expected = pretrain.parameter_counts(modeling.ElectraPretrainer.from_project_config(
+        config.load_config(config.PRETRAIN, str(path))))
+    assert json.loads(out.strip().splitlines()[-1])["parameters"] == expected
+
+
 def test_dry_run_reads_every_shard_and_names_a_corrupt_one(capsys, corpus_dir, tmp_path):
     shards = shutil.copytree(corpus_dir / "shards", tmp_path / "shards")
     args = ("--vocab_file", str(corpus_dir / "vocab.txt"), "--pretrain_tfrecords", str(shards),
