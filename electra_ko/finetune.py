@@ -434,7 +434,7 @@ def results_record(cfg, spec, prepared, init, spread, tokenizer, runs, best, mod
 
 def define_flags(fv=flags.FLAGS):
     """The CLI's flags, on `fv` (the global FLAGS for `python -m`, a fresh set in tests)."""
-    d = dict(flag_values=fv)
+    d, default = dict(flag_values=fv), {key: spec.default for key, spec in config_lib.FINETUNE.items()}
     flags.DEFINE_enum("task", None, list(tasks.TASK_NAMES), "Task to fine-tune on.", **d)
     flags.DEFINE_bool("list_keys", False, "Print every config key with its default and doc.", **d)
     flags.DEFINE_string("data_dir", None, "Directory holding the task's files.", **d)
@@ -455,10 +455,13 @@ def define_flags(fv=flags.FLAGS):
                          "(0 = all).", **d)
     flags.DEFINE_integer("max_eval_examples", 0, "Use the first N eval and test examples "
                          "(0 = all).", **d)
-    flags.DEFINE_float("epochs", None, "num_train_epochs (default 3).", **d)
+    flags.DEFINE_float("epochs", None, f"num_train_epochs (default {default['num_train_epochs']:g}).",
+                       **d)
     flags.DEFINE_float("learning_rate", None, "Peak learning rate (default by model size).", **d)
-    flags.DEFINE_integer("batch_size", None, "train_batch_size (default 32).", **d)
-    flags.DEFINE_integer("max_seq_length", None, "Tokens per example (default 128).", **d)
+    flags.DEFINE_integer("batch_size", None,
+                         f"train_batch_size (default {default['train_batch_size']}).", **d)
+    flags.DEFINE_integer("max_seq_length", None, "Tokens per example (default: the model "
+                         "size's).", **d)
     flags.DEFINE_list("seeds", [], "Comma-separated seeds; several -> mean, std and best.", **d)
     flags.DEFINE_list("train_file", [], "Training file(s) relative to --data_dir, overriding "
                       "the task's default (comma-separated to concatenate).", **d)
