@@ -340,20 +340,6 @@ def remove_tree(path):
             blob.delete(retry=_retry())
 
 
-def download_dir(path, local_dir):
-    """Copy the files directly inside ``path`` (gs:// or local) into ``local_dir``, for
-    libraries that read only local folders; returns ``local_dir``."""
-    os.makedirs(local_dir, exist_ok=True)
-    prefix = path.rstrip("/") + "/"
-    for source in glob(prefix + "*"):
-        name = source[len(prefix):]
-        if "/" in name or (not is_gcs(source) and os.path.isdir(source)):
-            continue  # sub-folders (on gs:// "*" also matches deeper objects)
-        with open_read(source, binary=True) as src, open(os.path.join(local_dir, name), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return local_dir
-
-
 @contextlib.contextmanager
 def staged_output(output_dir, last=(), owned=()):
     """A local folder to write ``output_dir``'s files into, published only when the block
