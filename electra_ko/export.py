@@ -258,16 +258,15 @@ def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None, extra_
     """A directory that `transformers` loads with `<Architecture>.from_pretrained(dir)`
     (local or gs://, each file written atomically; the CLIs pass a `storage.staged_output`
     folder, so that the whole export appears at once)."""
-    from safetensors.numpy import save
+    from safetensors.numpy import save_file
 
     tokenizer = vocab_lib.load_tokenizer(vocab_path)
     if tokenizer.vocab_size != tower.config.vocab_size:
         raise ValueError(f"{vocab_path}: {tokenizer.vocab_size} tokens, but the model has "
                          f"vocab_size {tower.config.vocab_size}")
     storage.makedirs(output_dir)
-    with storage.atomic_writer(storage.join(output_dir, checkpoints.HF_SAFETENSORS),
-                               binary=True) as f:
-        f.write(save(tower.tensors, metadata={"format": "pt"}))
+    with storage.local_output(storage.join(output_dir, checkpoints.HF_SAFETENSORS)) as local:
+        save_file(tower.tensors, local, metadata={"format": "pt"})
     files = {checkpoints.HF_CONFIG: hf_config(tower, tokenizer.special_ids, extra_config)}
     files.update(tokenizer_files(tokenizer, max_seq_length or tower.config.max_position_embeddings))
     for name, content in files.items():

@@ -88,8 +88,8 @@ class ModelDirLock:
     def __enter__(self):
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
         for _ in range(2):
-            if storage.create_exclusive(self.path, storage.json_text(owner, indent=None,
-                                                                     newline=False)):
+            if storage.create_exclusive(self.path, storage.json_text(
+                    owner, indent=None, ensure_ascii=True, newline=False)):
                 self.held = True
                 return self
             if not self._break_if_stale():

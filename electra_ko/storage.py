@@ -8,10 +8,10 @@ retries transient errors with the library's ``DEFAULT_RETRY``.
 
 Every path a user gives (an input or an output, local or ``gs://``) goes through this
 module; so do JSON files (``read_json``, ``write_json``: one reader, one writer). Code
-that hands a path to a library which only handles local files uses ``staged_output``
-(writers) or ``local_copy`` (readers); TensorFlow's own formats (``tf.data`` records,
-checkpoints, summaries, SavedModels) are read and written by TensorFlow, which opens
-gs:// itself.
+that hands a path to a library which only handles local files uses ``staged_output`` (a
+folder) or ``local_output`` (a file) to write, ``local_copy`` to read; TensorFlow's own
+formats (``tf.data`` records, checkpoints, summaries, SavedModels) are read and written by
+TensorFlow, which opens gs:// itself.
 
 Writers are atomic: a file appears under its final name only once it is complete
 (local: temporary file in the same directory + ``os.replace``; gs://: one upload
@@ -292,6 +292,15 @@ def copy(source, destination):
     """Copy one file, either end local or gs:// (written atomically, as every writer here)."""
     with open_read(source, binary=True) as src, atomic_writer(destination, binary=True) as dst:
         shutil.copyfileobj(src, dst)
+
+
+@contextlib.contextmanager
+def local_output(path):
+    """A local file name for a library that writes only local files (safetensors'
+    ``save_file``): what it writes there appears as ``path`` (local or gs://) when the block
+    ends without error, atomically, as ``atomic_writer``'s output does."""
+    with atomic_writer(path, binary=True) as f:
+        yield f.name
 
 
 @contextlib.contextmanager

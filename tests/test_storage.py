@@ -139,6 +139,18 @@ def test_isdir_size_copy_and_local_copy(root, tmp_path):
         with open(local, "rb") as f:
             assert f.read() == payload
     assert os.path.exists(local) == (not storage.is_gcs(root))  # a temporary copy is gone
+    with pytest.raises(RuntimeError):
+        with storage.local_output(storage.join(root, "out.bin")) as local:
+            with open(local, "wb") as f:
+                f.write(payload)
+            raise RuntimeError("the library failed")
+    assert not storage.exists(storage.join(root, "out.bin"))
+    with storage.local_output(storage.join(root, "out.bin")) as local:
+        assert not storage.is_gcs(local)
+        with open(local, "wb") as f:
+            f.write(payload)
+    assert storage.read_bytes(storage.join(root, "out.bin")) == payload
+    assert not os.path.exists(local)
 
 
 def assert_nothing_named_gs(*roots):
