@@ -61,7 +61,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
-from electra_ko import config, vocab
+from electra_ko import config, shards, storage, vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/tiny.json"
@@ -102,11 +102,8 @@ def run_cli(command):
 
 
 def shards_complete(shards_dir):
-    manifest = os.path.join(shards_dir, "manifest.json")
-    if not os.path.exists(manifest):
-        return False
-    with open(manifest, encoding="utf-8") as f:
-        return bool(json.load(f).get("complete"))
+    manifest = storage.join(shards_dir, shards.MANIFEST)
+    return storage.exists(manifest) and bool(storage.read_json(manifest).get("complete"))
 
 
 def prepare_data(work_dir, seed):

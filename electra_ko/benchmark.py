@@ -9,7 +9,6 @@ The table shows the test metric when the test file has labels, else the eval met
 (KorSTS: Spearman; hate speech: accuracy and macro-F1), as mean ± std over `--seeds`
 when several are given. `benchmark.md` and `benchmark.json` go to `--output_dir`.
 """
-import json
 import os
 import sys
 
@@ -73,8 +72,7 @@ def run_benchmark(task_names, data_root, init_checkpoints, output_dir, vocab=Non
     for checkpoint in init_checkpoints or [RANDOM]:
         name = model_name(checkpoint)
         init = None if checkpoint == RANDOM else checkpoint
-        model_vocab = vocab or (init if init and (storage.is_gcs(init) or os.path.isdir(init))
-                                else None)
+        model_vocab = vocab or (init if init and storage.isdir(init) else None)
         rows[name] = {}
         for task in task_names:
             spec = tasks.get_task(task)
@@ -92,8 +90,7 @@ def run_benchmark(task_names, data_root, init_checkpoints, output_dir, vocab=Non
                                         flag_values.get("max_eval_examples"), init)
             rows[name][task] = reported(results)
     storage.makedirs(output_dir)
-    storage.write_text(storage.join(output_dir, JSON_FILE),
-                       json.dumps(rows, ensure_ascii=False, indent=2))
+    storage.write_json(storage.join(output_dir, JSON_FILE), rows, newline=False)
     storage.write_text(storage.join(output_dir, TABLE_FILE), format_table(rows, task_names))
     return rows
 

@@ -17,7 +17,6 @@ shards. ``manifest.json`` is written last, when all shards exist.
 """
 import dataclasses
 import io
-import json
 import multiprocessing
 import os
 import queue
@@ -29,12 +28,10 @@ import time
 import tqdm
 from absl import flags
 
-from electra_ko import storage, tfrecord, vocab
+from electra_ko import shards, storage, tfrecord, vocab
 from electra_ko.packing import ExamplePacker, examples_to_features
+from electra_ko.shards import MANIFEST, PARTIAL_MANIFEST, SHARD_PATTERN, SHARD_PREFIX
 
-SHARD_PREFIX = "pretrain_data.tfrecord"
-MANIFEST = "manifest.json"
-PARTIAL_MANIFEST = "manifest.partial.json"
 READ_BLOCK_BYTES = 4 << 20  # text tokenised per encode_batch call
 MAX_REPORTED_BAD_LINES = 10
 # Settings that decide the shards' contents: an existing output must match them all.
@@ -204,11 +201,6 @@ def _line_number_at(path, offset):
 # --------------------------------------------------------------------------- one shard
 
 
-def shard_name(index, num_shards, compression):
-    suffix = ".gz" if compression == tfrecord.GZIP else ""
-    return f"{SHARD_PREFIX}-{index:05d}-of-{num_shards:05d}{suffix}"
-
-
 def shard_rng(seed, index):
     """The shard's own RNG: its draws do not depend on which worker builds it or when."""
     return random.Random(f"electra_ko.build_data/{seed}/{index}")
@@ -217,8 +209,7 @@ def shard_rng(seed, index):
 def build_shard(job, index, ranges, tokenizer, report_progress):
     """Tokenise, pack and write one shard; returns its manifest entry."""
     packer = ExamplePacker(job["max_seq_length"], shard_rng(job["seed"], index))
-    stats = {"file": shard_name(index, job["num_shards"], job["compression"]),
-             "examples": 0, "tokens": 0, "documents": 0, "lines": 0, "skipped_lines": 0}
+    stats = shards.shard_entry(shards.shard_name(index, job["num_shards"], job["compression"]))
     skipped = []
     path = storage.join(job["output_dir"], stats["file"])
     with storage.atomic_writer(path, binary=True) as out, \
@@ -249,7 +240,7 @@ def _write_examples(writer, examples, packer, job, tokenizer, stats):
                                     tokenizer.special_ids)
     writer.write_examples(features)
     stats["examples"] += len(examples)
-    stats["tokens"] += int(features["input_mask"].sum())
+    stats["tokens"] += int(features[shards.INPUT_MASK].sum())
 
 
 # --------------------------------------------------------------------------- workers
@@ -305,7 +296,7 @@ def check_existing_output(output_dir, settings, overwrite):
     Refuses an output dir built with other settings, or holding shards of unknown
     origin, unless ``overwrite`` (which deletes them).
     """
-    shard_files = storage.glob(storage.join(output_dir, SHARD_PREFIX + "-*"))
+    shard_files = storage.glob(storage.join(output_dir, SHARD_PATTERN))
     manifests = [storage.join(output_dir, name) for name in (MANIFEST, PARTIAL_MANIFEST)]
     manifests = [path for path in manifests if storage.exists(path)]
     if overwrite:
@@ -317,7 +308,7 @@ def check_existing_output(output_dir, settings, overwrite):
             raise BuildError(f"{output_dir} holds {len(shard_files)} {SHARD_PREFIX} shards but "
                              f"no {MANIFEST}: cannot tell how they were built; {REPLACE_HINT}")
         return {}
-    previous = json.loads(storage.read_text(manifests[0]))
+    previous = storage.read_json(manifests[0], BuildError)
     differences = [f"{key}: {previous.get(key)!r} there, {settings[key]!r} now"
                    for key in SETTING_KEYS if previous.get(key) != settings[key]]
     if differences:
@@ -329,15 +320,10 @@ def check_existing_output(output_dir, settings, overwrite):
 
 
 def write_manifest(output_dir, settings, done, command, complete):
-    shards = [done.get(index) for index in range(settings["num_shards"])]
-    finished = [entry for entry in shards if entry]
-    manifest = dict(settings, command=command, complete=complete, shards=shards,
-                    examples=sum(e["examples"] for e in finished),
-                    tokens=sum(e["tokens"] for e in finished),
-                    skipped_lines=sum(e["skipped_lines"] for e in finished))
+    manifest = shards.make_manifest(settings, [done.get(index) for index in
+                                               range(settings["num_shards"])], command, complete)
     name = MANIFEST if complete else PARTIAL_MANIFEST
-    storage.write_text(storage.join(output_dir, name),
-                       json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    storage.write_json(storage.join(output_dir, name), manifest, indent=1)
     return manifest
 
 
@@ -348,7 +334,7 @@ def build(settings: BuildSettings, command: str, tokenizer=None):
     args = settings
     storage.check_writable(args.output_dir)
     storage.remove_stale_temporaries(args.output_dir, [storage.writer_temporaries(name) for name
-                                                       in (SHARD_PREFIX + "-*", MANIFEST,
+                                                       in (SHARD_PATTERN, MANIFEST,
                                                            PARTIAL_MANIFEST)])
     if args.num_shards < 1 or args.num_workers < 1:
         raise BuildError("--num_shards and --num_workers must be at least 1")
@@ -358,7 +344,7 @@ def build(settings: BuildSettings, command: str, tokenizer=None):
     files = corpus_files(args.corpus)
     plans = plan_nonempty_shards(files, args.num_shards)
     num_shards = len(plans)  # fewer when the corpus has fewer documents
-    compression = tfrecord.GZIP if args.gzip else ""
+    compression = shards.GZIP if args.gzip else ""
     settings = {"max_seq_length": args.max_seq_length, "seed": args.seed,
                 "vocab_sha256": tokenizer.vocab_sha256, "vocab_size": tokenizer.vocab_size,
                 "num_shards": num_shards, "compression": compression,
@@ -370,7 +356,7 @@ def build(settings: BuildSettings, command: str, tokenizer=None):
     if not pending and storage.exists(manifest_path):
         print(f"build_data: all {num_shards} shards in {args.output_dir} are already complete",
               file=sys.stderr)
-        return json.loads(storage.read_text(manifest_path))
+        return storage.read_json(manifest_path, BuildError)
     job = {"max_seq_length": args.max_seq_length, "seed": args.seed, "num_shards": num_shards,
            "compression": compression, "output_dir": args.output_dir, "vocab": args.vocab}
     if done:
@@ -382,7 +368,7 @@ def build(settings: BuildSettings, command: str, tokenizer=None):
     write_manifest(args.output_dir, settings, done, command, complete=False)
     with _ProgressBar(total_bytes) as bar:
         def on_done(entry):
-            done[_shard_index(entry["file"])] = entry
+            done[shards.shard_index(entry["file"])] = entry
             write_manifest(args.output_dir, settings, done, command, complete=False)
         run_shards(job, plans, pending, tokenizer, args.num_workers, bar.update, on_done)
     if sum(entry["examples"] for entry in done.values()) == 0:
@@ -393,10 +379,6 @@ def build(settings: BuildSettings, command: str, tokenizer=None):
         storage.remove(partial_path)
     _report_skipped(manifest)
     return manifest
-
-
-def _shard_index(name):
-    return int(name[len(SHARD_PREFIX) + 1:].split("-of-")[0])
 
 
 def _report_skipped(manifest):

@@ -7,14 +7,12 @@ Hugging Face `transformers` parameter names in PyTorch layout (Linear weights ar
 Keras side (our model's weights <-> these names) lives in `electra_ko.export`.
 """
 import dataclasses
-import json
-import os
 import re
 from typing import Optional
 
 import numpy as np
 
-from electra_ko import modeling
+from electra_ko import modeling, storage
 
 # --------------------------------------------------------------------------- name tables
 
@@ -160,7 +158,7 @@ def read_tf1_towers(path, num_attention_heads, **encoder_keys):
     """
     import tensorflow as tf
 
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    prefix = tf.train.latest_checkpoint(path) if storage.isdir(path) else path
     if not prefix:
         raise CheckpointError(f"{path}: directory without a TF `checkpoint` file")
     towers = []
@@ -198,10 +196,11 @@ def _from_tf1(tf1_name, value):
 
 
 def read_hf_dir(path):
-    """(config dict, HF-named arrays with the `electra.` prefix) of a transformers directory."""
-    config = _read_json(os.path.join(path, HF_CONFIG))
+    """(config dict, HF-named arrays with the `electra.` prefix) of a transformers directory,
+    local or gs://."""
+    config = _read_json(storage.join(path, HF_CONFIG))
     if config.get("model_type") != "electra":
-        raise CheckpointError(f"{os.path.join(path, HF_CONFIG)}: model_type is "
+        raise CheckpointError(f"{storage.join(path, HF_CONFIG)}: model_type is "
                               f"{config.get('model_type')!r}, expected 'electra'")
     return config, _with_encoder_prefix(_read_hf_tensors(path))
 
@@ -214,7 +213,7 @@ def read_hf_tower(path):
     if kind == CLASSIFIER and config.get("problem_type") != "regression":
         id2label = config.get("id2label") or {}
         labels = tuple(id2label[key] for key in sorted(id2label, key=int))
-    return Tower(kind, encoder_config_from_hf(config, os.path.join(path, HF_CONFIG)), tensors,
+    return Tower(kind, encoder_config_from_hf(config, storage.join(path, HF_CONFIG)), tensors,
                  labels, masked_lm=bool(config.get(MASKED_LM_KEY)))
 
 
@@ -240,15 +239,15 @@ def hf_tower_kind(tensors):
 
 
 def _read_hf_tensors(path):
-    safetensors_file = os.path.join(path, HF_SAFETENSORS)
-    index_file = os.path.join(path, HF_SAFETENSORS_INDEX)
-    if os.path.exists(safetensors_file):
+    safetensors_file = storage.join(path, HF_SAFETENSORS)
+    index_file = storage.join(path, HF_SAFETENSORS_INDEX)
+    if storage.exists(safetensors_file):
         return _read_safetensors([safetensors_file])
-    if os.path.exists(index_file):
+    if storage.exists(index_file):
         shards = sorted(set(_read_json(index_file).get("weight_map", {}).values()))
-        return _read_safetensors([os.path.join(path, shard) for shard in shards])
-    if os.path.exists(os.path.join(path, HF_PYTORCH)):
-        return _read_pytorch_bin(os.path.join(path, HF_PYTORCH))
+        return _read_safetensors([storage.join(path, shard) for shard in shards])
+    if storage.exists(storage.join(path, HF_PYTORCH)):
+        return _read_pytorch_bin(storage.join(path, HF_PYTORCH))
     raise CheckpointError(f"{path}: no {HF_SAFETENSORS}, {HF_SAFETENSORS_INDEX} or {HF_PYTORCH}")
 
 
@@ -257,10 +256,11 @@ def _read_safetensors(files):
 
     tensors = {}
     for file in files:
-        try:
-            tensors.update(load_file(file))
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"{file}: not a readable safetensors file ({err})") from None
+        with storage.local_copy(file) as local:  # safetensors reads local files only
+            try:
+                tensors.update(load_file(local))
+            except (OSError, ValueError) as err:
+                raise CheckpointError(f"{file}: not a readable safetensors file ({err})") from None
     return {name: value.astype(np.float32) for name, value in tensors.items()}
 
 
@@ -273,11 +273,12 @@ def _read_pytorch_bin(file):
             f"{file} is a PyTorch pickle and PyTorch is not installed. Install torch "
             f"(pip install 'electra_ko[hf]') or convert the folder to {HF_SAFETENSORS} "
             f"first.") from None
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError ...
-        raise CheckpointError(f"{file}: refused or unreadable by torch.load(weights_only=True): "
-                              f"{err}") from None
+    with storage.local_copy(file) as local:
+        try:
+            state = torch.load(local, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError ...
+            raise CheckpointError(f"{file}: refused or unreadable by torch.load("
+                                  f"weights_only=True): {err}") from None
     return {name: value.float().numpy() for name, value in state.items()}
 
 
@@ -290,12 +291,9 @@ def _with_encoder_prefix(tensors):
 
 def _read_json(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return storage.read_json(path, CheckpointError)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
 
 
 # --------------------------------------------------------------------------- sizes

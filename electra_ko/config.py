@@ -337,13 +337,9 @@ def read_json_file(path: str) -> dict:
     """Read a JSON object from a local or gs:// file, with errors naming the file and line."""
     from electra_ko import storage  # local import: storage pulls in GCS only when needed
     try:
-        text = storage.read_text(path)
+        data = storage.read_json(path, ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a JSON object")
     return data

@@ -313,7 +313,7 @@ def expand_inputs(patterns):
             if not matches:
                 raise CorpusError(f"no input file matches {pattern!r}")
             paths.extend(matches)
-        elif os.path.isdir(pattern):
+        elif storage.isdir(pattern):
             raise CorpusError(f"{pattern} is a directory; pass a glob such as '{pattern}/*.txt'")
         elif storage.exists(pattern):
             paths.append(pattern)
@@ -431,8 +431,7 @@ def prepare_corpus(inputs, output, options=CorpusOptions()):
     stats.wall_s = round(time.time() - started, 3)
     report = stats.to_dict()
     report["options"] = dataclasses.asdict(options)
-    with _output_writer(output + ".stats.json") as handle:
-        json.dump(report, handle, ensure_ascii=False, indent=2)
+    storage.write_json(output + ".stats.json", report, newline=False)
     return report
 
 

@@ -1,7 +1,8 @@
 """`tf.data` reader for the pretraining shards written by `electra_ko.build_data`.
 
-Shards (`pretrain_data.tfrecord-*`, optionally gzipped) sit next to `manifest.json`;
-paths may be local or `gs://` (read through `tf.io.gfile`). Before any training the
+Shards (`pretrain_data.tfrecord-*`, optionally gzipped; `electra_ko.shards` defines the
+format) sit next to `manifest.json`; paths may be local or `gs://` (`electra_ko.storage`
+lists, checks and reads the manifest; `tf.data` reads the records). Before any training the
 manifest is checked against the model: a different vocabulary (sha256 or size) or
 sequence length is refused with both values named.
 
@@ -14,17 +15,13 @@ step by index arithmetic (skipping whole shards and blocks) and sees exactly the
 examples an uninterrupted run would, on every strategy, with no iterator state in
 the checkpoint (TPUStrategy's distributed iterator cannot be saved).
 """
-import json
-
 import tensorflow as tf
 import tqdm
 from absl import logging
 
-from electra_ko import tfrecord
+from electra_ko import shards, storage, tfrecord
+from electra_ko.shards import FEATURES, MANIFEST, SHARD_PATTERN, recorded_counts
 
-SHARD_PATTERN = "pretrain_data.tfrecord-*"
-MANIFEST_NAME = "manifest.json"
-FEATURES = ("input_ids", "input_mask", "segment_ids")
 SHUFFLE_BLOCK = 4096  # examples permuted together (a few MB of serialized records)
 READ_BUFFER_BYTES = 16 << 20  # per-shard read-ahead: sequential GCS reads stay fast
 
@@ -35,9 +32,9 @@ class DataError(ValueError):
 
 def shard_files(data_dir):
     """The sorted shard paths in `data_dir`; an error if there are none."""
-    if not tf.io.gfile.isdir(data_dir):
+    if not storage.isdir(data_dir):
         raise DataError(f"pretraining data directory not found: {data_dir}")
-    files = sorted(tf.io.gfile.glob(tf.io.gfile.join(data_dir, SHARD_PATTERN)))
+    files = storage.glob(storage.join(data_dir, SHARD_PATTERN))
     if not files:
         raise DataError(f"no shards named {SHARD_PATTERN} in {data_dir}; "
                         "build them with `python -m electra_ko.build_data`")
@@ -46,16 +43,12 @@ def shard_files(data_dir):
 
 def read_manifest(data_dir):
     """The manifest written beside the shards, as a dict."""
-    path = tf.io.gfile.join(data_dir, MANIFEST_NAME)
-    if not tf.io.gfile.exists(path):
+    path = storage.join(data_dir, MANIFEST)
+    if not storage.exists(path):
         raise DataError(f"{path} not found: shards must come with the manifest "
                         "written by `python -m electra_ko.build_data`")
-    with tf.io.gfile.GFile(path) as f:
-        try:
-            manifest = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    for key in ("vocab_sha256", "vocab_size", "max_seq_length"):
+    manifest = storage.read_json(path, DataError)
+    for key in shards.MODEL_KEYS:
         if key not in manifest:
             raise DataError(f"{path} has no {key!r}")
     return manifest
@@ -74,12 +67,10 @@ def check_manifest(manifest, data_dir, vocab_sha256, vocab_size, max_seq_length)
 
 def compression_of(manifest):
     """The TFRecord compression type ("GZIP" or "") the manifest declares."""
-    value = (manifest.get("compression") or "").upper()
-    if value in ("", "NONE"):
-        return ""
-    if value in ("GZIP", "GZ"):
-        return "GZIP"
-    raise DataError(f"unsupported shard compression {manifest.get('compression')!r}")
+    compression = shards.compression_of(manifest)
+    if compression is None:
+        raise DataError(f"unsupported shard compression {manifest.get('compression')!r}")
+    return compression
 
 
 def parse_examples(serialized, max_seq_length):
@@ -115,13 +106,6 @@ def shard_example_counts(manifest, files, compression=""):
         raise corrupt_shard_error(files, compression, e) from None
 
 
-def recorded_counts(manifest):
-    """``{shard file name: examples}`` from the manifest's `shards` entries (build_data
-    writes them; other manifests may have none)."""
-    return {entry["file"]: int(entry["examples"]) for entry in manifest.get("shards") or []
-            if entry and "file" in entry and "examples" in entry}
-
-
 def _name(path):
     return path.rstrip("/").rsplit("/", 1)[-1]
 
@@ -134,9 +118,9 @@ def verify_shards(files, compression, manifest):
     missing = sorted(set(recorded) - {_name(path) for path in files})
     if missing:
         directory = files[0][:-len(_name(files[0]))]
-        raise DataError(f"pretraining shard {directory}{missing[0]} is missing: {MANIFEST_NAME} "
+        raise DataError(f"pretraining shard {directory}{missing[0]} is missing: {MANIFEST} "
                         "lists it; rebuild the shards with `python -m electra_ko.build_data`")
-    total = sum(tf.io.gfile.stat(path).length for path in files)
+    total = sum(storage.size(path) for path in files)
     records = 0
     with tqdm.tqdm(total=total, unit="B", unit_scale=True, desc="checking shards",
                    mininterval=0.5, disable=None) as bar:
@@ -150,7 +134,7 @@ def verify_shards(files, compression, manifest):
 
 def _scan_shard(path, compression, on_read):
     """(records, uncompressed bytes) of one shard, or a `DataError` at its first bad record."""
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with storage.open_read(path, binary=True) as f:
         try:
             return tfrecord.scan_records(f, compression, on_read)
         except tfrecord.RecordError as e:
@@ -160,8 +144,8 @@ def _scan_shard(path, compression, on_read):
 
 
 def _count_mismatch(path, count, end, expected):
-    listed = (f"{MANIFEST_NAME} lists {expected}" if expected is not None
-              else f"{MANIFEST_NAME} does not list it")
+    listed = (f"{MANIFEST} lists {expected}" if expected is not None
+              else f"{MANIFEST} does not list it")
     return (f"pretraining shard {path} holds {count} records (ending at byte {end}) but "
             f"{listed}: shards and manifest come from different builds; rebuild them with "
             "`python -m electra_ko.build_data`")

@@ -7,11 +7,7 @@ plus a dict of NumPy arrays under Hugging Face `transformers` names in PyTorch l
 `electra_ko.checkpoints` for the name tables). The Hugging Face writer copies a tower to
 disk; the SavedModel writer loads it into the Keras models below.
 """
-import json
-import os
-import shutil
 import sys
-import tempfile
 
 import keras
 import numpy as np
@@ -259,42 +255,35 @@ def fast_tokenizer_json(tokenizer):
 
 
 def write_huggingface(tower, vocab_path, output_dir, max_seq_length=None, extra_config=None):
-    """A directory that `transformers` loads with `<Architecture>.from_pretrained(dir)`."""
+    """A directory that `transformers` loads with `<Architecture>.from_pretrained(dir)`
+    (local or gs://, each file written atomically; the CLIs pass a `storage.staged_output`
+    folder, so that the whole export appears at once)."""
     from safetensors.numpy import save_file
 
     tokenizer = vocab_lib.load_tokenizer(vocab_path)
     if tokenizer.vocab_size != tower.config.vocab_size:
         raise ValueError(f"{vocab_path}: {tokenizer.vocab_size} tokens, but the model has "
                          f"vocab_size {tower.config.vocab_size}")
-    os.makedirs(output_dir, exist_ok=True)
-    save_file(tower.tensors, os.path.join(output_dir, checkpoints.HF_SAFETENSORS),
-              metadata={"format": "pt"})
+    storage.makedirs(output_dir)
+    with storage.local_output(storage.join(output_dir, checkpoints.HF_SAFETENSORS)) as local:
+        save_file(tower.tensors, local, metadata={"format": "pt"})
     files = {checkpoints.HF_CONFIG: hf_config(tower, tokenizer.special_ids, extra_config)}
     files.update(tokenizer_files(tokenizer, max_seq_length or tower.config.max_position_embeddings))
     for name, content in files.items():
-        _write_json(os.path.join(output_dir, name), content)
+        storage.write_json(storage.join(output_dir, name), content)
     copy_vocab_files(vocab_path, output_dir)
-    with open(os.path.join(output_dir, HF_TOKENIZER_JSON), "w", encoding="utf-8") as f:
-        f.write(fast_tokenizer_json(tokenizer))
+    storage.write_text(storage.join(output_dir, HF_TOKENIZER_JSON), fast_tokenizer_json(tokenizer))
     return output_dir
 
 
 def copy_vocab_files(vocab_path, output_dir):
     """vocab.txt byte for byte, with vocab_meta.json (which records its sha256) and spm.model;
-    the vocab may be on gs://."""
+    either end may be on gs://."""
     vocab_dir, _ = vocab_lib.vocab_paths(vocab_path)
     for name in VOCAB_FILES:
         source = storage.join(vocab_dir, name)
         if storage.exists(source):
-            with storage.open_read(source, binary=True) as src, \
-                    open(os.path.join(output_dir, name), "wb") as dst:
-                shutil.copyfileobj(src, dst)
-
-
-def _write_json(path, content):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(content, f, ensure_ascii=False, indent=2)
-        f.write("\n")
+            storage.copy(source, storage.join(output_dir, name))
 
 
 # --------------------------------------------------------------------------- sources
@@ -309,8 +298,8 @@ def read_model_dir(path, step=None):
     `ckpt-<step>`, a fine-tuning `output_dir`, or one exported model."""
     # A pretraining model_dir has its own (training) config.json, so towers in
     # subdirectories take precedence over a config.json at the top.
-    model_dirs = [os.path.join(path, sub) for sub in MODEL_SUBDIRS
-                  if os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))]
+    model_dirs = [storage.join(path, sub) for sub in MODEL_SUBDIRS
+                  if storage.exists(storage.join(path, sub, checkpoints.HF_CONFIG))]
     prefix = (model_dir_lib.find_checkpoint(path, step)
               if step is not None or not model_dirs else None)
     if prefix:
@@ -319,7 +308,7 @@ def read_model_dir(path, step=None):
     if step is not None:
         raise checkpoints.CheckpointError(f"--checkpoint_step {step}: {path} is not a "
                                           "pretraining model_dir")
-    if not model_dirs and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)) and (
+    if not model_dirs and storage.exists(storage.join(path, checkpoints.HF_CONFIG)) and (
             not model_dir_lib.is_run_dir(path)):
         model_dirs = [path]
     if not model_dirs:
@@ -339,8 +328,9 @@ def read_training_checkpoint(prefix):
 
 
 def _recorded_max_seq_length(model_dir):
-    with open(os.path.join(model_dir, checkpoints.HF_CONFIG), encoding="utf-8") as f:
-        return (json.load(f).get("electra_ko") or {}).get("max_seq_length")
+    recorded = storage.read_json(storage.join(model_dir, checkpoints.HF_CONFIG),
+                                 checkpoints.CheckpointError)
+    return (recorded.get("electra_ko") or {}).get("max_seq_length")
 
 
 def read_init_checkpoint(path, cfg):
@@ -350,18 +340,15 @@ def read_init_checkpoint(path, cfg):
     and initializer range are not recorded and come from `cfg`.
 
     The one reader of `--init_checkpoint` for export and fine-tuning alike; `path` may be
-    on gs:// (a transformers folder there is copied to a temporary folder first).
+    on gs:// (TensorFlow reads checkpoints there itself).
     """
     prefix = model_dir_lib.find_checkpoint(path)
     if prefix:
         return read_training_checkpoint(prefix)[0]
-    if storage.is_gcs(path) and storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
-        with tempfile.TemporaryDirectory() as local:
-            return [checkpoints.read_hf_tower(storage.download_dir(path, local))]
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
+    if storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
         return [checkpoints.read_hf_tower(path)]
-    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
-    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
+    prefix = tf.train.latest_checkpoint(path) if storage.isdir(path) else path
+    if not prefix or not storage.exists(prefix + ".index"):
         raise checkpoints.CheckpointError(
             f"{path}: neither a Hugging Face directory (no {checkpoints.HF_CONFIG}) nor a TF "
             f"checkpoint (no `checkpoint` file, no .index)")
@@ -381,8 +368,8 @@ def write_saved_model(tower, vocab_path, output_dir, max_seq_length):
     module = serving.ServingModule(serving.InGraphTokenizer(vocab_path, max_seq_length),
                                    model_from_tower(tower), tower.kind, tower.labels)
     tf.saved_model.save(module, output_dir, signatures=module.signatures())
-    os.makedirs(os.path.join(output_dir, ASSETS_EXTRA), exist_ok=True)
-    copy_vocab_files(vocab_path, os.path.join(output_dir, ASSETS_EXTRA))
+    storage.makedirs(storage.join(output_dir, ASSETS_EXTRA))
+    copy_vocab_files(vocab_path, storage.join(output_dir, ASSETS_EXTRA))
     return output_dir
 
 
@@ -405,7 +392,7 @@ def export(towers, vocab_path, fmt, output_dir, max_seq_length):
         return [write_saved_model(tower, vocab_path, output_dir, length)]
     if len(towers) == 1:
         return [write_huggingface(towers[0], vocab_path, output_dir, max_seq_length)]
-    return [write_huggingface(t, vocab_path, os.path.join(output_dir, t.kind), max_seq_length)
+    return [write_huggingface(t, vocab_path, storage.join(output_dir, t.kind), max_seq_length)
             for t in towers]
 
 

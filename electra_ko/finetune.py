@@ -85,7 +85,7 @@ def checkpoint_identity(path: str):
         files = [storage.join(path, name) for name in (
             checkpoints.HF_SAFETENSORS, checkpoints.HF_SAFETENSORS_INDEX, checkpoints.HF_PYTORCH)]
         return path, next(file for file in files if storage.exists(file))
-    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
+    prefix = tf.train.latest_checkpoint(path) if storage.isdir(path) else path
     return prefix, prefix + ".index"
 
 
@@ -273,7 +273,8 @@ def prediction_frame(spec: tasks.TaskSpec, examples: tasks.Examples, outputs) ->
 
 
 def write_predictions(path, spec, examples, outputs):
-    prediction_frame(spec, examples, outputs).to_csv(path, sep="\t", index=False)
+    with storage.atomic_writer(path) as f:
+        prediction_frame(spec, examples, outputs).to_csv(f, sep="\t", index=False)
 
 
 def task_record(cfg, spec: tasks.TaskSpec) -> dict:
@@ -292,12 +293,12 @@ def save_model(model_dir, model: classifier.SequenceClassifier, cfg, spec) -> st
                               export.hf_tensors(classifier.huggingface_weights(model)), labels)
     export.write_huggingface(tower, cfg.vocab_file, model_dir, cfg.max_seq_length,
                              {"electra_ko": task_record(cfg, spec)})
-    return os.path.join(model_dir, checkpoints.HF_SAFETENSORS)
+    return storage.join(model_dir, checkpoints.HF_SAFETENSORS)
 
 
 def write_json(path, data):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, indent=2, default=str)
+    """results.json (no final newline, as it always was; values JSON cannot hold as text)."""
+    storage.write_json(path, data, newline=False, default=str)
 
 
 # --------------------------------------------------------------------------- driver
@@ -360,19 +361,20 @@ def finetune(cfg, spec: tasks.TaskSpec, seeds: Sequence[int] = (), max_train_exa
     spec = prepared.splits.spec
     strategy, device_kind = create_strategy(cfg)
     seeds = list(seeds) or [cfg.seed]
-    # written aside and published at the end, results.json last: a killed re-run never
-    # leaves a new model beside old results (and gs:// outputs are uploaded from there)
+    # written aside (`out` is a local folder) and published at the end, results.json last:
+    # a killed re-run never leaves a new model beside old results (and gs:// outputs are
+    # uploaded from there)
     with storage.staged_output(cfg.output_dir, last=(RESULTS_FILE,)) as out:
         runs, best = run_seeds(prepared, seeds, strategy, device_kind, out)
-        weights_path = save_model(os.path.join(out, MODEL_DIR), best["runner"].model, cfg, spec)
+        weights_path = save_model(storage.join(out, MODEL_DIR), best["runner"].model, cfg, spec)
         model_record = {"path": storage.final_path(weights_path, out, cfg.output_dir),
                         "sha256": file_sha256(weights_path)}
         if best["test_outputs"] is not None:
-            write_predictions(os.path.join(out, PREDICTIONS_FILE), spec, prepared.splits.test,
+            write_predictions(storage.join(out, PREDICTIONS_FILE), spec, prepared.splits.test,
                               best["test_outputs"])
         results = results_record(cfg, spec, prepared, init, spread, tokenizer, runs, best,
                                  model_record, time.time() - started, command)
-        write_json(os.path.join(out, RESULTS_FILE), results)
+        write_json(storage.join(out, RESULTS_FILE), results)
     return results
 
 
@@ -385,11 +387,11 @@ def run_seeds(prepared: Prepared, seeds, strategy, device_kind, out):
         run = run_seed(prepared, seed, strategy, device_kind)
         runs.append(run["result"])
         if len(seeds) > 1:
-            seed_dir = os.path.join(out, f"seed_{seed}")
-            os.makedirs(seed_dir, exist_ok=True)
-            write_json(os.path.join(seed_dir, RESULTS_FILE), run["result"])
+            seed_dir = storage.join(out, f"seed_{seed}")
+            storage.makedirs(seed_dir)
+            write_json(storage.join(seed_dir, RESULTS_FILE), run["result"])
             if run["test_outputs"] is not None:
-                write_predictions(os.path.join(seed_dir, PREDICTIONS_FILE), spec,
+                write_predictions(storage.join(seed_dir, PREDICTIONS_FILE), spec,
                                   prepared.splits.test, run["test_outputs"])
         score = (run["result"]["eval"] or {}).get(spec.main_metric, -math.inf)
         if best_run is None or score > best_run[0]:
@@ -484,7 +486,7 @@ def task_from_flags(fv) -> tasks.TaskSpec:
 
 def checkpoint_exists(path):
     """A folder, file or TF checkpoint prefix (`path.index`) at `path`, local or gs://."""
-    return storage.exists(path) or tf.io.gfile.exists(path + ".index")
+    return storage.exists(path) or storage.exists(path + ".index")
 
 
 def default_vocab(fv):
@@ -495,7 +497,7 @@ def default_vocab(fv):
     run_checkpoint = fv.init_checkpoint and model_dir_lib.find_checkpoint(fv.init_checkpoint)
     if run_checkpoint:
         return model_dir_lib.run_config(os.path.dirname(run_checkpoint)).vocab_file
-    if fv.init_checkpoint and (os.path.isdir(fv.init_checkpoint) or storage.exists(
+    if fv.init_checkpoint and (storage.isdir(fv.init_checkpoint) or storage.exists(
             storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))):
         return fv.init_checkpoint
     return None

@@ -13,7 +13,6 @@ same vocab only log, since the input restarts at the global step. A second run i
 folder in use stops at once.
 """
 import contextlib
-import json
 import os
 import re
 import socket
@@ -44,7 +43,7 @@ def check_resumable(cfg, tokenizer, manifest):
         return
     config_path = storage.join(cfg.model_dir, CONFIG_FILE)
     if storage.exists(config_path):
-        recorded = json.loads(storage.read_text(config_path))
+        recorded = storage.read_json(config_path, config_lib.ConfigError)
         changed = [f"{key}: {recorded.get(key)!r} there, {getattr(cfg, key)!r} now"
                    for key in RESUME_FIXED_KEYS if key in recorded and recorded[key] != getattr(cfg, key)]
         if changed:
@@ -54,7 +53,7 @@ def check_resumable(cfg, tokenizer, manifest):
     identity_path = storage.join(cfg.model_dir, RUN_IDENTITY_FILE)
     if not storage.exists(identity_path):
         return
-    identity = json.loads(storage.read_text(identity_path))
+    identity = storage.read_json(identity_path, config_lib.ConfigError)
     if identity.get("vocab_sha256") not in (None, tokenizer.vocab_sha256):
         raise config_lib.ConfigError(
             f"{cfg.model_dir} was trained with another vocabulary (vocab sha256 "
@@ -89,7 +88,8 @@ class ModelDirLock:
     def __enter__(self):
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
         for _ in range(2):
-            if storage.create_exclusive(self.path, json.dumps(owner)):
+            if storage.create_exclusive(self.path, storage.json_text(
+                    owner, indent=None, ensure_ascii=True, newline=False)):
                 self.held = True
                 return self
             if not self._break_if_stale():
@@ -106,7 +106,7 @@ class ModelDirLock:
 
     def _holder(self):
         try:
-            return json.loads(storage.read_text(self.path))
+            return storage.read_json(self.path)
         except (OSError, ValueError):
             return {}
 
@@ -202,7 +202,7 @@ def checkpoint_of_step(model_dir, step):
 def checkpoint_steps(model_dir):
     """The global steps of the checkpoints in model_dir, ascending."""
     pattern = storage.join(model_dir, f"{training.CHECKPOINT_NAME}-*.index")
-    names = (os.path.basename(path)[:-len(".index")] for path in tf.io.gfile.glob(pattern))
+    names = (os.path.basename(path)[:-len(".index")] for path in storage.glob(pattern))
     return sorted(int(match.group(1)) for match in map(_CHECKPOINT_PREFIX.fullmatch, names)
                   if match)
 
@@ -223,8 +223,8 @@ STOPPED_EARLY_FILE = "STOPPED_EARLY.json"  # why and at which step the last run 
 def mark_stopped_early(model_dir, step, reason):
     """Say in the model_dir that its last run stopped before num_train_steps (a SIGTERM, a
     non-finite loss), so a folder of checkpoints is never taken for a finished run."""
-    storage.write_text(storage.join(model_dir, STOPPED_EARLY_FILE),
-                       json.dumps({"step": int(step), "reason": reason}, indent=1) + "\n")
+    storage.write_json(storage.join(model_dir, STOPPED_EARLY_FILE),
+                       {"step": int(step), "reason": reason}, indent=1, ensure_ascii=True)
 
 
 def clear_stopped_early(model_dir):
@@ -238,11 +238,11 @@ def write_config(cfg, model_dir, tokenizer=None, manifest=None):
     """The resolved config (`config.json`) and, with a tokenizer, the vocab and shards the
     run trains on (`run_identity.json`)."""
     storage.makedirs(model_dir)
-    text = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
-    storage.write_text(storage.join(model_dir, CONFIG_FILE), text + "\n")
+    text = storage.write_json(storage.join(model_dir, CONFIG_FILE), cfg.to_dict(),
+                              sort_keys=True, ensure_ascii=True)
     if tokenizer is not None:
         identity = {"vocab_sha256": tokenizer.vocab_sha256, "vocab_size": tokenizer.vocab_size,
                     "shards": shards_identity(cfg, manifest or {})}
-        storage.write_text(storage.join(model_dir, RUN_IDENTITY_FILE),
-                           json.dumps(identity, indent=2, sort_keys=True) + "\n")
+        storage.write_json(storage.join(model_dir, RUN_IDENTITY_FILE), identity,
+                           sort_keys=True, ensure_ascii=True)
     return text

@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 
-from electra_ko import fast_wordpiece
+from electra_ko import fast_wordpiece, shards
 
 
 class ExamplePacker:
@@ -117,7 +117,8 @@ class ExamplePacker:
 
 
 def examples_to_features(examples, sentences, max_seq_length, special_ids):
-    """``input_ids``/``input_mask``/``segment_ids`` arrays (num_examples, max_seq_length).
+    """The shards' features (`shards.FEATURES`: ``input_ids``/``input_mask``/``segment_ids``),
+    int64 arrays (num_examples, max_seq_length).
 
     Segment A is cut to ``max_seq_length - 2`` ids and B to what is left after
     ``[CLS] A [SEP]`` and the final ``[SEP]``; an empty B gets no ``[SEP]``.
@@ -151,4 +152,5 @@ def examples_to_features(examples, sentences, max_seq_length, special_ids):
     position = np.arange(max_seq_length)
     input_mask = (position < total[:, None]).astype(np.int64)
     segment_ids = ((position >= (first_length + 2)[:, None]) & (input_mask == 1)).astype(np.int64)
-    return {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
+    return {shards.INPUT_IDS: input_ids, shards.INPUT_MASK: input_mask,
+            shards.SEGMENT_IDS: segment_ids}

@@ -257,7 +257,7 @@ def run(cfg, strategy_kind="auto", tpu=None, dry_run=False, deterministic=False,
         cfg = warm_start.sized_config(cfg, init)
     shards = checked_shards(cfg, tokenizer, cfg.pretrain_tfrecords) if (
         tokenizer and cfg.pretrain_tfrecords
-        and (not dry_run or tf.io.gfile.exists(cfg.pretrain_tfrecords))) else None
+        and (not dry_run or storage.exists(cfg.pretrain_tfrecords))) else None
     strategy, device = create_strategy(strategy_kind, tpu, cfg)
     model, precision = build_model(cfg, strategy, device)
     counts = parameter_counts(model)

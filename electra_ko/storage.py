@@ -6,6 +6,13 @@ nothing and forked worker processes build their own), honours
 ``STORAGE_EMULATOR_HOST`` (tests run against gcp-storage-emulator) and every call
 retries transient errors with the library's ``DEFAULT_RETRY``.
 
+Every path a user gives (an input or an output, local or ``gs://``) goes through this
+module; so do JSON files (``read_json``, ``write_json``: one reader, one writer). Code
+that hands a path to a library which only handles local files uses ``staged_output`` (a
+folder) or ``local_output`` (a file) to write, ``local_copy`` to read; TensorFlow's own
+formats (``tf.data`` records, checkpoints, summaries, SavedModels) are read and written by
+TensorFlow, which opens gs:// itself.
+
 Writers are atomic: a file appears under its final name only once it is complete
 (local: temporary file in the same directory + ``os.replace``; gs://: one upload
 when the writer closes without error). A writer holds an advisory lock on its
@@ -17,6 +24,7 @@ import contextlib
 import fcntl
 import fnmatch
 import glob as _glob
+import json
 import os
 import re
 import shutil
@@ -94,12 +102,30 @@ def exists(path):
     """True if the file exists, or (gs://) any object lives under ``path/``."""
     if not is_gcs(path):
         return os.path.exists(path)
+    _, key = _split_gcs(path)
+    return bool(key and _blob(path).exists(retry=_retry())) or isdir(path)
+
+
+def isdir(path):
+    """True for a local directory, or (gs://, which has no directories) when any object
+    lives under ``path/``."""
+    if not is_gcs(path):
+        return os.path.isdir(path)
     bucket, key = _split_gcs(path)
-    if key and _blob(path).exists(retry=_retry()):
-        return True
     prefix = key.rstrip("/") + "/" if key else ""
     blobs = _client().list_blobs(bucket, prefix=prefix, max_results=1, retry=_retry())
     return any(True for _ in blobs)
+
+
+def size(path):
+    """The file's size in bytes; a missing file is ``FileNotFoundError`` (gs:// too)."""
+    if not is_gcs(path):
+        return os.path.getsize(path)
+    bucket, key = _split_gcs(path)
+    blob = _client().bucket(bucket).get_blob(key, retry=_retry()) if key else None
+    if blob is None:
+        raise FileNotFoundError(f"{path}: no such object")
+    return blob.size
 
 
 def glob(pattern):
@@ -215,11 +241,80 @@ def write_text(path, text):
 
 
 def read_text(path):
-    """The whole file as text (UTF-8)."""
+    """The whole file as text (UTF-8); a missing file is ``FileNotFoundError`` (gs:// too)."""
     if is_gcs(path):
-        return _blob(path).download_as_bytes(retry=_retry()).decode("utf-8")
+        return read_bytes(path).decode("utf-8")
     with open(path, encoding="utf-8") as f:
         return f.read()
+
+
+def read_bytes(path):
+    """The whole file as bytes; a missing file is ``FileNotFoundError`` (gs:// too)."""
+    if not is_gcs(path):
+        with open(path, "rb") as f:
+            return f.read()
+    from google.api_core.exceptions import NotFound
+
+    try:
+        return _blob(path).download_as_bytes(retry=_retry())
+    except NotFound:
+        raise FileNotFoundError(f"{path}: no such object") from None
+
+
+def read_json(path, error=ValueError):
+    """The JSON value a file holds. A missing file is ``FileNotFoundError``; a file that is
+    not JSON is ``error`` (each stage passes its own class) naming the path, line and column."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+
+
+def json_text(data, indent=2, sort_keys=False, ensure_ascii=False, newline=True, default=None):
+    """``data`` as JSON text: by default 2-space indents, non-ASCII characters as they are
+    and a final newline. The callers that differ keep the bytes their files always had
+    (a manifest's 1-space indent, a run's config.json's sorted ASCII keys, results.json
+    without a final newline)."""
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii,
+                      default=default)
+    return text + "\n" if newline else text
+
+
+def write_json(path, data, **options):
+    """Atomically write ``data`` as JSON (``json_text(data, **options)``); returns the text."""
+    text = json_text(data, **options)
+    write_text(path, text)
+    return text
+
+
+def copy(source, destination):
+    """Copy one file, either end local or gs:// (written atomically, as every writer here)."""
+    with open_read(source, binary=True) as src, atomic_writer(destination, binary=True) as dst:
+        shutil.copyfileobj(src, dst)
+
+
+@contextlib.contextmanager
+def local_output(path):
+    """A local file name for a library that writes only local files (safetensors'
+    ``save_file``): what it writes there appears as ``path`` (local or gs://) when the block
+    ends without error, atomically, as ``atomic_writer``'s output does."""
+    with atomic_writer(path, binary=True) as f:
+        yield f.name
+
+
+@contextlib.contextmanager
+def local_copy(path):
+    """A local path with the file's content, for libraries that read only local files
+    (safetensors, torch.load): ``path`` itself when local; for gs://, a temporary copy
+    (under its own name), removed when the block ends."""
+    if not is_gcs(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as local:
+        target = os.path.join(local, path.rstrip("/").rsplit("/", 1)[-1])
+        copy(path, target)
+        yield target
 
 
 def makedirs(path):
@@ -252,20 +347,6 @@ def remove_tree(path):
     for blob in _client().list_blobs(bucket, prefix=key, retry=_retry()):
         if blob.name == key or blob.name.startswith(key + "/"):
             blob.delete(retry=_retry())
-
-
-def download_dir(path, local_dir):
-    """Copy the files directly inside ``path`` (gs:// or local) into ``local_dir``, for
-    libraries that read only local folders; returns ``local_dir``."""
-    os.makedirs(local_dir, exist_ok=True)
-    prefix = path.rstrip("/") + "/"
-    for source in glob(prefix + "*"):
-        name = source[len(prefix):]
-        if "/" in name or (not is_gcs(source) and os.path.isdir(source)):
-            continue  # sub-folders (on gs:// "*" also matches deeper objects)
-        with open_read(source, binary=True) as src, open(os.path.join(local_dir, name), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return local_dir
 
 
 @contextlib.contextmanager

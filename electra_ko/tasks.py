@@ -148,7 +148,7 @@ class Examples:
 
 def read_table(path, quoting=csv.QUOTE_NONE) -> pd.DataFrame:
     """A TSV with a header (local or gs://), every cell a string; errors name the file."""
-    if not storage.exists(path) or os.path.isdir(path):
+    if not storage.exists(path) or storage.isdir(path):
         raise TaskError(f"file not found: {path}")
     try:
         with storage.open_read(path, binary=True) as f:

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import io
 import itertools
-import json
 import os
 import sys
 import time
@@ -297,11 +296,15 @@ def _special_ids(tokens, vocab_path):
     return {key: ids[tok] for key, tok in SPECIAL_TOKENS.items()}
 
 
-def _read_meta(meta_path, vocab_sha256):
+def _read_meta_json(meta_path):
     try:
-        meta = json.loads(_read_bytes(meta_path, what="vocab metadata"))
-    except json.JSONDecodeError as err:
-        raise VocabError(f"{meta_path}:{err.lineno}: invalid JSON ({err.msg})") from None
+        return storage.read_json(meta_path, VocabError)
+    except FileNotFoundError:
+        raise VocabError(f"vocab metadata not found: {meta_path}") from None
+
+
+def _read_meta(meta_path, vocab_sha256):
+    meta = _read_meta_json(meta_path)
     recorded = meta.get("vocab_sha256")
     if recorded != vocab_sha256:
         raise VocabError(f"{meta_path}: vocab_sha256 {recorded} does not match {VOCAB_FILE} "
@@ -542,7 +545,7 @@ def ensure_vocab(path, corpus, settings, check_size=True):
     meta_path = storage.join(vocab_paths(path)[0], META_FILE)
     if not storage.exists(meta_path):
         return tokenizer, False
-    meta = json.loads(_read_bytes(meta_path, what="vocab metadata"))
+    meta = _read_meta_json(meta_path)
     trainer = meta.get("trainer") or {}
     recorded = {"vocab_size": meta.get("requested_vocab_size"),
                 "num_unused": meta.get("num_unused"), "do_lower_case": meta.get("do_lower_case"),
@@ -602,8 +605,7 @@ def _publish_vocab_files(output_dir, tokens, model_proto, meta):
     if model_proto is not None:
         with storage.atomic_writer(storage.join(output_dir, SPM_FILE), binary=True) as f:
             f.write(model_proto)
-    storage.write_text(storage.join(output_dir, META_FILE),
-                       json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    storage.write_json(storage.join(output_dir, META_FILE), meta)
     with storage.atomic_writer(storage.join(output_dir, VOCAB_FILE), binary=True) as f:
         f.write(_vocab_bytes(tokens))
 

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from electra_ko import checkpoints, export, modeling
+from electra_ko import checkpoints, export, modeling, storage
 from electra_ko import config as config_lib
 from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
@@ -101,7 +101,7 @@ def read_towers(path, cfg):
             f"--init_checkpoint {path} is a TF1 checkpoint, which does not record the number "
             "of attention heads: set num_attention_heads (or model_size)")
     towers = export.read_init_checkpoint(path, cfg)
-    directory = path if os.path.isdir(path) else os.path.dirname(path)
+    directory = path if storage.isdir(path) else os.path.dirname(path)
     return towers, _vocab_dir_of(directory)
 
 
@@ -109,12 +109,12 @@ def source_format(path):
     """"training", "folders", "huggingface", "tf1" or None (unknown or missing)."""
     if model_dir_lib.find_checkpoint(path):
         return "training"
-    if not os.path.isdir(path):
-        return "tf1" if tf.io.gfile.exists(path + ".index") else None
-    if os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)) and (
+    if not storage.isdir(path):
+        return "tf1" if storage.exists(path + ".index") else None
+    if storage.exists(storage.join(path, checkpoints.HF_CONFIG)) and (
             not model_dir_lib.is_run_dir(path)):
         return "huggingface"
-    if any(os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))
+    if any(storage.exists(storage.join(path, sub, checkpoints.HF_CONFIG))
            for sub in export.MODEL_SUBDIRS):
         return "folders"
     return "tf1" if tf.train.latest_checkpoint(path) else None
@@ -124,11 +124,11 @@ def _vocab_dir_of(path):
     if not path:
         return None
     directory = vocab_lib.vocab_paths(path)[0]
-    return directory if os.path.exists(os.path.join(directory, vocab_lib.VOCAB_FILE)) else None
+    return directory if storage.exists(storage.join(directory, vocab_lib.VOCAB_FILE)) else None
 
 
 def _exists(path):
-    return os.path.exists(path) or tf.io.gfile.exists(path + ".index")
+    return storage.exists(path) or storage.exists(path + ".index")
 
 
 def check_pair(init, generator_source):

@@ -1,5 +1,4 @@
 """build_data + tfrecord: sharding, byte-level TF compatibility, determinism, resume, bad input."""
-import json
 import os
 import random
 import subprocess
@@ -9,7 +8,7 @@ import uuid
 import numpy as np
 import pytest
 
-from electra_ko import build_data, config, storage, tfrecord, vocab
+from electra_ko import build_data, config, shards, storage, tfrecord, vocab
 from test_storage import plant_temporaries
 
 NUM_UNUSED = 3
@@ -59,12 +58,12 @@ def run(*args):
 def build(corpus, vocab_dir, out, *extra, num_shards=3):
     run("--corpus", corpus, "--vocab", vocab_dir, "--output_dir", out,
         "--max_seq_length", MAX_LEN, "--num_shards", num_shards, *extra)
-    return json.loads(storage.read_text(storage.join(out, "manifest.json")))
+    return storage.read_json(storage.join(out, shards.MANIFEST))
 
 
 def shard_bytes(out):
     return {os.path.basename(p): storage.open_read(p, binary=True).read()
-            for p in storage.glob(storage.join(out, "pretrain_data.tfrecord-*"))}
+            for p in storage.glob(storage.join(out, shards.SHARD_PATTERN))}
 
 
 def parse_shards(tf, paths, compression=""):
@@ -134,7 +133,7 @@ def test_shards_follow_electra_layout_without_mixing_documents(tf, tmp_path, voc
     docs = make_corpus()
     corpus = write_corpus(tmp_path / "corpus.txt", docs)
     manifest = build(corpus, vocab_dir, tmp_path / "out")
-    paths = storage.glob(str(tmp_path / "out" / "pretrain_data.tfrecord-*"))
+    paths = storage.glob(str(tmp_path / "out" / shards.SHARD_PATTERN))
     assert [os.path.basename(p) for p in paths] == [
         f"pretrain_data.tfrecord-0000{i}-of-00003" for i in range(3)]
     features = parse_shards(tf, paths)
@@ -164,7 +163,7 @@ def test_documents_stay_whole_within_one_shard(tf, tmp_path, vocab_dir):
     corpus = write_corpus(tmp_path / "corpus.txt", make_corpus(num_docs=9))
     build(corpus, vocab_dir, tmp_path / "out")
     docs_per_shard = []
-    for path in storage.glob(str(tmp_path / "out" / "pretrain_data.tfrecord-*")):
+    for path in storage.glob(str(tmp_path / "out" / shards.SHARD_PATTERN)):
         ids = parse_shards(tf, [path])["input_ids"]
         docs_per_shard.append(set(((ids[ids >= FIRST_WORD_ID] - FIRST_WORD_ID) // 40).tolist()))
     assert sum(map(len, docs_per_shard)) == 9
@@ -195,8 +194,9 @@ def test_gzip_shards_parse_in_tensorflow(tf, tmp_path, vocab_dir):
     corpus = write_corpus(tmp_path / "corpus.txt", make_corpus())
     plain = build(corpus, vocab_dir, tmp_path / "plain")
     build(corpus, vocab_dir, tmp_path / "gz", "--gzip")
-    unzipped = parse_shards(tf, storage.glob(str(tmp_path / "plain" / "pretrain_data*")))
-    zipped = parse_shards(tf, storage.glob(str(tmp_path / "gz" / "pretrain_data*.gz")), "GZIP")
+    unzipped = parse_shards(tf, storage.glob(str(tmp_path / "plain" / shards.SHARD_PATTERN)))
+    gzipped = str(tmp_path / "gz" / shards.SHARD_PATTERN) + shards.GZIP_SUFFIX
+    zipped = parse_shards(tf, storage.glob(gzipped), shards.GZIP)
     assert len(zipped["input_ids"]) == plain["examples"]
     for name in unzipped:
         np.testing.assert_array_equal(zipped[name], unzipped[name])
@@ -252,8 +252,8 @@ def test_resume_after_crash_keeps_finished_shards(tmp_path, vocab_dir, monkeypat
     build(corpus, vocab_dir, out, num_shards=4)
     assert built == [2, 3]  # finished shards were not rebuilt
     assert shard_bytes(str(out)) == shard_bytes(str(clean))
-    rerun = json.loads((out / "manifest.json").read_text())
-    assert rerun["shards"] == json.loads((clean / "manifest.json").read_text())["shards"]
+    rerun = storage.read_json(str(out / shards.MANIFEST))
+    assert rerun["shards"] == storage.read_json(str(clean / shards.MANIFEST))["shards"]
 
 
 def test_a_build_killed_before_recording_its_first_shard_resumes(tmp_path, vocab_dir,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_ko import data
+from electra_ko import data, shards
 
 SEQ = 8
 
@@ -17,8 +17,7 @@ def _example(ids, seq_len):
     mask = [1] * len(ids) + [0] * (seq_len - len(ids))
     ids = list(ids) + [0] * (seq_len - len(ids))
     feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-               for name, values in (("input_ids", ids), ("input_mask", mask),
-                                    ("segment_ids", [0] * seq_len))}
+               for name, values in zip(shards.FEATURES, (ids, mask, [0] * seq_len))}
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -29,11 +28,10 @@ def write_shards(directory, num_shards=2, per_shard=8, seq_len=SEQ, vocab_size=6
     (so tests can tell them apart); the rest are random ids below vocab_size."""
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(seed)
-    suffix = ".gz" if gzipped else ""
     sizes = sizes or [per_shard] * num_shards
     entries, number = [], 0
     for s, size in enumerate(sizes):
-        name = f"pretrain_data.tfrecord-{s:05d}-of-{len(sizes):05d}{suffix}"
+        name = shards.shard_name(s, len(sizes), shards.GZIP if gzipped else "")
         options = tf.io.TFRecordOptions("GZIP" if gzipped else "")
         with tf.io.TFRecordWriter(os.path.join(directory, name), options) as writer:
             for _ in range(size):
@@ -44,7 +42,7 @@ def write_shards(directory, num_shards=2, per_shard=8, seq_len=SEQ, vocab_size=6
         entries.append({"file": name, "examples": size})
     manifest = dict(vocab_sha256=vocab_sha256, vocab_size=vocab_size, max_seq_length=seq_len,
                     compression="gzip" if gzipped else None, seed=seed, shards=entries)
-    with open(os.path.join(directory, "manifest.json"), "w") as f:
+    with open(os.path.join(directory, shards.MANIFEST), "w") as f:
         json.dump(manifest, f)
     return directory
 

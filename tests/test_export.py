@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from electra_ko import checkpoints, export, modeling, storage, tasks, vocab
-from test_storage import files_under, plant_temporaries
+from test_storage import assert_nothing_named_gs, files_under, plant_temporaries
 
 torch = pytest.importorskip("torch", reason="Hugging Face parity tests need torch (extra 'hf')")
 transformers = pytest.importorskip(
@@ -268,7 +268,7 @@ def test_init_checkpoint_on_gcs_reads_like_the_local_folder(tmp_path, vocab_dir,
             f.write(file.read_bytes())
     monkeypatch.chdir(tmp_path)
     _assert_same_tower(remote, str(local))
-    assert not (tmp_path / "gs:").exists()
+    assert_nothing_named_gs(tmp_path, os.getcwd())
 
 
 def test_export_to_gcs_writes_the_bucket_and_nothing_local(tmp_path, vocab_dir, gcs_emulator,
@@ -280,7 +280,7 @@ def test_export_to_gcs_writes_the_bucket_and_nothing_local(tmp_path, vocab_dir, 
     uploaded = sorted(p.rsplit("/", 1)[1] for p in storage.glob(target + "/*"))
     assert uploaded == sorted(p.name for p in source.iterdir())
     _assert_same_tower(target, str(source))
-    assert not (tmp_path / "gs:").exists()
+    assert_nothing_named_gs(tmp_path, os.getcwd())
 
 
 def test_gdes_discriminator_exports_with_its_deltas_folded_in(tmp_path, vocab_dir, features):
@@ -325,6 +325,29 @@ def exported_pair(vocab_dir, tmp_path_factory):
         model = randomize(export.KERAS_MODELS[kind](config), seed=seed)
         export.write_huggingface(export.tower_from_model(kind, model), vocab_dir, folder / kind)
     return folder
+
+
+def test_export_from_a_bucket_to_a_bucket_writes_the_local_exports_bytes(
+        tmp_path, exported_pair, gcs_emulator, monkeypatch):
+    """A discriminator/ + generator/ pair in a bucket (a pretraining run's on a TPU VM, with
+    its vocab) exports to a bucket as it does locally, and writes nothing on local disk;
+    `write_huggingface` writes a bucket directly, too."""
+    base = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
+    storage.upload_dir(str(exported_pair), f"{base}/run")
+    monkeypatch.chdir(tmp_path)
+    written = export.run(_flags(model_dir=f"{base}/run", output_dir=f"{base}/out"))
+    assert written == [f"{base}/out/discriminator", f"{base}/out/generator"]
+    local = tmp_path / "local"
+    export.run(_flags(model_dir=str(exported_pair), output_dir=str(local)))
+    assert files_under(f"{base}/out") == files_under(str(local))
+    for name in files_under(str(local)):
+        assert storage.read_bytes(f"{base}/out/{name}") == (local / name).read_bytes(), name
+    tower = checkpoints.read_hf_tower(f"{base}/run/generator")
+    export.write_huggingface(tower, f"{base}/run/generator", f"{base}/direct")
+    for name in files_under(str(local / "generator")):
+        assert storage.read_bytes(f"{base}/direct/{name}") == \
+            (local / "generator" / name).read_bytes(), name
+    assert_nothing_named_gs(tmp_path, os.getcwd())
 
 
 @pytest.mark.parametrize("where", ["local", "gcs"])

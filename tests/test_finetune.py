@@ -374,13 +374,18 @@ def test_plain_masked_lm_is_fine_tunable_but_an_electra_generator_is_not(tmp_pat
                                   model.discriminator.encoder_layers[1].output_dense.kernel.numpy().T)
 
 
-def test_outputs_and_init_checkpoint_on_gcs(nsmc_run, gcs_emulator, tmp_path, monkeypatch):
-    """A TPU VM's fine-tuning reads its checkpoint from and writes its outputs to a bucket."""
+def test_outputs_data_and_init_checkpoint_on_gcs(nsmc_run, gcs_emulator, tmp_path, monkeypatch):
+    """A TPU VM's fine-tuning reads its task files and checkpoint from a bucket and writes its
+    outputs there (one seed, then several); the model exports from there, to there."""
+    import types
     import uuid
 
-    from electra_ko import storage
+    from electra_ko import export, storage
+    from test_storage import assert_nothing_named_gs
     root, _ = nsmc_run
     base = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
+    for name in ("ratings_train.txt", "ratings_test.txt"):
+        storage.copy(str(root / name), f"{base}/data/{name}")
     monkeypatch.chdir(tmp_path)
     first = finetune.run_from_flags(parse_flags(
         ["--task", "nsmc", "--data_dir", str(root), "--init_checkpoint", str(root / "out" / "model"),
@@ -389,13 +394,25 @@ def test_outputs_and_init_checkpoint_on_gcs(nsmc_run, gcs_emulator, tmp_path, mo
     assert first["model"]["path"].startswith(f"{base}/first/model/")
     assert storage.exists(f"{base}/first/{finetune.PREDICTIONS_FILE}")
     second = finetune.run_from_flags(parse_flags(
-        ["--task", "nsmc", "--data_dir", str(root), "--init_checkpoint", f"{base}/first/model",
+        ["--task", "nsmc", "--data_dir", f"{base}/data", "--init_checkpoint", f"{base}/first/model",
          "--output_dir", f"{base}/second", "--epochs", "1", "--batch_size", "8",
-         "--max_seq_length", "16", "--max_train_examples", "64"]))
-    recorded = json.loads(storage.read_text(f"{base}/second/{finetune.RESULTS_FILE}"))
+         "--max_seq_length", "16", "--max_train_examples", "64", "--seeds", "1,2"]))
+    recorded = storage.read_json(f"{base}/second/{finetune.RESULTS_FILE}")
     assert recorded["init_checkpoint"]["sha256"] == first["model"]["sha256"]
+    assert recorded["files"]["train"] == f"{base}/data/ratings_train.txt"
     assert recorded["final"] == second["final"]
-    assert not (tmp_path / "gs:").exists()
+    for seed in (1, 2):
+        assert storage.read_json(f"{base}/second/seed_{seed}/{finetune.RESULTS_FILE}")["seed"] == seed
+        assert storage.exists(f"{base}/second/seed_{seed}/{finetune.PREDICTIONS_FILE}")
+    served = f"{base}/served"
+    export_flags = types.SimpleNamespace(
+        model_dir=f"{base}/second", init_checkpoint=None, output_dir=served, format="saved_model",
+        vocab=None, config=None, set=[], max_seq_length=None, checkpoint_step=None)
+    assert export.run(export_flags) == [served]
+    assert storage.exists(f"{served}/saved_model.pb")
+    assert storage.read_bytes(f"{served}/{export.ASSETS_EXTRA}/vocab.txt") == \
+        (root / "vocab.txt").read_bytes()
+    assert_nothing_named_gs(tmp_path, os.getcwd(), root)
 
 
 def test_benchmark_reads_tasks_from_and_writes_its_table_to_a_bucket(nsmc_run, gcs_emulator,
@@ -403,19 +420,24 @@ def test_benchmark_reads_tasks_from_and_writes_its_table_to_a_bucket(nsmc_run, g
     import uuid
 
     from electra_ko import benchmark, storage
+    from test_storage import assert_nothing_named_gs
     root, _ = nsmc_run
     base = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
     for name in ("ratings_train.txt", "ratings_test.txt"):
         storage.write_text(f"{base}/data/nsmc/{name}", (root / name).read_text(encoding="utf-8"))
+    storage.upload_dir(str(root / "out" / "model"), f"{base}/models/model")
     monkeypatch.chdir(tmp_path)
-    rows = benchmark.run_benchmark(["nsmc"], f"{base}/data", [str(root / "out" / "model")],
+    rows = benchmark.run_benchmark(["nsmc"], f"{base}/data", [f"{base}/models/model"],
                                    f"{base}/bench", epochs=1, batch_size=8, max_seq_length=16,
                                    max_train_examples=64)
+    assert list(rows) == ["models/model"]
     assert json.loads(storage.read_text(f"{base}/bench/{benchmark.JSON_FILE}")) == rows
     assert storage.read_text(f"{base}/bench/{benchmark.TABLE_FILE}") == \
         benchmark.format_table(rows, ["nsmc"])
-    assert storage.exists(f"{base}/bench/out_model/nsmc/{finetune.RESULTS_FILE}")
-    assert os.listdir(tmp_path) == []  # nothing named gs: on local disk
+    results = storage.read_json(f"{base}/bench/models_model/nsmc/{finetune.RESULTS_FILE}")
+    assert results["vocab"]["path"] == f"{base}/models/model"  # the checkpoint's own vocab
+    assert os.listdir(tmp_path) == []
+    assert_nothing_named_gs(tmp_path, os.getcwd(), root)
 
 
 def test_missing_init_checkpoint_is_reported_before_anything_else(tmp_path):

@@ -20,12 +20,12 @@ import tensorflow as tf
 from absl import flags
 
 from electra_ko import (checkpoints, config, data, export, finetune, masking, modeling, randomness,
-                        optimization, pretrain, training, vocab, warm_start)
+                        optimization, pretrain, storage, training, vocab, warm_start)
 from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
 from test_checkpoints import write_tf1_checkpoint
 from test_data import write_shards
-from test_storage import plant_temporaries
+from test_storage import assert_nothing_named_gs, plant_temporaries
 
 SEQ = 16
 FLAGS = flags.FLAGS
@@ -473,6 +473,34 @@ def test_start_from_an_exported_pair_gives_the_exported_model_losses(corpus_dir,
         assert lines[0].startswith("discriminator <- discriminator of")
         assert lines[1].startswith("generator <- generator of")
         assert lines[-1] == "optimizer slots and global step: fresh (warm-up applies)"
+
+
+def test_start_from_a_pair_in_a_bucket_is_the_start_from_the_same_pair_on_disk(
+        corpus_dir, tmp_path, gcs_emulator, monkeypatch):
+    """`--init_checkpoint gs://...` on a TPU VM: an exported pair (Hugging Face folders, with
+    their vocab) in a bucket reads as the same folders on local disk do."""
+    import uuid
+
+    cfg, _ = pretrain.with_vocab(_cfg(corpus_dir, tmp_path / "unused"))
+    local = tmp_path / "pair"
+    pretrain.export_towers(modeling.ElectraPretrainer.from_project_config(cfg), cfg.vocab_file,
+                           str(local), cfg.max_seq_length)
+    remote = f"gs://{gcs_emulator}/{uuid.uuid4().hex}/pair"
+    storage.upload_dir(str(local), remote)
+    monkeypatch.chdir(tmp_path)
+    for part in ("", "/discriminator", "/generator", "/absent"):
+        assert warm_start.source_format(remote + part) == warm_start.source_format(f"{local}{part}")
+    assert warm_start.source_format(remote) == "folders"
+    ours, theirs = (warm_start.read(path, None, cfg) for path in (remote, str(local)))
+    assert ours.vocab_dir == f"{remote}/discriminator"
+    for tower, expected in ((ours.discriminator, theirs.discriminator),
+                            (ours.generator, theirs.generator)):
+        assert (tower.kind, tower.config) == (expected.kind, expected.config)
+        for name, value in expected.tensors.items():
+            np.testing.assert_array_equal(tower.tensors[name], value, err_msg=name)
+    _, _, lines = _warm_started(corpus_dir, tmp_path / "run", init_checkpoint=remote)
+    assert lines[0].startswith(f"discriminator <- discriminator of {remote}")
+    assert_nothing_named_gs(tmp_path, os.getcwd())
 
 
 def test_start_from_a_tf1_checkpoint_gives_the_same_losses(corpus_dir, trained_model_dir, tmp_path):

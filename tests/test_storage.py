@@ -1,4 +1,5 @@
 """electra_ko.storage: the same behaviour on local paths and on gs:// (emulator)."""
+import json
 import os
 import subprocess
 import sys
@@ -92,6 +93,73 @@ def test_gcs_directory_exists_when_objects_below(gcs_emulator):
     storage.write_text(storage.join(root, "x", "y.txt"), "y")
     assert storage.exists(root)
     assert storage.exists(storage.join(root, "x"))
+
+
+def test_json_round_trip_in_each_format(root):
+    data = {"b": "한국어", "a": [1, 2.5, None]}
+    path = storage.join(root, "sub", "data.json")
+    storage.makedirs(storage.join(root, "sub"))
+    text = storage.write_json(path, data)
+    assert text == '{\n  "b": "한국어",\n  "a": [\n    1,\n    2.5,\n    null\n  ]\n}\n'
+    assert storage.read_text(path) == text and storage.read_json(path) == data
+    assert storage.write_json(path, data, indent=1, sort_keys=True, ensure_ascii=True,
+                              newline=False) == json.dumps(data, indent=1, sort_keys=True)
+    assert storage.read_json(path) == data
+
+
+def test_read_json_names_the_place_of_bad_json_and_missing_files(root):
+    path = storage.join(root, "bad.json")
+    storage.write_text(path, '{"a": 1,\n oops}')
+
+    class StageError(ValueError):
+        pass
+
+    with pytest.raises(StageError, match=r"^.*bad\.json:2:2: invalid JSON: Expecting property"):
+        storage.read_json(path, StageError)
+    for read in (storage.read_json, storage.read_text, storage.read_bytes, storage.size):
+        with pytest.raises(FileNotFoundError):
+            read(storage.join(root, "absent.json"))
+
+
+def test_isdir_size_copy_and_local_copy(root, tmp_path):
+    assert not storage.isdir(storage.join(root, "folder"))
+    storage.makedirs(storage.join(root, "folder"))
+    payload = bytes(range(256)) * 3
+    with storage.atomic_writer(storage.join(root, "folder", "blob.bin"), binary=True) as f:
+        f.write(payload)
+    assert storage.isdir(storage.join(root, "folder"))
+    assert not storage.isdir(storage.join(root, "folder", "blob.bin"))
+    assert storage.size(storage.join(root, "folder", "blob.bin")) == len(payload)
+    storage.copy(storage.join(root, "folder", "blob.bin"), storage.join(root, "copy.bin"))
+    assert storage.read_bytes(storage.join(root, "copy.bin")) == payload
+    storage.copy(storage.join(root, "copy.bin"), str(tmp_path / "local.bin"))
+    assert (tmp_path / "local.bin").read_bytes() == payload
+    with storage.local_copy(storage.join(root, "copy.bin")) as local:
+        assert not storage.is_gcs(local) and os.path.basename(local) == "copy.bin"
+        with open(local, "rb") as f:
+            assert f.read() == payload
+    assert os.path.exists(local) == (not storage.is_gcs(root))  # a temporary copy is gone
+    with pytest.raises(RuntimeError):
+        with storage.local_output(storage.join(root, "out.bin")) as local:
+            with open(local, "wb") as f:
+                f.write(payload)
+            raise RuntimeError("the library failed")
+    assert not storage.exists(storage.join(root, "out.bin"))
+    with storage.local_output(storage.join(root, "out.bin")) as local:
+        assert not storage.is_gcs(local)
+        with open(local, "wb") as f:
+            f.write(payload)
+    assert storage.read_bytes(storage.join(root, "out.bin")) == payload
+    assert not os.path.exists(local)
+
+
+def assert_nothing_named_gs(*roots):
+    """No file or folder under `roots` has "gs:" in its name: what a gs:// path handed to a
+    local writer (`os.makedirs`, `open`) would leave."""
+    for root in roots:
+        for top, folders, files in os.walk(root):
+            named = [name for name in folders + files if "gs:" in name]
+            assert not named, f"{os.path.join(top, named[0])} on local disk"
 
 
 def test_join_and_is_gcs():
