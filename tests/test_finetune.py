@@ -398,22 +398,22 @@ def test_outputs_and_init_checkpoint_on_gcs(nsmc_run, gcs_emulator, tmp_path, mo
     assert not (tmp_path / "gs:").exists()
 
 
-def test_benchmark_reads_tasks_from_and_writes_its_table_to_a_bucket(nsmc_run, gcs_emulator,
-                                                                      tmp_path, monkeypatch):
+def test_leaderboard_reads_tasks_from_and_writes_its_table_to_a_bucket(nsmc_run, gcs_emulator,
+                                                                        tmp_path, monkeypatch):
     import uuid
 
-    from electra_ko import benchmark, storage
+    from electra_ko import leaderboard, storage
     root, _ = nsmc_run
     base = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
     for name in ("ratings_train.txt", "ratings_test.txt"):
         storage.write_text(f"{base}/data/nsmc/{name}", (root / name).read_text(encoding="utf-8"))
     monkeypatch.chdir(tmp_path)
-    rows = benchmark.run_benchmark(["nsmc"], f"{base}/data", [str(root / "out" / "model")],
-                                   f"{base}/bench", epochs=1, batch_size=8, max_seq_length=16,
-                                   max_train_examples=64)
-    assert json.loads(storage.read_text(f"{base}/bench/{benchmark.JSON_FILE}")) == rows
-    assert storage.read_text(f"{base}/bench/{benchmark.TABLE_FILE}") == \
-        benchmark.format_table(rows, ["nsmc"])
+    rows = leaderboard.run_leaderboard(["nsmc"], f"{base}/data", [str(root / "out" / "model")],
+                                       f"{base}/bench", epochs=1, batch_size=8, max_seq_length=16,
+                                       max_train_examples=64)
+    assert json.loads(storage.read_text(f"{base}/bench/{leaderboard.JSON_FILE}")) == rows
+    assert storage.read_text(f"{base}/bench/{leaderboard.TABLE_FILE}") == \
+        leaderboard.format_table(rows, ["nsmc"])
     assert storage.exists(f"{base}/bench/out_model/nsmc/{finetune.RESULTS_FILE}")
     assert os.listdir(tmp_path) == []  # nothing named gs: on local disk
 
