@@ -415,11 +415,11 @@ def test_outputs_data_and_init_checkpoint_on_gcs(nsmc_run, gcs_emulator, tmp_pat
     assert_nothing_named_gs(tmp_path, os.getcwd(), root)
 
 
-def test_benchmark_reads_tasks_from_and_writes_its_table_to_a_bucket(nsmc_run, gcs_emulator,
-                                                                      tmp_path, monkeypatch):
+def test_leaderboard_reads_tasks_from_and_writes_its_table_to_a_bucket(nsmc_run, gcs_emulator,
+                                                                        tmp_path, monkeypatch):
     import uuid
 
-    from electra_ko import benchmark, storage
+    from electra_ko import leaderboard, storage
     from test_storage import assert_nothing_named_gs
     root, _ = nsmc_run
     base = f"gs://{gcs_emulator}/{uuid.uuid4().hex}"
@@ -427,13 +427,13 @@ def test_benchmark_reads_tasks_from_and_writes_its_table_to_a_bucket(nsmc_run, g
         storage.write_text(f"{base}/data/nsmc/{name}", (root / name).read_text(encoding="utf-8"))
     storage.upload_dir(str(root / "out" / "model"), f"{base}/models/model")
     monkeypatch.chdir(tmp_path)
-    rows = benchmark.run_benchmark(["nsmc"], f"{base}/data", [f"{base}/models/model"],
-                                   f"{base}/bench", epochs=1, batch_size=8, max_seq_length=16,
-                                   max_train_examples=64)
+    rows = leaderboard.run_leaderboard(["nsmc"], f"{base}/data", [f"{base}/models/model"],
+                                       f"{base}/bench", epochs=1, batch_size=8, max_seq_length=16,
+                                       max_train_examples=64)
     assert list(rows) == ["models/model"]
-    assert json.loads(storage.read_text(f"{base}/bench/{benchmark.JSON_FILE}")) == rows
-    assert storage.read_text(f"{base}/bench/{benchmark.TABLE_FILE}") == \
-        benchmark.format_table(rows, ["nsmc"])
+    assert json.loads(storage.read_text(f"{base}/bench/{leaderboard.JSON_FILE}")) == rows
+    assert storage.read_text(f"{base}/bench/{leaderboard.TABLE_FILE}") == \
+        leaderboard.format_table(rows, ["nsmc"])
     results = storage.read_json(f"{base}/bench/models_model/nsmc/{finetune.RESULTS_FILE}")
     assert results["vocab"]["path"] == f"{base}/models/model"  # the checkpoint's own vocab
     assert os.listdir(tmp_path) == []

@@ -233,7 +233,7 @@ CLI_OUTPUTS = {
     "build_data": ["--corpus", "in.txt", "--vocab", "vocab", "--output_dir"],
     "pretrain": ["--vocab_file", "vocab.txt", "--model_dir"],
     "finetune": ["--task", "nsmc", "--vocab", "vocab.txt", "--output_dir"],
-    "benchmark": ["--data_root", "data", "--output_dir"],
+    "leaderboard": ["--data_root", "data", "--output_dir"],
     "export": ["--model_dir", "model", "--output_dir"],
 }
 

@@ -14,7 +14,7 @@ stuck at the unigram plateau has all three close together. This is a diagnosis, 
 benchmark of speed: it tells in a minute whether more pretraining steps are being spent on
 anything. Last output line: one JSON object.
 
-    python benchmarks/context_usage.py --model_dir models/tiny_nsmc
+    python experiments/context_usage.py --model_dir models/tiny_nsmc
 """
 import argparse
 import json

@@ -1,10 +1,10 @@
 """NSMC reference numbers: pretrained ELECTRA vs random init vs a TF-IDF baseline.
 
     # (c) character 1-4-gram TF-IDF + logistic regression, full training set (~1 min)
-    python benchmarks/nsmc.py --data_dir ../shared/data/nsmc --runs tfidf
+    python experiments/nsmc.py --data_dir ../shared/data/nsmc --runs tfidf
 
     # (a) pretrained, (b) same architecture from random init, same budget, (c) TF-IDF
-    python benchmarks/nsmc.py --data_dir ../shared/data/nsmc --work_dir runs/nsmc_ft \
+    python experiments/nsmc.py --data_dir ../shared/data/nsmc --work_dir runs/nsmc_ft \
         --init_checkpoint runs/model_tiny/discriminator --model_config runs/model_tiny/config.json \
         --max_train_examples 24000 --epochs 3 --max_seq_length 64 --figures docs/figures
 

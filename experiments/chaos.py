@@ -1,6 +1,6 @@
 """Kill every stage at random moments and check that nothing is lost or mixed up.
 
-    .venv/bin/python benchmarks/chaos.py [--kills 20] [--stages corpus,vocab,...] [--work_dir DIR]
+    .venv/bin/python experiments/chaos.py [--kills 20] [--stages corpus,vocab,...] [--work_dir DIR]
 
 For each stage (corpus, vocab, build_data, pretrain, finetune, export), on the first
 --corpus_lines lines of the NSMC review corpus:

@@ -1,6 +1,6 @@
 """Pretraining curves from a model_dir's TensorBoard logs: a PNG and the final metrics.
 
-    python benchmarks/plot_pretrain.py --model_dir /work/runs/nsmc/model_tiny \
+    python experiments/plot_pretrain.py --model_dir /work/runs/nsmc/model_tiny \
         --output docs/figures/pretrain_tiny_nsmc.png
 
 Reads the scalars `python -m electra_ko.pretrain` writes to `model_dir/train` (every
@@ -10,7 +10,7 @@ writes `<output>.json`: the last training values, the held-out eval values, the 
 the wall time between the first and last training summary and the run's config.
 Safe on a run still in progress (it only reads).
 
-    python benchmarks/plot_pretrain.py --compare "(a) tied=runs/a" --compare "(c) two-stage=runs/c" \
+    python experiments/plot_pretrain.py --compare "(a) tied=runs/a" --compare "(c) two-stage=runs/c" \
         --tag disc_auc --output docs/figures/disc_auc_by_recipe.png
 
 draws one tag of several runs against the step instead, one line per `LABEL=MODEL_DIR`.

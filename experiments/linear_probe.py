@@ -5,9 +5,9 @@ initialisation of `--model_config` without one), turns every NSMC review into tw
 feature vectors, its [CLS] state and the mean of its token states, and fits a logistic
 regression on each. Pretraining that learnt something about the reviews lifts both
 accuracies well above those of the random encoder; how much of that lift survives
-fine-tuning is what `benchmarks/nsmc.py` measures. Last output line: one JSON object.
+fine-tuning is what `experiments/nsmc.py` measures. Last output line: one JSON object.
 
-    python benchmarks/linear_probe.py --data_dir ../shared/data/nsmc --vocab vocab8k \\
+    python experiments/linear_probe.py --data_dir ../shared/data/nsmc --vocab vocab8k \\
         --model_config models/mlm8k_15k/config.json [--init_checkpoint models/mlm8k_15k/generator]
 """
 import argparse

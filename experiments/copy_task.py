@@ -23,7 +23,7 @@ below), batches, schedule, optimizer and masking recipe:
   `electra_ko.masking.mask_inputs`; AdamW without decay on biases and LayerNorm, the
   warm-up and linear decay of `electra_ko.optimization`, gradient clipping.
 
-    python benchmarks/copy_task.py --steps 600 \
+    python experiments/copy_task.py --steps 600 \
         --runs ours_mlm,torch_mlm,ours_electra,torch_electra --work_dir /tmp/copy --seed 42
 
 `--set key=value` (repeatable) adds config overrides to our runs, e.g.

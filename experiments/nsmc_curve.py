@@ -1,15 +1,15 @@
 """NSMC test accuracy against the number of labelled reviews: where pretraining pays.
 
-Reads the `comparison.json` of several `benchmarks/nsmc.py` work dirs, one per
+Reads the `comparison.json` of several `experiments/nsmc.py` work dirs, one per
 `--max_train_examples` (pass `--tfidf_max_train_examples` the same N so the TF-IDF row
 sees the same reviews), and prints one Markdown row per size: (a) pretrained, (b) random
 init, their gap, (c) TF-IDF. With `--output` it also draws the three curves.
 
     for n in 1200 2400 6000 12000 24000; do
-      python benchmarks/nsmc.py --data_dir ../shared/data/nsmc --runs tfidf,pretrained,random \
+      python experiments/nsmc.py --data_dir ../shared/data/nsmc --runs tfidf,pretrained,random \
           --work_dir outputs/nsmc_n$n --max_train_examples $n --tfidf_max_train_examples $n ...
     done
-    python benchmarks/nsmc_curve.py outputs/nsmc_n* --output docs/figures/nsmc_labels.png
+    python experiments/nsmc_curve.py outputs/nsmc_n* --output docs/figures/nsmc_labels.png
 """
 import argparse
 import json
@@ -29,7 +29,7 @@ def load_point(work_dir):
     seen the same number of reviews, or the point would compare unlike budgets."""
     path = os.path.join(work_dir, "comparison.json")
     if not os.path.exists(path):
-        raise SystemExit(f"error: {path} not found (run benchmarks/nsmc.py with --work_dir {work_dir})")
+        raise SystemExit(f"error: {path} not found (run experiments/nsmc.py with --work_dir {work_dir})")
     with open(path, encoding="utf-8") as f:
         comparison = json.load(f)
     sizes = {name: row["train_examples"] for name, row in comparison.items()}
@@ -67,7 +67,7 @@ def plot(points, output):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("work_dirs", nargs="+", help="benchmarks/nsmc.py work dirs")
+    parser.add_argument("work_dirs", nargs="+", help="experiments/nsmc.py work dirs")
     parser.add_argument("--output", help="write the curves to this PNG")
     args = parser.parse_args(argv)
     points = sorted((load_point(d) for d in args.work_dirs), key=lambda point: point[0])
