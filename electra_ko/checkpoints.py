@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from electra_ko import modeling
+from electra_ko import architecture
 
 # --------------------------------------------------------------------------- name tables
 
@@ -99,7 +99,7 @@ class Tower:
     (None for regression). `masked_lm` marks a plain masked LM (`electra_objective: false`):
     a generator-kind model that is the pretrained model itself, not an ELECTRA generator."""
     kind: str
-    config: modeling.EncoderConfig
+    config: architecture.EncoderConfig
     tensors: dict
     labels: Optional[tuple] = None
     masked_lm: bool = False
@@ -156,7 +156,8 @@ def read_tf1_towers(path, num_attention_heads, **encoder_keys):
     """Towers of a TF1 checkpoint (a file prefix, or a directory with a `checkpoint` file).
 
     Shapes give every size but the number of attention heads, which the caller passes (from
-    --config/--set); the generator's follows google-research/electra: hidden // 64.
+    --config/--set); the generator's follow google-research/electra's rule
+    (`architecture.generator_heads`).
     """
     import tensorflow as tf
 
@@ -166,9 +167,10 @@ def read_tf1_towers(path, num_attention_heads, **encoder_keys):
     towers = []
     for kind, tensors in read_tf1_checkpoint(prefix).items():
         sizes = infer_sizes(tensors)
-        heads = num_attention_heads if kind == DISCRIMINATOR else max(1, sizes["hidden_size"] // 64)
+        heads = (num_attention_heads if kind == DISCRIMINATOR
+                 else architecture.generator_heads(sizes["hidden_size"]))
         try:
-            config = modeling.EncoderConfig(num_attention_heads=heads, **sizes, **encoder_keys)
+            config = architecture.EncoderConfig(num_attention_heads=heads, **sizes, **encoder_keys)
         except ValueError as err:
             raise CheckpointError(f"{prefix} ({kind}): {err}") from None
         towers.append(Tower(kind, config, tensors))
@@ -220,12 +222,12 @@ def read_hf_tower(path):
 
 def encoder_config_from_hf(config, source):
     """EncoderConfig from transformers' ElectraConfig keys (which keep BERT's names)."""
-    if config.get("hidden_act", "gelu") != "gelu":
+    if config.get("hidden_act", "gelu") not in architecture.HIDDEN_ACTS:
         raise CheckpointError(f"{source}: hidden_act {config['hidden_act']!r} is not supported "
                               f"(electra_ko models use exact GELU, 'gelu')")
-    fields = {f.name for f in dataclasses.fields(modeling.EncoderConfig)}
     try:
-        return modeling.EncoderConfig(**{k: v for k, v in config.items() if k in fields})
+        return architecture.EncoderConfig(**{k: v for k, v in config.items()
+                                             if k in architecture.ARCHITECTURE_KEYS})
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{source}: {err}") from None
 
@@ -300,27 +302,33 @@ def _read_json(path):
 
 # --------------------------------------------------------------------------- sizes
 
+# Where each size the shapes tell is read (`architecture.SHAPE_KEYS`): a tensor and its
+# axis; the layers are counted.
+_SIZE_SOURCES = {
+    "vocab_size": (WORD_EMBEDDINGS, 0),
+    "embedding_size": (WORD_EMBEDDINGS, 1),
+    "hidden_size": (f"{ENCODER_PREFIX}encoder.layer.0.attention.self.query.weight", 0),
+    "intermediate_size": (f"{ENCODER_PREFIX}encoder.layer.0.intermediate.dense.weight", 0),
+    "max_position_embeddings": (f"{ENCODER_PREFIX}embeddings.position_embeddings.weight", 0),
+    "type_vocab_size": (f"{ENCODER_PREFIX}embeddings.token_type_embeddings.weight", 0),
+}
+
 
 def infer_sizes(tensors):
-    """The architecture sizes that the tensor shapes determine (not heads or activation)."""
-    word = _require(tensors, WORD_EMBEDDINGS)
+    """The architecture sizes that the tensor shapes determine (`architecture.SHAPE_KEYS`;
+    not heads or activation)."""
+    _require(tensors, WORD_EMBEDDINGS)
     layers = {int(m.group(1)) for n in tensors
               if (m := re.match(r"electra\.encoder\.layer\.(\d+)\.", n))}
     if not layers:
         raise CheckpointError("no encoder layers (electra.encoder.layer.0...) in the checkpoint")
-    query = _require(tensors, f"{ENCODER_PREFIX}encoder.layer.0.attention.self.query.weight")
-    ffn = _require(tensors, f"{ENCODER_PREFIX}encoder.layer.0.intermediate.dense.weight")
-    return {
-        "vocab_size": int(word.shape[0]),
-        "embedding_size": int(word.shape[1]),
-        "hidden_size": int(query.shape[0]),
-        "num_hidden_layers": max(layers) + 1,
-        "intermediate_size": int(ffn.shape[0]),
-        "max_position_embeddings": int(
-            _require(tensors, f"{ENCODER_PREFIX}embeddings.position_embeddings.weight").shape[0]),
-        "type_vocab_size": int(
-            _require(tensors, f"{ENCODER_PREFIX}embeddings.token_type_embeddings.weight").shape[0]),
-    }
+
+    def size(key):
+        if key == "num_hidden_layers":
+            return max(layers) + 1
+        name, axis = _SIZE_SOURCES[key]
+        return int(_require(tensors, name).shape[axis])
+    return {key: size(key) for key in architecture.SHAPE_KEYS}
 
 
 def _require(tensors, name):

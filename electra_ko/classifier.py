@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from electra_ko import checkpoints, modeling, optimization, randomness, tasks, training
+from electra_ko import architecture, checkpoints, modeling, optimization, randomness, tasks, training
 
 MIN_BUCKET = 16
 
@@ -39,7 +39,7 @@ class SequenceClassifier(keras.Model):
     Regression (KorSTS) is one output unit. Float32 outputs [B, num_outputs].
     """
 
-    def __init__(self, encoder_config: modeling.EncoderConfig, num_outputs: int, **kwargs):
+    def __init__(self, encoder_config: architecture.EncoderConfig, num_outputs: int, **kwargs):
         super().__init__(**kwargs)
         self.encoder_config = encoder_config
         self.num_outputs = num_outputs
@@ -299,7 +299,7 @@ class Runner:
         num_outputs = 1 if self.regression else len(spec.labels)
         with strategy.scope():
             keras.utils.set_random_seed(cfg.seed)
-            self.model = SequenceClassifier(modeling.EncoderConfig.from_config(cfg), num_outputs,
+            self.model = SequenceClassifier(architecture.EncoderConfig.from_config(cfg), num_outputs,
                                             name="electra_classifier")
             if init is not None:
                 assign_encoder_weights(self.model.electra, init)

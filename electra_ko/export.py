@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import app, flags
 from tokenizers import processors
 
-from electra_ko import checkpoints, modeling, storage
+from electra_ko import architecture, checkpoints, modeling, storage
 from electra_ko import config as config_lib
 from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
@@ -194,27 +194,10 @@ def _without_tied_lm_weight(tensors):
 def hf_config(tower, special_ids, extra=None):
     """A `config.json` that transformers' ElectraConfig reads with no custom code; `extra`
     adds keys of our own (a fine-tuned model's task, under "electra_ko")."""
-    c = tower.config
-    config = {
-        "architectures": [HF_ARCHITECTURES[tower.kind]],
-        "model_type": "electra",
-        "vocab_size": c.vocab_size,
-        "embedding_size": c.embedding_size,
-        "hidden_size": c.hidden_size,
-        "num_hidden_layers": c.num_hidden_layers,
-        "num_attention_heads": c.num_attention_heads,
-        "intermediate_size": c.intermediate_size,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": c.hidden_dropout_prob,
-        "attention_probs_dropout_prob": c.attention_probs_dropout_prob,
-        "max_position_embeddings": c.max_position_embeddings,
-        "type_vocab_size": c.type_vocab_size,
-        "initializer_range": c.initializer_range,
-        "layer_norm_eps": c.layer_norm_eps,
-        "position_embedding_type": "absolute",
-        "pad_token_id": special_ids["pad"],
-        "tie_word_embeddings": True,
-    }
+    config = {"architectures": [HF_ARCHITECTURES[tower.kind]], "model_type": "electra"}
+    config.update({key: getattr(tower.config, key) for key in architecture.HF_CONFIG_KEYS})
+    config.update({"position_embedding_type": "absolute", "pad_token_id": special_ids["pad"],
+                   "tie_word_embeddings": True})
     if tower.kind == CLASSIFIER:
         config.update(_classifier_labels(tower.labels))
     if tower.masked_lm:

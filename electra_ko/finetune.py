@@ -36,7 +36,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import app, flags, logging
 
-from electra_ko import checkpoints, classifier, export, modeling, storage, tasks
+from electra_ko import architecture, checkpoints, classifier, export, modeling, storage, tasks
 from electra_ko import config as config_lib
 from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
@@ -48,8 +48,8 @@ PREDICTIONS_FILE = "predictions.tsv"
 # architecture, and how a random init starts, so a random-init baseline starts as its
 # pretrained twin did. Dropout is a training choice, not architecture: a model pretrained
 # without dropout still fine-tunes with the fine-tuning config's rate.
-ARCHITECTURE_KEYS = ("model_size", "model_hparam_overrides", "position_embedding_init") + tuple(
-    k for k in config_lib._BERT_CONFIG_KEYS if not k.endswith("dropout_prob"))
+MODEL_CONFIG_KEYS = ("model_size", "model_hparam_overrides") + tuple(
+    k for k in architecture.ARCHITECTURE_KEYS if k not in architecture.DROPOUT_KEYS)
 MIN_TOKEN_STATE_SPREAD = 0.01  # below: a collapsed checkpoint (see classifier.token_state_spread)
 
 
@@ -58,12 +58,6 @@ class FinetuneError(ValueError):
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-# The sizes an initial checkpoint fixes (its weights' shapes and its attention heads).
-CHECKPOINT_SIZE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                        "num_attention_heads", "intermediate_size", "max_position_embeddings",
-                        "type_vocab_size")
 
 
 def file_sha256(path: str) -> str:
@@ -100,14 +94,14 @@ def load_init_checkpoint(path: str, cfg) -> classifier.InitCheckpoint:
     if not towers:
         raise FinetuneError(f"--init_checkpoint {path}: holds only a generator; fine-tuning "
                             "starts from the discriminator")
-    sizes = {key: getattr(towers[0].config, key) for key in CHECKPOINT_SIZE_KEYS}
+    sizes = {key: getattr(towers[0].config, key) for key in architecture.SIZE_KEYS}
     resolved, identity = checkpoint_identity(path)
     return classifier.InitCheckpoint(resolved, towers[0].tensors, sizes, file_sha256(identity))
 
 
 def check_init_spread(cfg, init: classifier.InitCheckpoint, train: classifier.Encoded) -> float:
     """Warn loudly when the initial checkpoint's representations have collapsed."""
-    encoder = modeling.ElectraEncoder(modeling.EncoderConfig.from_config(cfg), name="electra")
+    encoder = modeling.ElectraEncoder(architecture.EncoderConfig.from_config(cfg), name="electra")
     encoder.build()
     classifier.assign_encoder_weights(encoder, init)
     spread = classifier.token_state_spread(encoder, train)
@@ -131,7 +125,7 @@ def resolve_config(config_file=None, overrides=(), model_config=None, **values):
     hparams = None
     if model_config:
         data = config_lib.read_json_file(model_config)
-        hparams = json.dumps({k: v for k, v in data.items() if k in ARCHITECTURE_KEYS})
+        hparams = json.dumps({k: v for k, v in data.items() if k in MODEL_CONFIG_KEYS})
     return config_lib.load_config(config_lib.FINETUNE, config_file, overrides, hparams, **values)
 
 
@@ -147,7 +141,7 @@ def recipe_for_checkpoint(cfg, init):
     """Size-dependent defaults (learning rate, layer-wise decay) follow the checkpoint's
     architecture when it is one of our sizes and no model_size was given: a tiny
     checkpoint fine-tunes with tiny's recipe, not with the default size's."""
-    size = config_lib.size_of(init.sizes)
+    size = architecture.size_of(init.sizes)
     if "model_size" in cfg.explicit or size in (None, cfg.model_size):
         return cfg
     logging.info("--init_checkpoint %s has the %s architecture: fine-tuning defaults of %s",
@@ -288,7 +282,7 @@ def save_model(model_dir, model: classifier.SequenceClassifier, cfg, spec) -> st
     """The model as a Hugging Face `ElectraForSequenceClassification` directory, written by
     the exporter (weights, config.json, tokenizer files, vocabulary); returns the weights path."""
     labels = None if spec.task_type == tasks.REGRESSION else tuple(spec.labels)
-    tower = checkpoints.Tower(checkpoints.CLASSIFIER, modeling.EncoderConfig.from_config(cfg),
+    tower = checkpoints.Tower(checkpoints.CLASSIFIER, architecture.EncoderConfig.from_config(cfg),
                               export.hf_tensors(classifier.huggingface_weights(model)), labels)
     export.write_huggingface(tower, cfg.vocab_file, model_dir, cfg.max_seq_length,
                              {"electra_ko": task_record(cfg, spec)})

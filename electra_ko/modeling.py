@@ -53,7 +53,6 @@ telling whether the tensor is transposed there (Dense kernels are [in, out]; a t
 Linear weight is [out, in]). Every kernel keeps the reference shape, so both mappings are
 plain copies (plus a transpose for torch).
 """
-import dataclasses
 import math
 from typing import Optional
 
@@ -61,84 +60,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from electra_ko.config import EMBEDDING_SHARING, POSITION_EMBEDDING_INITS
+from electra_ko import architecture
+from electra_ko.config import EMBEDDING_SHARING
 from electra_ko.randomness import dropout, resolve_seed, split_seed
 
 ATTENTION_MASK_BIAS = -10000.0  # added to scores of padding keys; fits float16
 
 
-# ----------------------------------------------------------------------------- config
-
-@dataclasses.dataclass(frozen=True)
-class EncoderConfig:
-    """Sizes of one encoder; independent of the project's Config so checkpoints and
-    exporters can build a model from a plain dict (`EncoderConfig(**d)`)."""
-
-    vocab_size: int
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    intermediate_size: int
-    embedding_size: int
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
-    position_embedding_init: str = "truncated_normal"
-
-    def __post_init__(self):
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
-                             f"num_attention_heads {self.num_attention_heads}")
-        for key in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
-                    "embedding_size", "max_position_embeddings", "type_vocab_size"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) <= 0:
-                raise ValueError(f"EncoderConfig.{key} must be a positive int, "
-                                 f"got {getattr(self, key)!r}")
-        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
-            raise ValueError(f"EncoderConfig.position_embedding_init must be one of "
-                             f"{POSITION_EMBEDDING_INITS}, got {self.position_embedding_init!r}")
-
-    @classmethod
-    def from_config(cls, cfg) -> "EncoderConfig":
-        """The discriminator (or fine-tuned model) described by a project `Config`."""
-        if cfg.vocab_size is None:
-            raise ValueError("config key 'vocab_size' is not set: set it or give vocab_file")
-        return cls(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                   num_hidden_layers=cfg.num_hidden_layers,
-                   num_attention_heads=cfg.num_attention_heads,
-                   intermediate_size=cfg.intermediate_size,
-                   embedding_size=cfg.embedding_size or cfg.hidden_size,
-                   max_position_embeddings=cfg.max_position_embeddings,
-                   type_vocab_size=cfg.type_vocab_size,
-                   hidden_dropout_prob=cfg.hidden_dropout_prob,
-                   attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
-                   initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps,
-                   position_embedding_init=cfg.position_embedding_init)
-
-    @classmethod
-    def generator_from_config(cls, cfg) -> "EncoderConfig":
-        return cls.from_config(cfg).generator(cfg.generator_hidden_size, cfg.generator_layers)
-
-    def generator(self, hidden_fraction: float, layers_fraction: float = 1.0) -> "EncoderConfig":
-        """The generator's sizes, derived exactly as google-research/electra's
-        `get_generator_config` (published checkpoints depend on the rounding): it keeps
-        the embedding size, so it projects when that differs from its own hidden size."""
-        hidden = int(round(self.hidden_size * hidden_fraction))
-        return dataclasses.replace(
-            self, hidden_size=hidden,
-            num_hidden_layers=int(round(self.num_hidden_layers * layers_fraction)),
-            intermediate_size=4 * hidden, num_attention_heads=max(1, hidden // 64))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 # ----------------------------------------------------------------------------- helpers
 
-def initializer(config: EncoderConfig):
+def initializer(config: architecture.EncoderConfig):
     return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
 
@@ -167,13 +98,14 @@ def sinusoidal_initializer(stddev: float):
 TF1_DENSE_DEFAULT_INIT = "glorot_uniform"
 
 
-def dense(units: int, config: EncoderConfig, name: str, activation=None,
+def dense(units: int, config: architecture.EncoderConfig, name: str, activation=None,
           kernel_initializer=None) -> keras.layers.Dense:
     return keras.layers.Dense(units, activation=activation, name=name,
                               kernel_initializer=kernel_initializer or initializer(config))
 
 
-def layer_norm(config: EncoderConfig, name: str = "LayerNorm") -> keras.layers.LayerNormalization:
+def layer_norm(config: architecture.EncoderConfig,
+               name: str = "LayerNorm") -> keras.layers.LayerNormalization:
     return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
 
 
@@ -188,9 +120,9 @@ def layer_norm_weights(layer: keras.layers.LayerNormalization, name: str):
 # ----------------------------------------------------------------------------- layers
 
 class ConfigLayer(keras.layers.Layer):
-    """A layer built from one EncoderConfig; serialises it in `get_config`."""
+    """A layer built from one `architecture.EncoderConfig`; serialises it in `get_config`."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
 
@@ -200,13 +132,13 @@ class ConfigLayer(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls(EncoderConfig(**config.pop("config")), **config)
+        return cls(architecture.EncoderConfig(**config.pop("config")), **config)
 
 
 class Embeddings(ConfigLayer):
     """Word + position + token-type embeddings, LayerNorm, dropout -> [B, L, embedding_size]."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.layer_norm = layer_norm(config)
 
@@ -271,7 +203,7 @@ class EmbeddingDeltas(ConfigLayer):
 class TransformerLayer(ConfigLayer):
     """Post-LayerNorm block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         h = config.hidden_size
         self.query = dense(h, config, "query")
@@ -334,7 +266,7 @@ class ElectraEncoder(ConfigLayer):
     With `embedding_deltas` (gdes) the encoder reads the shared tables through them.
     """
 
-    def __init__(self, config: EncoderConfig, embeddings: Optional[Embeddings] = None,
+    def __init__(self, config: architecture.EncoderConfig, embeddings: Optional[Embeddings] = None,
                  embedding_deltas: Optional[EmbeddingDeltas] = None, **kwargs):
         super().__init__(config, **kwargs)
         self.embeddings = embeddings or Embeddings(config, name="embeddings")
@@ -395,7 +327,7 @@ class ElectraEncoder(ConfigLayer):
 class MaskedLMHead(ConfigLayer):
     """dense(embedding_size) + GELU + LayerNorm, then logits tied to the word embeddings."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.dense = dense(config.embedding_size, config, "dense", "gelu")
         self.layer_norm = layer_norm(config)
@@ -427,7 +359,7 @@ class MaskedLMHead(ConfigLayer):
 class DiscriminatorHead(ConfigLayer):
     """dense(hidden) + GELU + dense(1) -> float32 logit per token, [B, L]."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.dense = dense(config.hidden_size, config, "dense", "gelu")
         self.dense_prediction = dense(1, config, "dense_prediction",
@@ -457,8 +389,8 @@ class ElectraPretrainer(keras.Model):
     ELECTRA objective only.
     """
 
-    def __init__(self, discriminator_config: EncoderConfig,
-                 generator_config: Optional[EncoderConfig] = None,
+    def __init__(self, discriminator_config: architecture.EncoderConfig,
+                 generator_config: Optional[architecture.EncoderConfig] = None,
                  electra_objective: bool = True, embedding_sharing: str = "tied", **kwargs):
         super().__init__(**kwargs)
         if electra_objective and generator_config is None:
@@ -492,7 +424,7 @@ class ElectraPretrainer(keras.Model):
 
     @classmethod
     def from_project_config(cls, cfg) -> "ElectraPretrainer":
-        disc = EncoderConfig.from_config(cfg)
+        disc = architecture.EncoderConfig.from_config(cfg)
         gen = disc.generator(cfg.generator_hidden_size, cfg.generator_layers)
         return cls(disc, gen, electra_objective=cfg.electra_objective,
                    embedding_sharing=cfg.embedding_sharing, name="electra_pretrainer")
@@ -544,8 +476,8 @@ class ElectraPretrainer(keras.Model):
     @classmethod
     def from_config(cls, config):
         gen = config.get("generator_config")
-        return cls(EncoderConfig(**config["discriminator_config"]),
-                   gen and EncoderConfig(**gen), config["electra_objective"],
+        return cls(architecture.EncoderConfig(**config["discriminator_config"]),
+                   gen and architecture.EncoderConfig(**gen), config["electra_objective"],
                    config.get("embedding_sharing", "tied"), name=config.get("name"))
 
 

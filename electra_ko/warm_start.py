@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from electra_ko import checkpoints, export, modeling
+from electra_ko import architecture, checkpoints, export, modeling
 from electra_ko import config as config_lib
 from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
@@ -31,10 +31,6 @@ FORMATS = ("a pretraining model_dir of ours (its newest ckpt-<step>, else its ex
            "one Hugging Face ELECTRA discriminator or masked-LM folder",
            "a google-research/electra TF1 checkpoint (file prefix, or a directory with a "
            "`checkpoint` file)")
-# Architecture keys a checkpoint fixes (config keys and EncoderConfig fields alike).
-SIZE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-             "num_attention_heads", "intermediate_size", "max_position_embeddings",
-             "type_vocab_size")
 # The tables both towers of one pair must agree on (shapes).
 PAIR_TABLES = tuple(f"{checkpoints.ENCODER_PREFIX}embeddings.{name}.weight"
                     for name in modeling.TABLES)
@@ -51,7 +47,7 @@ class InitCheckpoint:
     vocab_dir: Optional[str]
 
     @property
-    def discriminator_config(self) -> modeling.EncoderConfig:
+    def discriminator_config(self) -> architecture.EncoderConfig:
         return (self.discriminator or self.masked_lm).config
 
 
@@ -159,7 +155,7 @@ def check_vocab(init, tokenizer, vocab_file):
 def sized_config(cfg, init):
     """cfg with the checkpoint's architecture; a key given otherwise is an error naming it."""
     disc = init.discriminator_config
-    values = {key: getattr(disc, key) for key in SIZE_KEYS}
+    values = {key: getattr(disc, key) for key in architecture.SIZE_KEYS}
     if init.generator is not None:
         gen = init.generator.config
         values.update(generator_hidden_size=gen.hidden_size / disc.hidden_size,
@@ -211,7 +207,7 @@ def _describe(tower, init):
 
 
 def _same_sizes(a, b):
-    return b is not None and all(getattr(a, k) == getattr(b, k) for k in SIZE_KEYS)
+    return b is not None and all(getattr(a, k) == getattr(b, k) for k in architecture.SIZE_KEYS)
 
 
 def _copy(model, part, tower, assigned):

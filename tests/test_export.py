@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from electra_ko import checkpoints, export, modeling, storage, tasks, vocab
+from electra_ko import architecture, checkpoints, export, modeling, storage, tasks, vocab
 from test_storage import files_under, plant_temporaries
 
 torch = pytest.importorskip("torch", reason="Hugging Face parity tests need torch (extra 'hf')")
@@ -22,7 +22,7 @@ MAX_SEQ_LENGTH = 24
 
 
 def tiny_config(hidden=32, embedding=16, layers=2, heads=2, vocab_size=None):
-    return modeling.EncoderConfig(
+    return architecture.EncoderConfig(
         vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=2 * hidden, embedding_size=embedding,
         max_position_embeddings=MAX_SEQ_LENGTH)

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import classifier, config, finetune, modeling, tasks, vocab
+from electra_ko import architecture, classifier, finetune, modeling, tasks, vocab
 from test_checkpoints import tf1_variables, write_tf1_checkpoint
 from test_storage import plant_temporaries
 
@@ -22,7 +22,7 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 def tiny_config(**changes):
     values = dict(vocab_size=20, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=32, embedding_size=8, max_position_embeddings=32)
-    return modeling.EncoderConfig(**dict(values, **changes))
+    return architecture.EncoderConfig(**dict(values, **changes))
 
 
 def write_nsmc(path, n, seed):
@@ -122,7 +122,7 @@ def test_saved_model_reloads_as_init_checkpoint(nsmc_run, tmp_path):
     assert init.sizes["num_attention_heads"] == 2  # from config.json, not the "small" preset's 4
     weights = root / "out" / "model" / "model.safetensors"
     assert init.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
-    model = classifier.SequenceClassifier(modeling.EncoderConfig(
+    model = classifier.SequenceClassifier(architecture.EncoderConfig(
         vocab_size=14, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, embedding_size=32), 2)
     classifier.assign_encoder_weights(model.electra, init)
@@ -257,7 +257,7 @@ def test_collapsed_checkpoint_is_measured_and_flagged(caplog):
 
 
 def test_checkpoint_architecture_picks_its_size_recipe():
-    tiny = {k: config.SIZE_PRESETS["tiny"][k] for k in config.ENCODER_SIZE_KEYS}
+    tiny = {k: architecture.SIZE_PRESETS["tiny"][k] for k in architecture.PRESET_KEYS}
     init = classifier.InitCheckpoint("/models/tiny", {}, dict(tiny, vocab_size=20), "")
     cfg = finetune.resolve_config()  # no model_size given: the default, small
     assert (cfg.model_size, cfg.layerwise_lr_decay) == ("small", pytest.approx(0.8))

@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import (checkpoints, config, data, export, finetune, masking, modeling, randomness,
-                        optimization, pretrain, training, vocab, warm_start)
+from electra_ko import (architecture, checkpoints, config, data, export, finetune, masking,
+                        modeling, randomness, optimization, pretrain, training, vocab, warm_start)
 from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
 from test_checkpoints import write_tf1_checkpoint
@@ -593,7 +593,7 @@ def test_two_stage_configs_fit_together():
     mlm, electra = (config.load_config(config.PRETRAIN, os.path.join(directory, f"tiny_two_stage_{p}.json"))
                     for p in ("mlm", "electra"))
     assert (mlm.electra_objective, electra.electra_objective) == (False, True)
-    for key in config.ENCODER_SIZE_KEYS + ("max_seq_length", "position_embedding_init",
+    for key in architecture.PRESET_KEYS + ("max_seq_length", "position_embedding_init",
                                            "hidden_dropout_prob"):
         assert getattr(mlm, key) == getattr(electra, key), key
     assert electra.generator_sizes()["hidden_size"] < electra.hidden_size  # a fresh, smaller generator
@@ -745,8 +745,8 @@ def test_resume_with_another_architecture_is_refused_before_writing(corpus_dir, 
                                                                      tmp_path):
     model_dir = _copy_of(trained_model_dir, tmp_path)
     before = (model_dir / "config.json").read_text()
-    with pytest.raises(config.ConfigError, match=r"another architecture \(hidden_size: 16 there, "
-                                                 r"24 now; embedding_size: 16 there, 24 now\)"):
+    with pytest.raises(config.ConfigError, match=r"another architecture \(embedding_size: 16 there, "
+                                                 r"24 now; hidden_size: 16 there, 24 now\)"):
         pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=6, hidden_size=24,
                           embedding_size=24))
     assert (model_dir / "config.json").read_text() == before

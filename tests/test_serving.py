@@ -158,9 +158,9 @@ def random_weights(model, seed):
 
 
 def tiny_tower(kind, vocab_dir, labels=None):
-    from electra_ko import export, modeling
+    from electra_ko import architecture, export
 
-    config = modeling.EncoderConfig(
+    config = architecture.EncoderConfig(
         vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size, hidden_size=32,
         num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, embedding_size=16,
         max_position_embeddings=32)
