@@ -1,10 +1,18 @@
-"""Read published ELECTRA weights: Hugging Face directories and google-research/electra TF1
-checkpoints.
+"""Every weight name, and how to open any checkpoint.
 
-Both formats are read into one interchange form, a "tower": a dict of NumPy arrays keyed by
-Hugging Face `transformers` parameter names in PyTorch layout (Linear weights are
-[out, in], TF1 kernels are [in, out]). The tables below are the whole name mapping; the
-Keras side (our model's weights <-> these names) lives in `electra_ko.export`.
+Checkpoints travel as "towers": one per model (discriminator, generator, classifier), each
+an `architecture.EncoderConfig` plus a dict of NumPy arrays under Hugging Face
+`transformers` names in PyTorch layout. This module is the one place that knows
+
+* the names: google-research/electra's TF1 names, which our Keras models also list
+  (`tf1_weights()`), and transformers' names, paired by the tables below (a head adds
+  its names to `HEADS`); `hf_name` converts one name;
+* the layouts: TF1 and Keras kernels are [in, out], torch Linear weights [out, in]
+  (`switch_layout`);
+* how a Keras model becomes a tower and back (`tower_from_model`, `model_from_tower`,
+  `pretrainer_towers`), and how Hugging Face folders and TF1 checkpoints are read.
+
+TensorFlow and the Keras models are imported only where they are used.
 """
 import dataclasses
 import json
@@ -54,34 +62,48 @@ ENCODER_LAYER = [
     ("output/LayerNorm/gamma", "output.LayerNorm.weight"),
     ("output/LayerNorm/beta", "output.LayerNorm.bias"),
 ]
-# Heads: full TF1 name  <->  full HF name.
-DISCRIMINATOR_HEAD = [
-    ("discriminator_predictions/dense/kernel", "discriminator_predictions.dense.weight"),
-    ("discriminator_predictions/dense/bias", "discriminator_predictions.dense.bias"),
-    ("discriminator_predictions/dense_1/kernel", "discriminator_predictions.dense_prediction.weight"),
-    ("discriminator_predictions/dense_1/bias", "discriminator_predictions.dense_prediction.bias"),
-]
-GENERATOR_HEAD = [
-    ("generator_predictions/dense/kernel", "generator_predictions.dense.weight"),
-    ("generator_predictions/dense/bias", "generator_predictions.dense.bias"),
-    ("generator_predictions/LayerNorm/gamma", "generator_predictions.LayerNorm.weight"),
-    ("generator_predictions/LayerNorm/beta", "generator_predictions.LayerNorm.bias"),
-    ("generator_predictions/output_bias", "generator_lm_head.bias"),
-]
-# HF-only heads (no TF1 counterpart in pretraining checkpoints).
-CLASSIFIER_HEAD = ["classifier.dense.weight", "classifier.dense.bias",
-                   "classifier.out_proj.weight", "classifier.out_proj.bias"]
+# The heads, by the kind of model they make: full TF1 name  <->  full HF name. The one
+# registry of head names: a model lists its head's weights under these TF1 names.
+HEADS = {
+    DISCRIMINATOR: [
+        ("discriminator_predictions/dense/kernel", "discriminator_predictions.dense.weight"),
+        ("discriminator_predictions/dense/bias", "discriminator_predictions.dense.bias"),
+        ("discriminator_predictions/dense_1/kernel",
+         "discriminator_predictions.dense_prediction.weight"),
+        ("discriminator_predictions/dense_1/bias", "discriminator_predictions.dense_prediction.bias"),
+    ],
+    GENERATOR: [
+        ("generator_predictions/dense/kernel", "generator_predictions.dense.weight"),
+        ("generator_predictions/dense/bias", "generator_predictions.dense.bias"),
+        ("generator_predictions/LayerNorm/gamma", "generator_predictions.LayerNorm.weight"),
+        ("generator_predictions/LayerNorm/beta", "generator_predictions.LayerNorm.bias"),
+        ("generator_predictions/output_bias", "generator_lm_head.bias"),
+    ],
+    # transformers' ElectraClassificationHead (`classifier.SequenceClassifier`); TF1
+    # pretraining checkpoints hold none
+    CLASSIFIER: [
+        ("classifier/dense/kernel", "classifier.dense.weight"),
+        ("classifier/dense/bias", "classifier.dense.bias"),
+        ("classifier/out_proj/kernel", "classifier.out_proj.weight"),
+        ("classifier/out_proj/bias", "classifier.out_proj.bias"),
+    ],
+}
 # The MLM output matrix is the word-embedding matrix (tied in ELECTRA and in transformers).
 TIED_LM_WEIGHT = "generator_lm_head.weight"
 # config.json key of our exports of a plain masked LM (transformers keeps unknown keys).
 MASKED_LM_KEY = "electra_ko_masked_lm"
 WORD_EMBEDDINGS = ENCODER_PREFIX + "embeddings.word_embeddings.weight"
+# The embedding tables (word, position, token type), which both towers of a pair share.
+TABLES = tuple(f"{ENCODER_PREFIX}embeddings.{hf}" for tf1, hf in EMBEDDINGS
+               if tf1.endswith("_embeddings"))
 
 # TF1 scope of each tower's encoder. Both towers share `electra/embeddings` unless the
 # generator was trained with untied embeddings (`generator/embeddings`).
 TF1_SCOPES = {DISCRIMINATOR: "electra", GENERATOR: "generator"}
-TF1_HEADS = {DISCRIMINATOR: DISCRIMINATOR_HEAD, GENERATOR: GENERATOR_HEAD}
 TF1_IGNORED = re.compile(r"(^global_step$)|(/adam_[mv]$)")
+_TF1_ENCODER_NAME = re.compile(r"(?:electra|generator)/(embeddings|embeddings_project|"
+                               r"encoder/layer_(\d+))/(.+)")
+_HF_HEAD_NAMES = {tf1: hf for pairs in HEADS.values() for tf1, hf in pairs}
 
 HF_CONFIG = "config.json"
 HF_SAFETENSORS = "model.safetensors"
@@ -105,6 +127,28 @@ class Tower:
     masked_lm: bool = False
 
 
+# --------------------------------------------------------------------------- names and layouts
+
+
+def hf_name(tf1_name):
+    """(HF name, transposed?) of a TF1 name, by the tables above: "electra/encoder/layer_3/
+    output/dense/kernel" -> ("electra.encoder.layer.3.output.dense.weight", True). Both
+    towers' encoders are `electra.` in transformers (ElectraForMaskedLM's too); the bool
+    says the torch tensor is the transpose of ours (`switch_layout`)."""
+    transposed = is_kernel(tf1_name)
+    if tf1_name in _HF_HEAD_NAMES:
+        return _HF_HEAD_NAMES[tf1_name], transposed
+    match = _TF1_ENCODER_NAME.fullmatch(tf1_name)
+    if match:
+        part, layer, leaf = match.groups()
+        hf_part, table = ((f"encoder.layer.{layer}", ENCODER_LAYER) if layer is not None else
+                          (part, EMBEDDINGS if part == "embeddings" else PROJECTION))
+        names = dict(table)
+        if leaf in names:
+            return f"{ENCODER_PREFIX}{hf_part}.{names[leaf]}", transposed
+    raise CheckpointError(f"{tf1_name}: no Hugging Face name for this TF1 name")
+
+
 def tf1_tower_names(tower, num_layers, has_projection, embeddings_scope):
     """(TF1 name, HF name) for every tensor of one tower of a google-research checkpoint."""
     scope = TF1_SCOPES[tower]
@@ -116,7 +160,34 @@ def tf1_tower_names(tower, num_layers, has_projection, embeddings_scope):
     for i in range(num_layers):
         pairs += [(f"{scope}/encoder/layer_{i}/{tf1}", f"{ENCODER_PREFIX}encoder.layer.{i}.{hf}")
                   for tf1, hf in ENCODER_LAYER]
-    return pairs + TF1_HEADS[tower]
+    return pairs + HEADS[tower]
+
+
+def is_kernel(tf1_name):
+    """A Dense kernel: transposed in torch (the only tensors that are)."""
+    return tf1_name.endswith("/kernel")
+
+
+def switch_layout(value, transposed):
+    """Dense kernels are [in, out] in TF1 and Keras and [out, in] in torch: the same
+    transpose converts either way. Always a float32 copy in C order, never a view."""
+    value = np.asarray(value, dtype=np.float32)
+    return np.ascontiguousarray(value.T if transposed else value)
+
+
+def hf_weights(tf1_weights):
+    """[(HF name, variable, transposed?)] of a model's `tf1_weights()`."""
+    rows = []
+    for tf1_name, variable in tf1_weights:
+        name, transposed = hf_name(tf1_name)
+        rows.append((name, variable, transposed))
+    return rows
+
+
+def hf_tensors(tf1_weights):
+    """{HF name: array in torch layout} of a model's `tf1_weights()`."""
+    return {name: switch_layout(variable.numpy(), transposed)
+            for name, variable, transposed in hf_weights(tf1_weights)}
 
 
 def check_names(expected, present, source):
@@ -130,12 +201,92 @@ def check_names(expected, present, source):
             f"  unexpected ({len(unexpected)}): {', '.join(unexpected) or '-'}")
 
 
+# --------------------------------------------------------------------------- Keras models
+
+
+def build_model(kind, config, labels=None):
+    """A fresh Keras model of a tower's kind (`modeling.DiscriminatorModel`,
+    `modeling.GeneratorModel`, `classifier.ClassifierModel`; regression, labels None, has
+    one output). Each lists its weights in `tf1_weights()` and takes a features dict."""
+    if kind == CLASSIFIER:
+        from electra_ko import classifier  # needed only for classifiers
+
+        return classifier.ClassifierModel(config, len(labels) if labels else 1, name=kind)
+    from electra_ko import modeling
+
+    models = {DISCRIMINATOR: modeling.DiscriminatorModel, GENERATOR: modeling.GeneratorModel}
+    return models[kind](config, name=kind)
+
+
+def tower_from_model(kind, model, labels=None):
+    """Tower of a Keras model (one of `build_model`'s): its weights as HF-layout arrays."""
+    return Tower(kind, model.encoder_config, hf_tensors(model.tf1_weights()), labels)
+
+
+def model_from_tower(tower):
+    """A Keras model holding the tower's weights; every tensor must be used exactly once."""
+    model = build_model(tower.kind, tower.config, tower.labels)
+    rows = hf_weights(model.tf1_weights())
+    tensors = _without_tied_lm_weight(tower.tensors)
+    check_names([name for name, _, _ in rows], tensors, f"{tower.kind} weights")
+    for name, variable, transposed in rows:
+        value = switch_layout(tensors[name], transposed)
+        if value.shape != tuple(variable.shape):
+            raise CheckpointError(
+                f"{name}: shape {value.shape} does not fit the model's {tuple(variable.shape)}")
+        variable.assign(value)
+    return model
+
+
+def _without_tied_lm_weight(tensors):
+    """`generator_lm_head.weight` is the word-embedding matrix; accept it only if it is."""
+    tied = tensors.get(TIED_LM_WEIGHT)
+    if tied is None:
+        return tensors
+    if not np.array_equal(tied, tensors.get(WORD_EMBEDDINGS)):
+        raise CheckpointError(
+            f"{TIED_LM_WEIGHT} differs from {WORD_EMBEDDINGS}: untied "
+            f"generator output embeddings are not supported")
+    return {k: v for k, v in tensors.items() if k != TIED_LM_WEIGHT}
+
+
+def embedding_deltas(model):
+    """[(HF name of a discriminator table, its gdes delta variable)] of a
+    `modeling.ElectraPretrainer`; empty unless gdes. The discriminator's exported table
+    is the shared one plus the delta."""
+    if model.embedding_deltas is None:
+        return []
+    return [(hf_name(name)[0], delta)
+            for name, delta in model.embedding_deltas.tf1_weights("electra/embeddings")]
+
+
+def tower_from_pretrainer(model, part):
+    """The discriminator or generator of a `modeling.ElectraPretrainer` as a tower (a
+    generator's tied `generator_lm_head.weight` is its word embeddings, listed under
+    those); a gdes discriminator's tables are the shared ones plus its deltas (a standard
+    model)."""
+    config = model.discriminator_config if part == DISCRIMINATOR else (
+        model.generator_config or model.discriminator_config)
+    tensors = hf_tensors(model.tf1_weights(part))
+    if part == DISCRIMINATOR:
+        for name, delta in embedding_deltas(model):
+            tensors[name] = tensors[name] + delta.numpy()
+    return Tower(part, config, tensors, masked_lm=not model.electra_objective)
+
+
+def pretrainer_towers(model):
+    """The towers of a `modeling.ElectraPretrainer`: its discriminator and generator, or a
+    masked LM's one model (a generator)."""
+    parts = [DISCRIMINATOR, GENERATOR] if model.electra_objective else [GENERATOR]
+    return [tower_from_pretrainer(model, part) for part in parts]
+
+
 # --------------------------------------------------------------------------- TF1 checkpoints
 
 
 def read_tf1_checkpoint(path):
     """{tower: HF-named arrays} for the discriminator and/or generator found in `path`."""
-    import tensorflow as tf  # only TF1 import needs TensorFlow here
+    import tensorflow as tf  # imported where it is used: reading names needs none
 
     try:
         reader = tf.train.load_checkpoint(path)
@@ -148,7 +299,7 @@ def read_tf1_checkpoint(path):
         raise CheckpointError(f"{path}: no google-research/electra tower found (expected "
                               f"variables like electra/encoder/layer_0/... or generator/encoder/...)")
     check_names({tf1 for pairs in layouts.values() for tf1, _ in pairs}, names, path)
-    return {tower: {hf: _from_tf1(tf1, reader.get_tensor(tf1)) for tf1, hf in pairs}
+    return {tower: {hf: switch_layout(reader.get_tensor(tf1), is_kernel(tf1)) for tf1, hf in pairs}
             for tower, pairs in layouts.items()}
 
 
@@ -190,12 +341,6 @@ def _tf1_layout(tower, names):
                            embeddings_scope=scope if untied else TF1_SCOPES[DISCRIMINATOR])
 
 
-def _from_tf1(tf1_name, value):
-    """TF1 kernels are [in, out]; transformers' Linear weights are [out, in]."""
-    value = np.asarray(value, dtype=np.float32)
-    return np.ascontiguousarray(value.T) if tf1_name.endswith("/kernel") else value
-
-
 # --------------------------------------------------------------------------- HF directories
 
 
@@ -221,7 +366,7 @@ def read_hf_tower(path):
 
 
 def encoder_config_from_hf(config, source):
-    """EncoderConfig from transformers' ElectraConfig keys (which keep BERT's names)."""
+    """An EncoderConfig from transformers' ElectraConfig keys (which keep BERT's names)."""
     if config.get("hidden_act", "gelu") not in architecture.HIDDEN_ACTS:
         raise CheckpointError(f"{source}: hidden_act {config['hidden_act']!r} is not supported "
                               f"(electra_ko models use exact GELU, 'gelu')")
@@ -233,9 +378,10 @@ def encoder_config_from_hf(config, source):
 
 
 def hf_tower_kind(tensors):
-    """Which model class the tensors belong to, judged by their head."""
-    for kind, head in ((DISCRIMINATOR, "discriminator_predictions."),
-                       (GENERATOR, "generator_predictions."), (CLASSIFIER, "classifier.")):
+    """Which model class the tensors belong to, judged by their head (the first scope of
+    its names in `HEADS`)."""
+    for kind, pairs in HEADS.items():
+        head = pairs[0][1].split(".")[0] + "."
         if any(name.startswith(head) for name in tensors):
             return kind
     return ENCODER

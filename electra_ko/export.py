@@ -4,8 +4,8 @@ Every source (a pretraining `model_dir` or one of its checkpoints, a fine-tuned 
 Hugging Face directory or a google-research/electra TF1 checkpoint) is first read into
 "towers": one per model (discriminator, generator, classifier), each an `EncoderConfig`
 plus a dict of NumPy arrays under Hugging Face `transformers` names in PyTorch layout (see
-`electra_ko.checkpoints` for the name tables). The Hugging Face writer copies a tower to
-disk; the SavedModel writer loads it into the Keras models below.
+`electra_ko.checkpoints` for the names and for towers <-> Keras models). The Hugging Face
+writer copies a tower to disk; the SavedModel writer loads it into a Keras model.
 """
 import json
 import os
@@ -13,17 +13,15 @@ import shutil
 import sys
 import tempfile
 
-import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from tokenizers import processors
 
-from electra_ko import architecture, checkpoints, modeling, storage
+from electra_ko import architecture, checkpoints, storage
 from electra_ko import config as config_lib
 from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
-from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR, Tower
+from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR
 
 HF_ARCHITECTURES = {DISCRIMINATOR: "ElectraForPreTraining", GENERATOR: "ElectraForMaskedLM",
                     CLASSIFIER: "ElectraForSequenceClassification"}
@@ -39,153 +37,6 @@ SAVED_MODEL_NAMES = (tf.saved_model.SAVED_MODEL_FILENAME_PB, "fingerprint.pb",
 EXPORT_NAMES = ((checkpoints.HF_CONFIG, checkpoints.HF_SAFETENSORS, HF_TOKENIZER_JSON,
                  HF_TOKENIZER_CONFIG, HF_SPECIAL_TOKENS) + VOCAB_FILES
                 + tuple(HF_ARCHITECTURES) + SAVED_MODEL_NAMES)
-
-
-# --------------------------------------------------------------------------- Keras models
-
-
-class DiscriminatorModel(keras.Model):
-    """`ElectraForPreTraining`: encoder + replaced-token head -> logits [B, L]."""
-
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder_config = config
-        self.encoder = modeling.ElectraEncoder(config, name="electra")
-        self.head = modeling.DiscriminatorHead(config, name="discriminator_predictions")
-        self.encoder.build()
-        self.head.build()
-
-    def call(self, features):
-        hidden = self.encoder(features["input_ids"], features["input_mask"],
-                              features["segment_ids"])["sequence_output"]
-        return self.head(hidden)
-
-    def tf1_weights(self):
-        return self.encoder.canonical_weights("electra") + self.head.canonical_weights()
-
-
-class GeneratorModel(keras.Model):
-    """`ElectraForMaskedLM`: encoder + MLM head tied to the word embeddings -> [B, L, vocab]."""
-
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder_config = config
-        self.encoder = modeling.ElectraEncoder(config, name="generator")
-        self.head = modeling.MaskedLMHead(config, name="generator_predictions")
-        self.encoder.build()
-        self.head.build()
-
-    def call(self, features):
-        hidden = self.encoder(features["input_ids"], features["input_mask"],
-                              features["segment_ids"])["sequence_output"]
-        return self.head(hidden, self.encoder.embeddings.word_embeddings)
-
-    def tf1_weights(self):
-        return self.encoder.canonical_weights("generator") + self.head.canonical_weights()
-
-
-class ClassifierModel(keras.Model):
-    """`ElectraForSequenceClassification`: the fine-tuning model (`classifier.SequenceClassifier`,
-    whose head is transformers' dense + GELU + out_proj on [CLS]) -> logits [B, outputs]."""
-
-    def __init__(self, config, num_outputs, **kwargs):
-        from electra_ko import classifier  # needed only for classifiers
-
-        super().__init__(**kwargs)
-        self.encoder_config = config
-        self.classifier = classifier.SequenceClassifier(config, num_outputs, name="classifier")
-
-    def call(self, features):
-        return self.classifier(features["input_ids"], features["input_mask"],
-                               features["segment_ids"])
-
-    def hf_weights(self):
-        from electra_ko import classifier
-
-        return classifier.huggingface_weights(self.classifier)
-
-
-KERAS_MODELS = {DISCRIMINATOR: DiscriminatorModel, GENERATOR: GeneratorModel,
-                CLASSIFIER: ClassifierModel}
-
-
-def build_model(kind, config, labels=None):
-    if kind == CLASSIFIER:  # regression (labels None) has one output
-        return ClassifierModel(config, len(labels) if labels else 1, name=kind)
-    return KERAS_MODELS[kind](config, name=kind)
-
-
-def hf_weights(model):
-    """[(HF name, variable, transposed)] of one of the Keras models above."""
-    if isinstance(model, ClassifierModel):
-        return model.hf_weights()
-    rows = []
-    for tf1_name, variable in model.tf1_weights():
-        hf_name, transposed = modeling.tf1_to_huggingface(tf1_name)
-        rows.append((hf_name, variable, transposed))
-    return rows
-
-
-def tower_from_model(kind, model, labels=None):
-    """Tower of a Keras model: its weights as HF-layout arrays (a copy, never a view)."""
-    return Tower(kind, model.encoder_config, hf_tensors(hf_weights(model)), labels)
-
-
-def tower_from_pretrainer(model, part):
-    """The discriminator or generator of a `modeling.ElectraPretrainer` as a tower; a gdes
-    discriminator's tables are the shared ones plus its deltas (a standard model)."""
-    config = model.discriminator_config if part == DISCRIMINATOR else (
-        model.generator_config or model.discriminator_config)
-    tensors = hf_tensors(modeling.huggingface_weights(model, part))
-    if part == DISCRIMINATOR:
-        for name, delta in modeling.embedding_deltas(model):
-            tensors[name] = tensors[name] + delta.numpy()
-    return Tower(part, config, tensors, masked_lm=not model.electra_objective)
-
-
-def pretrainer_towers(model):
-    """The towers of a `modeling.ElectraPretrainer`: its discriminator and generator, or a
-    masked LM's one model (a generator)."""
-    parts = [DISCRIMINATOR, GENERATOR] if model.electra_objective else [GENERATOR]
-    return [tower_from_pretrainer(model, part) for part in parts]
-
-
-def hf_tensors(rows):
-    return {name: _to_torch_layout(variable.numpy(), transposed)
-            for name, variable, transposed in rows}
-
-
-def model_from_tower(tower):
-    """A Keras model holding the tower's weights; every tensor must be used exactly once."""
-    model = build_model(tower.kind, tower.config, tower.labels)
-    rows = hf_weights(model)
-    tensors = _without_tied_lm_weight(tower.tensors)
-    checkpoints.check_names([name for name, _, _ in rows], tensors, f"{tower.kind} weights")
-    for name, variable, transposed in rows:
-        value = _to_torch_layout(tensors[name], transposed)
-        if value.shape != tuple(variable.shape):
-            raise checkpoints.CheckpointError(
-                f"{name}: shape {value.shape} does not fit the model's {tuple(variable.shape)}")
-        variable.assign(value)
-    return model
-
-
-def _to_torch_layout(value, transposed):
-    """Dense kernels are [in, out] in Keras and [out, in] in torch (the same op both ways)."""
-    value = np.asarray(value, dtype=np.float32)
-    return np.ascontiguousarray(value.T if transposed else value)
-
-
-def _without_tied_lm_weight(tensors):
-    """`generator_lm_head.weight` is the word-embedding matrix; accept it only if it is."""
-    tied = tensors.get(checkpoints.TIED_LM_WEIGHT)
-    if tied is None:
-        return tensors
-    if not np.array_equal(tied, tensors.get(checkpoints.WORD_EMBEDDINGS)):
-        raise checkpoints.CheckpointError(
-            f"{checkpoints.TIED_LM_WEIGHT} differs from {checkpoints.WORD_EMBEDDINGS}: untied "
-            f"generator output embeddings are not supported")
-    return {k: v for k, v in tensors.items() if k != checkpoints.TIED_LM_WEIGHT}
 
 
 # --------------------------------------------------------------------------- Hugging Face
@@ -318,7 +169,7 @@ def read_training_checkpoint(prefix):
     """(towers, vocab file) of a pretraining run's checkpoint (`model_dir_lib.find_checkpoint`),
     the model and vocab as its config.json records them."""
     model, cfg = model_dir_lib.restore_pretrainer(prefix)
-    return pretrainer_towers(model), cfg.vocab_file
+    return checkpoints.pretrainer_towers(model), cfg.vocab_file
 
 
 def _recorded_max_seq_length(model_dir):
@@ -362,7 +213,7 @@ def write_saved_model(tower, vocab_path, output_dir, max_seq_length):
     from electra_ko import serving
 
     module = serving.ServingModule(serving.InGraphTokenizer(vocab_path, max_seq_length),
-                                   model_from_tower(tower), tower.kind, tower.labels)
+                                   checkpoints.model_from_tower(tower), tower.kind, tower.labels)
     tf.saved_model.save(module, output_dir, signatures=module.signatures())
     os.makedirs(os.path.join(output_dir, ASSETS_EXTRA), exist_ok=True)
     copy_vocab_files(vocab_path, os.path.join(output_dir, ASSETS_EXTRA))

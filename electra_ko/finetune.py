@@ -282,8 +282,7 @@ def save_model(model_dir, model: classifier.SequenceClassifier, cfg, spec) -> st
     """The model as a Hugging Face `ElectraForSequenceClassification` directory, written by
     the exporter (weights, config.json, tokenizer files, vocabulary); returns the weights path."""
     labels = None if spec.task_type == tasks.REGRESSION else tuple(spec.labels)
-    tower = checkpoints.Tower(checkpoints.CLASSIFIER, architecture.EncoderConfig.from_config(cfg),
-                              export.hf_tensors(classifier.huggingface_weights(model)), labels)
+    tower = checkpoints.tower_from_model(checkpoints.CLASSIFIER, model, labels)
     export.write_huggingface(tower, cfg.vocab_file, model_dir, cfg.max_seq_length,
                              {"electra_ko": task_record(cfg, spec)})
     return os.path.join(model_dir, checkpoints.HF_SAFETENSORS)

@@ -29,8 +29,8 @@ so a training step is a pure function of (weights, batch, seed); `electra_ko.ran
 draws the bits (the same with and without XLA, and per example across replicas). Without
 a seed, training draws one.
 
-Weight names. `checkpoint_weights(model)` lists `(tf1_name, variable)` for every weight,
-named as in google-research/electra TF1 checkpoints:
+Weight names. Every layer and model lists its weights as `tf1_weights()`: `(name,
+variable)` pairs named as in google-research/electra TF1 checkpoints, each weight once:
 
     electra/embeddings/{word_embeddings, position_embeddings, token_type_embeddings}
     electra/embeddings/LayerNorm/{gamma, beta}
@@ -47,11 +47,9 @@ named as in google-research/electra TF1 checkpoints:
     discriminator_predictions/dense/{kernel,bias}, discriminator_predictions/dense_1/{kernel,bias}
     electra/embeddings/{word,position,token_type}_embeddings_delta   (only under gdes)
 
-`huggingface_weights(model, "discriminator"|"generator")` gives the same variables under
-Hugging Face `ElectraForPreTraining` / `ElectraForMaskedLM` state-dict names, with a flag
-telling whether the tensor is transposed there (Dense kernels are [in, out]; a torch
-Linear weight is [out, in]). Every kernel keeps the reference shape, so both mappings are
-plain copies (plus a transpose for torch).
+Every kernel keeps the reference shape, so loading a TF1 checkpoint is a plain copy.
+`electra_ko.checkpoints` maps these names to Hugging Face `transformers` names (and
+transposes kernels for torch); nothing here knows those.
 """
 import math
 from typing import Optional
@@ -172,7 +170,7 @@ class Embeddings(ConfigLayer):
         x += tf.gather(token_type, segment_ids)
         return dropout(self.layer_norm(x), self.config.hidden_dropout_prob, seed, training)
 
-    def canonical_weights(self, prefix: str):
+    def tf1_weights(self, prefix: str):
         return ([(f"{prefix}/{name}", table) for name, table in zip(TABLES, self.tables())]
                 + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm"))
 
@@ -194,10 +192,9 @@ class EmbeddingDeltas(ConfigLayer):
         """The discriminator's tables: no gradient flows from them into `shared`'s."""
         return [tf.stop_gradient(table) + delta for table, delta in zip(shared.tables(), self.deltas)]
 
-    def canonical_weights(self, prefix: str):
+    def tf1_weights(self, prefix: str):
         """Each delta under the name of the table it offsets."""
         return [(f"{prefix}/{name}", delta) for name, delta in zip(TABLES, self.deltas)]
-
 
 
 class TransformerLayer(ConfigLayer):
@@ -245,7 +242,7 @@ class TransformerLayer(ConfigLayer):
         ffn = self.output_dense(self.intermediate(x))
         return self.output_layer_norm(x + dropout(ffn, rate, seeds[2], training))
 
-    def canonical_weights(self, prefix: str):
+    def tf1_weights(self, prefix: str):
         return (dense_weights(self.query, f"{prefix}/attention/self/query")
                 + dense_weights(self.key, f"{prefix}/attention/self/key")
                 + dense_weights(self.value, f"{prefix}/attention/self/value")
@@ -254,7 +251,6 @@ class TransformerLayer(ConfigLayer):
                 + dense_weights(self.intermediate, f"{prefix}/intermediate/dense")
                 + dense_weights(self.output_dense, f"{prefix}/output/dense")
                 + layer_norm_weights(self.output_layer_norm, f"{prefix}/output/LayerNorm"))
-
 
 
 class ElectraEncoder(ConfigLayer):
@@ -311,16 +307,16 @@ class ElectraEncoder(ConfigLayer):
             x = layer(x, bias, training=training, seed=layer_seed)
         return {"sequence_output": x, "cls_output": x[:, 0]}
 
-    def canonical_weights(self, scope: str, embeddings_scope: Optional[str] = "electra"):
+    def tf1_weights(self, scope: str, embeddings_scope: Optional[str] = "electra"):
         """TF1 names under `scope` ("electra" or "generator"); the embeddings under
         `embeddings_scope` (None: left out). Shared embeddings are named "electra/embeddings",
         as the original stores them once; untied generator ones "generator/embeddings"."""
-        weights = (self.embeddings.canonical_weights(f"{embeddings_scope}/embeddings")
+        weights = (self.embeddings.tf1_weights(f"{embeddings_scope}/embeddings")
                    if embeddings_scope else [])
         if self.embeddings_project is not None:
             weights += dense_weights(self.embeddings_project, f"{scope}/embeddings_project")
         for i, layer in enumerate(self.encoder_layers):
-            weights += layer.canonical_weights(f"{scope}/encoder/layer_{i}")
+            weights += layer.tf1_weights(f"{scope}/encoder/layer_{i}")
         return weights
 
 
@@ -349,11 +345,10 @@ class MaskedLMHead(ConfigLayer):
         logits = tf.reshape(logits, tf.concat([tf.shape(h)[:-1], [self.config.vocab_size]], 0))
         return tf.cast(logits, tf.float32) + tf.cast(self.output_bias, tf.float32)
 
-    def canonical_weights(self, prefix: str = "generator_predictions"):
+    def tf1_weights(self, prefix: str = "generator_predictions"):
         return (dense_weights(self.dense, f"{prefix}/dense")
                 + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm")
                 + [(f"{prefix}/output_bias", self.output_bias)])
-
 
 
 class DiscriminatorHead(ConfigLayer):
@@ -372,10 +367,9 @@ class DiscriminatorHead(ConfigLayer):
     def call(self, sequence_output):
         return tf.cast(tf.squeeze(self.dense_prediction(self.dense(sequence_output)), -1), tf.float32)
 
-    def canonical_weights(self, prefix: str = "discriminator_predictions"):
+    def tf1_weights(self, prefix: str = "discriminator_predictions"):
         return (dense_weights(self.dense, f"{prefix}/dense")
                 + dense_weights(self.dense_prediction, f"{prefix}/dense_1"))
-
 
 
 # ----------------------------------------------------------------------------- model
@@ -480,75 +474,77 @@ class ElectraPretrainer(keras.Model):
                    gen and architecture.EncoderConfig(**gen), config["electra_objective"],
                    config.get("embedding_sharing", "tied"), name=config.get("name"))
 
+    def tf1_weights(self, part: Optional[str] = None):
+        """[(TF1 name, variable)]: every weight once (part None), or the weights of one
+        tower as a model of its own (`part` "discriminator" or "generator": the generator's
+        embeddings are then the shared ones, and a gdes discriminator's tables the shared
+        variables without their deltas)."""
+        if part is None:
+            return self._all_tf1_weights()
+        if part not in ("discriminator", "generator"):
+            raise ValueError(f"part must be 'discriminator' or 'generator', got {part!r}")
+        if part == "discriminator":
+            if not self.electra_objective:
+                raise ValueError("a masked-LM model (electra_objective=False) has no discriminator head")
+            return (self.discriminator.tf1_weights("electra")
+                    + self.discriminator_predictions.tf1_weights())
+        scope = "generator" if self.electra_objective else "electra"
+        return self.mlm_encoder.tf1_weights(scope) + self.generator_predictions.tf1_weights()
 
-# ----------------------------------------------------------------------------- names
-
-def checkpoint_weights(model: ElectraPretrainer):
-    """[(google-research/electra TF1 variable name, variable)] for every weight, once."""
-    weights = model.discriminator.canonical_weights("electra")
-    if model.electra_objective:
-        untied = model.embedding_sharing == "untied"
-        weights += model.generator.canonical_weights("generator", "generator" if untied else None)
-        weights += model.discriminator_predictions.canonical_weights()
-    if model.embedding_deltas is not None:
-        weights += [(name + "_delta", delta) for name, delta
-                    in model.embedding_deltas.canonical_weights("electra/embeddings")]
-    return weights + model.generator_predictions.canonical_weights()
-
-
-def embedding_deltas(model: ElectraPretrainer):
-    """[(HF name of a discriminator table, its gdes delta variable)]; empty unless gdes.
-    The discriminator's exported table is the shared one plus the delta."""
-    if model.embedding_deltas is None:
-        return []
-    return [(tf1_to_huggingface(name)[0], delta)
-            for name, delta in model.embedding_deltas.canonical_weights("electra/embeddings")]
-
-
-_HF_RENAMES = {
-    "discriminator_predictions/dense_1/": "discriminator_predictions/dense_prediction/",
-    "generator_predictions/output_bias": "generator_lm_head/bias",
-    "generator/": "electra/",  # Hugging Face's ElectraForMaskedLM calls its encoder "electra"
-}
-_HF_LEAVES = {"kernel": "weight", "gamma": "weight", "beta": "bias", "bias": "bias"}
+    def _all_tf1_weights(self):
+        weights = self.discriminator.tf1_weights("electra")
+        if self.electra_objective:
+            untied = self.embedding_sharing == "untied"
+            weights += self.generator.tf1_weights("generator", "generator" if untied else None)
+            weights += self.discriminator_predictions.tf1_weights()
+        if self.embedding_deltas is not None:
+            weights += [(name + "_delta", delta) for name, delta
+                        in self.embedding_deltas.tf1_weights("electra/embeddings")]
+        return weights + self.generator_predictions.tf1_weights()
 
 
-def tf1_to_huggingface(tf1_name: str) -> tuple:
-    """"electra/encoder/layer_3/output/dense/kernel" -> ("electra.encoder.layer.3.output.dense.weight", True).
+# ----------------------------------------------------------------------------- towers
 
-    The bool says the torch tensor is the transpose of ours (Dense kernels).
-    """
-    for old, new in _HF_RENAMES.items():
-        if tf1_name.startswith(old):
-            tf1_name = new + tf1_name[len(old):]
-            break
-    *scopes, leaf = tf1_name.split("/")
-    scopes = [s.replace("layer_", "layer.") if s.startswith("layer_") else s for s in scopes]
-    tail = [leaf, "weight"] if leaf.endswith("embeddings") else [_HF_LEAVES[leaf]]
-    return ".".join(scopes + tail), leaf == "kernel"
+class DiscriminatorModel(keras.Model):
+    """One discriminator alone (`ElectraForPreTraining`): encoder + replaced-token head ->
+    logits [B, L]."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_config = config
+        self.encoder = ElectraEncoder(config, name="electra")
+        self.head = DiscriminatorHead(config, name="discriminator_predictions")
+        self.encoder.build()
+        self.head.build()
+
+    def call(self, features):
+        hidden = self.encoder(features["input_ids"], features["input_mask"],
+                              features["segment_ids"])["sequence_output"]
+        return self.head(hidden)
+
+    def tf1_weights(self):
+        return self.encoder.tf1_weights("electra") + self.head.tf1_weights()
 
 
-def huggingface_weights(model: ElectraPretrainer, part: str):
-    """[(HF state-dict name, variable, transposed)] for `ElectraForPreTraining` ("discriminator")
-    or `ElectraForMaskedLM` ("generator"). The tied `generator_lm_head.weight` is the word
-    embedding matrix, listed under `electra.embeddings.word_embeddings.weight`. Under gdes
-    the discriminator's tables are listed as the shared variables: add `embedding_deltas`."""
-    if part not in ("discriminator", "generator"):
-        raise ValueError(f"part must be 'discriminator' or 'generator', got {part!r}")
-    if part == "discriminator":
-        if not model.electra_objective:
-            raise ValueError("a masked-LM model (electra_objective=False) has no discriminator head")
-        names = (model.discriminator.canonical_weights("electra")
-                 + model.discriminator_predictions.canonical_weights())
-    else:
-        scope = "generator" if model.electra_objective else "electra"
-        names = (model.mlm_encoder.canonical_weights(scope)
-                 + model.generator_predictions.canonical_weights())
-    rows = []
-    for name, variable in names:
-        hf_name, transposed = tf1_to_huggingface(name)
-        rows.append((hf_name, variable, transposed))
-    return rows
+class GeneratorModel(keras.Model):
+    """One masked LM alone (`ElectraForMaskedLM`): encoder + MLM head tied to the word
+    embeddings -> [B, L, vocab]."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_config = config
+        self.encoder = ElectraEncoder(config, name="generator")
+        self.head = MaskedLMHead(config, name="generator_predictions")
+        self.encoder.build()
+        self.head.build()
+
+    def call(self, features):
+        hidden = self.encoder(features["input_ids"], features["input_mask"],
+                              features["segment_ids"])["sequence_output"]
+        return self.head(hidden, self.encoder.embeddings.word_embeddings)
+
+    def tf1_weights(self):
+        return self.encoder.tf1_weights("generator") + self.head.tf1_weights()
 
 
 def count_params(variables) -> int:

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from electra_ko import architecture, checkpoints, export, modeling
+from electra_ko import architecture, checkpoints, export
 from electra_ko import config as config_lib
 from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
@@ -31,9 +31,6 @@ FORMATS = ("a pretraining model_dir of ours (its newest ckpt-<step>, else its ex
            "one Hugging Face ELECTRA discriminator or masked-LM folder",
            "a google-research/electra TF1 checkpoint (file prefix, or a directory with a "
            "`checkpoint` file)")
-# The tables both towers of one pair must agree on (shapes).
-PAIR_TABLES = tuple(f"{checkpoints.ENCODER_PREFIX}embeddings.{name}.weight"
-                    for name in modeling.TABLES)
 
 
 @dataclasses.dataclass
@@ -129,7 +126,7 @@ def _exists(path):
 
 def check_pair(init, generator_source):
     """A generator and a discriminator of one pair share their embedding shapes."""
-    for name in PAIR_TABLES:
+    for name in checkpoints.TABLES:
         disc, gen = (tower.tensors[name].shape for tower in (init.discriminator, init.generator))
         if disc != gen:
             raise CheckpointError(
@@ -213,15 +210,15 @@ def _same_sizes(a, b):
 def _copy(model, part, tower, assigned):
     """Copy the tower into the model's `part` by Hugging Face name; returns the count.
 
-    `export.model_from_tower` checks names (every tensor accounted for) and shapes. A
+    `checkpoints.model_from_tower` checks names (every tensor accounted for) and shapes. A
     table shared with the generator, already copied, is not overwritten: under gdes the
     discriminator keeps its own in the delta, under tied both must agree.
     """
     source = {name: variable.numpy() for name, variable, _ in
-              export.hf_weights(export.model_from_tower(tower))}
-    deltas = dict(modeling.embedding_deltas(model)) if part == DISCRIMINATOR else {}
+              checkpoints.hf_weights(checkpoints.model_from_tower(tower).tf1_weights())}
+    deltas = dict(checkpoints.embedding_deltas(model)) if part == DISCRIMINATOR else {}
     count = 0
-    for name, variable, _ in modeling.huggingface_weights(model, part):
+    for name, variable, _ in checkpoints.hf_weights(model.tf1_weights(part)):
         if name not in source:
             continue  # a masked LM has no discriminator head
         value, count = source[name], count + 1

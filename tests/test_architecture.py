@@ -74,8 +74,8 @@ def test_hf_config_and_size_inference_round_trip_through_the_one_key_list():
     EncoderConfig; the sizes read off the exported tensors are SHAPE_KEYS, the same values."""
     from electra_ko import checkpoints, export
 
-    model = export.build_model(checkpoints.DISCRIMINATOR, TINY)
-    tower = export.tower_from_model(checkpoints.DISCRIMINATOR, model)
+    model = checkpoints.build_model(checkpoints.DISCRIMINATOR, TINY)
+    tower = checkpoints.tower_from_model(checkpoints.DISCRIMINATOR, model)
     written = export.hf_config(tower, {"pad": 0})
     keys = list(written)
     assert keys[keys.index("vocab_size"):][:len(architecture.HF_CONFIG_KEYS)] == list(
@@ -83,3 +83,16 @@ def test_hf_config_and_size_inference_round_trip_through_the_one_key_list():
     assert checkpoints.encoder_config_from_hf(written, "config.json") == TINY
     assert checkpoints.infer_sizes(tower.tensors) == {
         key: getattr(TINY, key) for key in architecture.SHAPE_KEYS}
+
+
+def test_every_head_name_is_registered_once():
+    from electra_ko import checkpoints
+
+    tf1_names = [tf1 for pairs in checkpoints.HEADS.values() for tf1, _ in pairs]
+    hf_names = [hf for pairs in checkpoints.HEADS.values() for _, hf in pairs]
+    assert len(set(tf1_names)) == len(tf1_names) and len(set(hf_names)) == len(hf_names)
+    for kind in (checkpoints.DISCRIMINATOR, checkpoints.GENERATOR, checkpoints.CLASSIFIER):
+        model = checkpoints.build_model(kind, TINY, labels=("a", "b"))
+        head = {name for name, _ in model.tf1_weights()} - {
+            name for name, _ in model.tf1_weights() if name.startswith(("electra/", "generator/"))}
+        assert head == {tf1 for tf1, _ in checkpoints.HEADS[kind]}, kind

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from electra_ko import architecture, config, modeling
+from electra_ko import architecture, checkpoints, config, modeling
 
 TINY = architecture.EncoderConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
                               num_attention_heads=4, intermediate_size=64, embedding_size=16,
@@ -68,7 +68,7 @@ def test_embeddings_are_shared_variables(tiny_model):
 
 
 def test_every_weight_has_one_tf1_name(tiny_model):
-    named = modeling.checkpoint_weights(tiny_model)
+    named = tiny_model.tf1_weights()
     assert len({name for name, _ in named}) == len(named)
     assert sorted(id(v) for _, v in named) == sorted(id(v) for v in tiny_model.trainable_variables)
     names = dict(named)
@@ -90,8 +90,8 @@ def test_every_weight_has_one_tf1_name(tiny_model):
     ("discriminator_predictions/dense_1/bias", "discriminator_predictions.dense_prediction.bias", False),
     ("generator_predictions/output_bias", "generator_lm_head.bias", False),
 ])
-def test_tf1_to_huggingface_names(tf1_name, hf_name, transposed):
-    assert modeling.tf1_to_huggingface(tf1_name) == (hf_name, transposed)
+def test_tf1_names_map_to_huggingface_names(tf1_name, hf_name, transposed):
+    assert checkpoints.hf_name(tf1_name) == (hf_name, transposed)
 
 
 def test_matches_hugging_face_electra_numerically(tiny_model):
@@ -117,7 +117,7 @@ def test_matches_hugging_face_electra_numerically(tiny_model):
     for part, cls, c in (("discriminator", transformers.ElectraForPreTraining, TINY),
                          ("generator", transformers.ElectraForMaskedLM, tiny_model.generator_config)):
         model, state = hf_model(cls, c)
-        rows = modeling.huggingface_weights(tiny_model, part)
+        rows = checkpoints.hf_weights(tiny_model.tf1_weights(part))
         tied = {"generator_lm_head.weight"} if part == "generator" else set()
         assert set(state) - tied == {name for name, _, _ in rows}
         with torch.no_grad():
@@ -174,11 +174,11 @@ def test_serialisation_round_trip(tiny_model):
 def test_masked_lm_variant_uses_discriminator_sized_encoder():
     model = modeling.ElectraPretrainer(TINY, electra_objective=False)
     assert model.mlm_encoder is model.discriminator and not hasattr(model, "generator")
-    names = [n for n, _ in modeling.checkpoint_weights(model)]
+    names = [n for n, _ in model.tf1_weights()]
     assert "generator_predictions/dense/kernel" in names
     assert not any(n.startswith(("generator/", "discriminator_predictions")) for n in names)
     with pytest.raises(ValueError, match="no discriminator head"):
-        modeling.huggingface_weights(model, "discriminator")
+        checkpoints.hf_weights(model.tf1_weights("discriminator"))
 
 
 def test_mixed_precision_keeps_logits_float32():
@@ -317,7 +317,7 @@ def test_gdes_discriminator_starts_as_the_tied_one_and_reads_shared_plus_delta()
 @pytest.mark.parametrize("sharing", ["gdes", "untied"])
 def test_every_weight_has_one_tf1_name_under_each_sharing(sharing):
     model = _sharing_model(sharing)
-    named = modeling.checkpoint_weights(model)
+    named = model.tf1_weights()
     assert len({name for name, _ in named}) == len(named)
     assert sorted(id(v) for _, v in named) == sorted(id(v) for v in model.trainable_variables)
     names = dict(named)

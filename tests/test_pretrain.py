@@ -326,7 +326,7 @@ def test_exported_towers_reload_with_the_trained_weights(corpus_dir, trained_mod
                 "generator": model.generator_logits(*inputs, positions)}
     for tower in towers:
         assert tower.config.vocab_size == 64
-        reloaded = export.model_from_tower(tower)(features)
+        reloaded = checkpoints.model_from_tower(tower)(features)
         np.testing.assert_allclose(reloaded, expected[tower.kind], atol=1e-5, err_msg=tower.kind)
 
 
@@ -370,8 +370,8 @@ def _export(*argv):
 def test_model_dir_of_checkpoints_alone_exports_any_saved_step(corpus_dir, interrupted_model_dir,
                                                                tmp_path):
     model_dir = str(interrupted_model_dir)
-    by_step = {step: export.pretrainer_towers(_restored_pretrainer(corpus_dir, interrupted_model_dir,
-                                                                   step)) for step in (2, 4)}
+    by_step = {step: checkpoints.pretrainer_towers(
+        _restored_pretrainer(corpus_dir, interrupted_model_dir, step)) for step in (2, 4)}
     assert not np.array_equal(*(towers[0].tensors[checkpoints.WORD_EMBEDDINGS]
                                 for towers in by_step.values()))
     for name, step, argv in [("newest", 4, ["--model_dir", model_dir]),
@@ -409,7 +409,7 @@ def test_fine_tuning_starts_from_a_model_dir_of_checkpoints_alone(corpus_dir, in
         init = finetune.load_init_checkpoint(str(path), finetune.resolve_config())
         assert init.path == str(interrupted_model_dir / f"ckpt-{step}")
         discriminator = _restored_pretrainer(corpus_dir, interrupted_model_dir, step)
-        expected = export.tower_from_pretrainer(discriminator, "discriminator").tensors
+        expected = checkpoints.tower_from_pretrainer(discriminator, "discriminator").tensors
         assert init.tensors.keys() == expected.keys()
         for name, value in expected.items():
             np.testing.assert_array_equal(init.tensors[name], value, err_msg=name)
@@ -650,7 +650,7 @@ def test_start_from_an_exported_pair_gives_the_exported_model_losses(corpus_dir,
 def test_start_from_a_tf1_checkpoint_gives_the_same_losses(corpus_dir, trained_model_dir, tmp_path):
     trained = _restored_pretrainer(corpus_dir, trained_model_dir)
     prefix = write_tf1_checkpoint(tmp_path, {name: variable.numpy() for name, variable
-                                             in modeling.checkpoint_weights(trained)})
+                                             in trained.tf1_weights()})
     model, cfg, _ = _warm_started(corpus_dir, tmp_path / "run", init_checkpoint=prefix)
     assert (cfg.hidden_size, cfg.generator_hidden_size) == (16, 0.5)
     assert _step0_losses(corpus_dir, model) == pytest.approx(
