@@ -9,20 +9,24 @@ an `architecture.EncoderConfig` plus a dict of NumPy arrays under Hugging Face
   its names to `HEADS`); `hf_name` converts one name;
 * the layouts: TF1 and Keras kernels are [in, out], torch Linear weights [out, in]
   (`switch_layout`);
-* how a Keras model becomes a tower and back (`tower_from_model`, `model_from_tower`,
-  `pretrainer_towers`), and how Hugging Face folders and TF1 checkpoints are read.
+* the sources: `locate` tells once what a path holds (one of `FORMATS`: a checkpoint of our
+  pretraining run, a folder of exported towers, a Hugging Face folder, a TF1 checkpoint),
+  `read` / `open_checkpoint` turn it into towers, with the file that identifies it and the
+  vocab it carries.
 
-TensorFlow and the Keras models are imported only where they are used.
+The exporter (`electra_ko.export`) only writes towers; fine-tuning and warm starts read
+them through here. TensorFlow and the Keras models are imported only where they are used.
 """
 import dataclasses
 import json
 import os
 import re
+import tempfile
 from typing import Optional
 
 import numpy as np
 
-from electra_ko import architecture
+from electra_ko import architecture, storage
 
 # --------------------------------------------------------------------------- name tables
 
@@ -109,6 +113,7 @@ HF_CONFIG = "config.json"
 HF_SAFETENSORS = "model.safetensors"
 HF_SAFETENSORS_INDEX = "model.safetensors.index.json"
 HF_PYTORCH = "pytorch_model.bin"
+HF_WEIGHT_FILES = (HF_SAFETENSORS, HF_SAFETENSORS_INDEX, HF_PYTORCH)
 
 
 class CheckpointError(ValueError):
@@ -303,18 +308,13 @@ def read_tf1_checkpoint(path):
             for tower, pairs in layouts.items()}
 
 
-def read_tf1_towers(path, num_attention_heads, **encoder_keys):
-    """Towers of a TF1 checkpoint (a file prefix, or a directory with a `checkpoint` file).
+def read_tf1_towers(prefix, num_attention_heads, **encoder_keys):
+    """Towers of a TF1 checkpoint (its file prefix: `locate` finds it in a directory).
 
     Shapes give every size but the number of attention heads, which the caller passes (from
     --config/--set); the generator's follow google-research/electra's rule
     (`architecture.generator_heads`).
     """
-    import tensorflow as tf
-
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
-    if not prefix:
-        raise CheckpointError(f"{path}: directory without a TF `checkpoint` file")
     towers = []
     for kind, tensors in read_tf1_checkpoint(prefix).items():
         sizes = infer_sizes(tensors)
@@ -354,7 +354,11 @@ def read_hf_dir(path):
 
 
 def read_hf_tower(path):
-    """The one model a transformers ELECTRA directory holds."""
+    """The one model a transformers ELECTRA directory holds (on gs://: copied to a
+    temporary folder first)."""
+    if storage.is_gcs(path):
+        with tempfile.TemporaryDirectory() as local:
+            return read_hf_tower(storage.download_dir(path, local))
     config, tensors = read_hf_dir(path)
     kind = hf_tower_kind(tensors)
     labels = None
@@ -481,3 +485,173 @@ def _require(tensors, name):
     if name not in tensors:
         raise CheckpointError(f"checkpoint lacks {name}")
     return tensors[name]
+
+
+# --------------------------------------------------------------------------- any source
+
+TRAINING, FOLDERS, HUGGINGFACE, TF1 = "training", "folders", "huggingface", "tf1"
+FORMATS = (TRAINING, FOLDERS, HUGGINGFACE, TF1)
+# Where our runs keep Hugging Face towers: a pretraining model_dir's exported pair, a
+# fine-tuning output_dir's model.
+MODEL_SUBDIRS = (DISCRIMINATOR, GENERATOR, "model")
+NOT_A_CHECKPOINT = ("{path}: neither a Hugging Face directory (no " + HF_CONFIG + ") nor a TF "
+                    "checkpoint (no `checkpoint` file, no .index)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """What a path holds, as `locate` found it: its format (one of `FORMATS`) and what is
+    read, a checkpoint prefix (TRAINING, TF1) or a folder (HUGGINGFACE); for FOLDERS the
+    tower folders in it."""
+    format: str
+    path: str
+    folders: tuple = ()
+
+    def identity(self):
+        """The file whose sha256 identifies the checkpoint: a TF checkpoint's `.index`, a
+        Hugging Face folder's weights file."""
+        if self.format in (TRAINING, TF1):
+            return self.path + ".index"
+        folder = self.folders[0] if self.folders else self.path
+        return next(file for file in (storage.join(folder, name) for name in HF_WEIGHT_FILES)
+                    if storage.exists(file))
+
+    def vocab(self):
+        """The vocab the checkpoint comes with, or None: the one a pretraining run's
+        config.json names, a Hugging Face folder itself (it holds vocab.txt), the folder of
+        a TF1 checkpoint when it holds a vocab.txt (as google-research/electra's published
+        ones do)."""
+        from electra_ko import model_dir as model_dir_lib
+        from electra_ko import vocab as vocab_lib
+
+        if self.format == TRAINING:
+            return model_dir_lib.run_config(os.path.dirname(self.path)).vocab_file
+        if self.format != TF1:
+            return (self.folders or (self.path,))[0]
+        folder = os.path.dirname(self.path)
+        return folder if storage.exists(storage.join(folder, vocab_lib.VOCAB_FILE)) else None
+
+
+def exists(path):
+    """A folder, file or TF checkpoint prefix (`path.index`) at `path`, local or gs://."""
+    import tensorflow as tf
+
+    return storage.exists(path) or tf.io.gfile.exists(path + ".index")
+
+
+def locate(path, step=None, exported_first=False, required=False):
+    """What `path` holds, decided here once for every reader:
+
+        TRAINING     one of our pretraining model_dirs (its newest `ckpt-<step>`, or the one
+                     of `step`) or one of its `ckpt-<step>` prefixes
+        HUGGINGFACE  a transformers ELECTRA folder (its config.json has a model_type)
+        FOLDERS      a folder of such folders (`MODEL_SUBDIRS`): a pretraining model_dir's
+                     exported discriminator/ and generator/, a fine-tuning output_dir
+        TF1          a google-research/electra checkpoint: a file prefix, or a directory
+                     with a `checkpoint` file
+
+    A finished pretraining model_dir is both TRAINING and FOLDERS (the exported towers are
+    its last checkpoint): its checkpoint is taken, its folders with `exported_first`.
+    `step` asks for one checkpoint of a pretraining run (TRAINING or nothing). None when
+    the path is none of these, or a CheckpointError with `required`.
+    """
+    location = _locate(path, step, exported_first)
+    if location is None and required:
+        raise CheckpointError(NOT_A_CHECKPOINT.format(path=path))
+    return location
+
+
+def _locate(path, step, exported_first):
+    import tensorflow as tf
+
+    from electra_ko import model_dir as model_dir_lib
+
+    folders = tuple(storage.join(path, sub) for sub in MODEL_SUBDIRS
+                    if storage.exists(storage.join(path, sub, HF_CONFIG)))
+    if folders and exported_first and step is None:
+        return Location(FOLDERS, path, folders)
+    prefix = model_dir_lib.find_checkpoint(path, step)
+    if prefix or step is not None:
+        return Location(TRAINING, prefix) if prefix else None
+    if storage.exists(storage.join(path, HF_CONFIG)) and not model_dir_lib.is_run_dir(path):
+        return Location(HUGGINGFACE, path)
+    if folders:
+        return Location(FOLDERS, path, folders)
+    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
+    return Location(TF1, prefix) if prefix and tf.io.gfile.exists(prefix + ".index") else None
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """An opened checkpoint: its towers, where they came from (`location`), and the
+    fine-tuning `max_seq_length` a fine-tuned model's config.json records."""
+    location: Location
+    towers: list
+    max_seq_length: Optional[int] = None
+
+    @property
+    def path(self):
+        return self.location.path
+
+    @property
+    def identity(self):
+        return self.location.identity()
+
+    @property
+    def vocab(self):
+        return self.location.vocab()
+
+
+def read(location, cfg=None):
+    """The towers at a `locate`d location. A TF1 checkpoint records neither the attention
+    heads nor dropout, initializer range and LayerNorm epsilon: they come from `cfg`."""
+    if location.format == TRAINING:
+        return Checkpoint(location, read_training_checkpoint(location.path))
+    if location.format == TF1:
+        if cfg is None:
+            raise CheckpointError(f"{location.path}: a TF1 checkpoint does not record the "
+                                  "number of attention heads: give num_attention_heads")
+        return Checkpoint(location, read_tf1_towers(
+            location.path, cfg.num_attention_heads, hidden_dropout_prob=cfg.hidden_dropout_prob,
+            attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
+            initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps))
+    folders = location.folders or (location.path,)
+    return Checkpoint(location, [read_hf_tower(folder) for folder in folders],
+                      _recorded_max_seq_length(folders[0]))
+
+
+def open_checkpoint(path, cfg=None):
+    """The towers of any checkpoint (`locate`'s formats; `path` may be on gs://), read as
+    `read` reads them. The one reader of `--init_checkpoint` for export, fine-tuning and
+    warm starts."""
+    return read(locate(path, required=True), cfg)
+
+
+def read_model_dir(path, step=None):
+    """One of our model directories (the exporter's --model_dir): a pretraining `model_dir`
+    (its exported towers, which are its last checkpoint; without them, or with `step`, its
+    newest checkpoint or the one of `step`) or one of its `ckpt-<step>`, a fine-tuning
+    `output_dir`, or one exported model."""
+    location = locate(path, step, exported_first=True)
+    if location is None and step is not None:
+        raise CheckpointError(f"--checkpoint_step {step}: {path} is not a pretraining model_dir")
+    if location is None or location.format == TF1:
+        raise CheckpointError(
+            f"--model_dir {path}: no {HF_CONFIG} in it or in its "
+            f"{', '.join(s + '/' for s in MODEL_SUBDIRS)} subdirectories, and no "
+            f"checkpoint of a pretraining run")
+    return read(location)
+
+
+def read_training_checkpoint(prefix):
+    """The towers of a pretraining run's checkpoint (`model_dir.find_checkpoint`): the model
+    its config.json describes, restored."""
+    from electra_ko import model_dir as model_dir_lib
+
+    model, _ = model_dir_lib.restore_pretrainer(prefix)
+    return pretrainer_towers(model)
+
+
+def _recorded_max_seq_length(folder):
+    recorded = json.loads(storage.read_text(storage.join(folder, HF_CONFIG)))
+    return (recorded.get("electra_ko") or {}).get("max_seq_length")

@@ -1,17 +1,17 @@
 """Export ELECTRA models: `python -m electra_ko.export --format huggingface|saved_model`.
 
 Every source (a pretraining `model_dir` or one of its checkpoints, a fine-tuned model, a
-Hugging Face directory or a google-research/electra TF1 checkpoint) is first read into
-"towers": one per model (discriminator, generator, classifier), each an `EncoderConfig`
-plus a dict of NumPy arrays under Hugging Face `transformers` names in PyTorch layout (see
-`electra_ko.checkpoints` for the names and for towers <-> Keras models). The Hugging Face
-writer copies a tower to disk; the SavedModel writer loads it into a Keras model.
+Hugging Face directory or a google-research/electra TF1 checkpoint) is read by
+`electra_ko.checkpoints` into "towers": one per model (discriminator, generator,
+classifier), each an `EncoderConfig` plus a dict of NumPy arrays under Hugging Face
+`transformers` names in PyTorch layout. This module only writes them: the Hugging Face
+writer copies a tower to disk (its config.json keys are `architecture.HF_CONFIG_KEYS`);
+the SavedModel writer loads it into a Keras model (`checkpoints.model_from_tower`).
 """
 import json
 import os
 import shutil
 import sys
-import tempfile
 
 import tensorflow as tf
 from absl import app, flags
@@ -19,7 +19,6 @@ from tokenizers import processors
 
 from electra_ko import architecture, checkpoints, storage
 from electra_ko import config as config_lib
-from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
 from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR
 
@@ -131,80 +130,6 @@ def _write_json(path, content):
         f.write("\n")
 
 
-# --------------------------------------------------------------------------- sources
-
-MODEL_SUBDIRS = (DISCRIMINATOR, GENERATOR, "model")  # pretraining model_dir / fine-tuning output
-
-
-def read_model_dir(path, step=None):
-    """(towers, vocab path, max_seq_length or None) of one of our model directories: a
-    pretraining `model_dir` (its exported towers, which are its last checkpoint; without
-    them, or with `step`, its newest checkpoint or the one of `step`) or one of its
-    `ckpt-<step>`, a fine-tuning `output_dir`, or one exported model."""
-    # A pretraining model_dir has its own (training) config.json, so towers in
-    # subdirectories take precedence over a config.json at the top.
-    model_dirs = [os.path.join(path, sub) for sub in MODEL_SUBDIRS
-                  if os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))]
-    prefix = (model_dir_lib.find_checkpoint(path, step)
-              if step is not None or not model_dirs else None)
-    if prefix:
-        towers, vocab_file = read_training_checkpoint(prefix)
-        return towers, vocab_file, None
-    if step is not None:
-        raise checkpoints.CheckpointError(f"--checkpoint_step {step}: {path} is not a "
-                                          "pretraining model_dir")
-    if not model_dirs and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)) and (
-            not model_dir_lib.is_run_dir(path)):
-        model_dirs = [path]
-    if not model_dirs:
-        raise checkpoints.CheckpointError(
-            f"--model_dir {path}: no {checkpoints.HF_CONFIG} in it or in its "
-            f"{', '.join(s + '/' for s in MODEL_SUBDIRS)} subdirectories, and no "
-            f"checkpoint of a pretraining run")
-    towers = [checkpoints.read_hf_tower(d) for d in model_dirs]
-    return towers, model_dirs[0], _recorded_max_seq_length(model_dirs[0])
-
-
-def read_training_checkpoint(prefix):
-    """(towers, vocab file) of a pretraining run's checkpoint (`model_dir_lib.find_checkpoint`),
-    the model and vocab as its config.json records them."""
-    model, cfg = model_dir_lib.restore_pretrainer(prefix)
-    return checkpoints.pretrainer_towers(model), cfg.vocab_file
-
-
-def _recorded_max_seq_length(model_dir):
-    with open(os.path.join(model_dir, checkpoints.HF_CONFIG), encoding="utf-8") as f:
-        return (json.load(f).get("electra_ko") or {}).get("max_seq_length")
-
-
-def read_init_checkpoint(path, cfg):
-    """Towers of a checkpoint: one of our pretraining runs (its newest checkpoint, or a
-    `ckpt-<step>` in it), a transformers directory, or a google-research TF1 checkpoint (a
-    file prefix, or a directory with a `checkpoint` file), whose attention heads, dropout
-    and initializer range are not recorded and come from `cfg`.
-
-    The one reader of `--init_checkpoint` for export and fine-tuning alike; `path` may be
-    on gs:// (a transformers folder there is copied to a temporary folder first).
-    """
-    prefix = model_dir_lib.find_checkpoint(path)
-    if prefix:
-        return read_training_checkpoint(prefix)[0]
-    if storage.is_gcs(path) and storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
-        with tempfile.TemporaryDirectory() as local:
-            return [checkpoints.read_hf_tower(storage.download_dir(path, local))]
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)):
-        return [checkpoints.read_hf_tower(path)]
-    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
-    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
-        raise checkpoints.CheckpointError(
-            f"{path}: neither a Hugging Face directory (no {checkpoints.HF_CONFIG}) nor a TF "
-            f"checkpoint (no `checkpoint` file, no .index)")
-    return checkpoints.read_tf1_towers(
-        prefix, cfg.num_attention_heads, hidden_dropout_prob=cfg.hidden_dropout_prob,
-        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
-        initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps)
-
-
 # --------------------------------------------------------------------------- SavedModel
 
 
@@ -256,9 +181,9 @@ def define_flags(fv=None):
     flags.DEFINE_enum("format", "huggingface", ["huggingface", "saved_model"], "Output format.", **d)
     flags.DEFINE_string("output_dir", None, "Where to write. In a used folder, files of an "
                         "earlier export are replaced or removed; others stay.", **d)
-    flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt (required for a TF1 checkpoint; "
-                        "default: the one next to the model, or for a pretraining checkpoint "
-                        "the one its config.json names).", **d)
+    flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt (required for a TF1 checkpoint "
+                        "without a vocab.txt beside it; default: the one next to the model, or "
+                        "for a pretraining checkpoint the one its config.json names).", **d)
     flags.DEFINE_string("config", None, "JSON config; for TF1: num_attention_heads or "
                         "model_size, which shapes cannot tell.", **d)
     flags.DEFINE_multi_string("set", [], "Config override key=value; repeatable.", **d)
@@ -291,17 +216,18 @@ def run(fv):
     storage.check_writable(fv.output_dir)
     storage.remove_stale_temporaries(fv.output_dir, [storage.STAGING_TEMPORARIES])
     if fv.model_dir:
-        towers, vocab_path, recorded_length = read_model_dir(fv.model_dir, fv.checkpoint_step)
+        source = checkpoints.read_model_dir(fv.model_dir, fv.checkpoint_step)
     else:
-        is_hf = storage.exists(storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))
-        cfg = None if is_hf else resolve_heads_config(fv.config, fv.set)
-        towers, vocab_path, recorded_length = (read_init_checkpoint(fv.init_checkpoint, cfg),
-                                               fv.init_checkpoint if is_hf else None, None)
-    vocab_path = fv.vocab or vocab_path
+        location = checkpoints.locate(fv.init_checkpoint, required=True)
+        cfg = (resolve_heads_config(fv.config, fv.set) if location.format == checkpoints.TF1
+               else None)
+        source = checkpoints.read(location, cfg)
+    vocab_path = fv.vocab or source.vocab
     if not vocab_path:
         raise checkpoints.CheckpointError("a TF1 checkpoint holds no vocabulary: pass --vocab")
     with storage.staged_output(fv.output_dir, owned=EXPORT_NAMES) as local:
-        written = export(towers, vocab_path, fv.format, local, fv.max_seq_length or recorded_length)
+        written = export(source.towers, vocab_path, fv.format, local,
+                         fv.max_seq_length or source.max_seq_length)
     return [storage.final_path(path, local, fv.output_dir) for path in written]
 
 

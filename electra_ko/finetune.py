@@ -38,7 +38,6 @@ from absl import app, flags, logging
 
 from electra_ko import architecture, checkpoints, classifier, export, modeling, storage, tasks
 from electra_ko import config as config_lib
-from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
 
 MODEL_DIR = "model"
@@ -69,34 +68,20 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_identity(path: str):
-    """(path, file whose hash identifies the checkpoint): a Hugging Face directory and its
-    weights file, or a TF checkpoint's prefix and its `.index`."""
-    run_checkpoint = model_dir_lib.find_checkpoint(path)
-    if run_checkpoint:
-        return run_checkpoint, run_checkpoint + ".index"
-    if storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
-        files = [storage.join(path, name) for name in (
-            checkpoints.HF_SAFETENSORS, checkpoints.HF_SAFETENSORS_INDEX, checkpoints.HF_PYTORCH)]
-        return path, next(file for file in files if storage.exists(file))
-    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
-    return prefix, prefix + ".index"
-
-
 def load_init_checkpoint(path: str, cfg) -> classifier.InitCheckpoint:
-    """The encoder to fine-tune from `--init_checkpoint`, read by `export.read_init_checkpoint`:
+    """The encoder to fine-tune from `--init_checkpoint`, read by `checkpoints.open_checkpoint`:
     the discriminator of a TF1 checkpoint or of our pretraining run's checkpoint, the model
     of a Hugging Face directory (any ELECTRA head; only the encoder is used). An ELECTRA
     generator alone is refused; a plain masked LM (`electra_objective: false`, marked in its
     config.json) is the model itself."""
-    towers = [t for t in export.read_init_checkpoint(path, cfg)
-              if t.kind != checkpoints.GENERATOR or t.masked_lm]
+    source = checkpoints.open_checkpoint(path, cfg)
+    towers = [t for t in source.towers if t.kind != checkpoints.GENERATOR or t.masked_lm]
     if not towers:
         raise FinetuneError(f"--init_checkpoint {path}: holds only a generator; fine-tuning "
                             "starts from the discriminator")
     sizes = {key: getattr(towers[0].config, key) for key in architecture.SIZE_KEYS}
-    resolved, identity = checkpoint_identity(path)
-    return classifier.InitCheckpoint(resolved, towers[0].tensors, sizes, file_sha256(identity))
+    return classifier.InitCheckpoint(source.path, towers[0].tensors, sizes,
+                                     file_sha256(source.identity))
 
 
 def check_init_spread(cfg, init: classifier.InitCheckpoint, train: classifier.Encoded) -> float:
@@ -472,23 +457,13 @@ def task_from_flags(fv) -> tasks.TaskSpec:
     return tasks.get_task(fv.task).with_files(fv.train_file, fv.eval_file, fv.test_file)
 
 
-def checkpoint_exists(path):
-    """A folder, file or TF checkpoint prefix (`path.index`) at `path`, local or gs://."""
-    return storage.exists(path) or tf.io.gfile.exists(path + ".index")
-
-
 def default_vocab(fv):
     """--vocab, else the vocabulary stored next to the initial checkpoint, or the one a
     pretraining run's config.json names."""
     if fv.vocab:
         return fv.vocab
-    run_checkpoint = fv.init_checkpoint and model_dir_lib.find_checkpoint(fv.init_checkpoint)
-    if run_checkpoint:
-        return model_dir_lib.run_config(os.path.dirname(run_checkpoint)).vocab_file
-    if fv.init_checkpoint and (os.path.isdir(fv.init_checkpoint) or storage.exists(
-            storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))):
-        return fv.init_checkpoint
-    return None
+    location = fv.init_checkpoint and checkpoints.locate(fv.init_checkpoint)
+    return location.vocab() if location else None
 
 
 def parse_seeds(values) -> list:
@@ -503,7 +478,7 @@ def run_from_flags(fv, command=None) -> dict:
     if not fv.task:
         raise FinetuneError("--task is required")
     spec = task_from_flags(fv)
-    if fv.init_checkpoint and not checkpoint_exists(fv.init_checkpoint):
+    if fv.init_checkpoint and not checkpoints.exists(fv.init_checkpoint):
         raise FinetuneError(f"--init_checkpoint {fv.init_checkpoint} not found (expected a "
                             "Hugging Face folder, a pretraining model_dir or a TF checkpoint)")
     if fv.model_config and fv.init_checkpoint:

@@ -1,7 +1,7 @@
 """Continue pretraining from a checkpoint: `pretrain --init_checkpoint PATH [--init_generator GEN]`.
 
-Every source is read into towers (`checkpoints.Tower`) by the importers that export and
-fine-tuning use; here they become the weights of a fresh `modeling.ElectraPretrainer`:
+Every source is read into towers (`checkpoints.Tower`) by `checkpoints.read`, as export
+and fine-tuning read theirs; here they become the weights of a fresh `modeling.ElectraPretrainer`:
 
 * the architecture comes from the checkpoint (a config that contradicts it is an error
   naming the key), and the vocab must be the checkpoint's;
@@ -17,11 +17,9 @@ import os
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 
-from electra_ko import architecture, checkpoints, export
+from electra_ko import architecture, checkpoints
 from electra_ko import config as config_lib
-from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
 from electra_ko.checkpoints import DISCRIMINATOR, GENERATOR, CheckpointError
 
@@ -79,38 +77,17 @@ def read(path, generator_path, cfg) -> InitCheckpoint:
 
 def read_towers(path, cfg):
     """(towers, vocab dir or None) of one source, in any of `FORMATS`."""
-    kind = source_format(path)
-    if kind is None:
-        problem = "does not exist" if not _exists(path) else "is in none of the formats accepted"
+    location = checkpoints.locate(path)
+    if location is None:
+        problem = ("does not exist" if not checkpoints.exists(path)
+                   else "is in none of the formats accepted")
         raise CheckpointError(f"--init_checkpoint {path} {problem}: give " + "; or ".join(FORMATS))
-    if kind == "training":
-        towers, vocab_file = export.read_training_checkpoint(model_dir_lib.find_checkpoint(path))
-        return towers, _vocab_dir_of(vocab_file)
-    if kind == "folders":
-        towers, vocab_dir, _ = export.read_model_dir(path)
-        return towers, vocab_dir
-    if kind == "tf1" and not {"num_attention_heads", "model_size"} & cfg.explicit:
+    if location.format == checkpoints.TF1 and not {"num_attention_heads", "model_size"} & cfg.explicit:
         raise config_lib.ConfigError(
             f"--init_checkpoint {path} is a TF1 checkpoint, which does not record the number "
             "of attention heads: set num_attention_heads (or model_size)")
-    towers = export.read_init_checkpoint(path, cfg)
-    directory = path if os.path.isdir(path) else os.path.dirname(path)
-    return towers, _vocab_dir_of(directory)
-
-
-def source_format(path):
-    """"training", "folders", "huggingface", "tf1" or None (unknown or missing)."""
-    if model_dir_lib.find_checkpoint(path):
-        return "training"
-    if not os.path.isdir(path):
-        return "tf1" if tf.io.gfile.exists(path + ".index") else None
-    if os.path.exists(os.path.join(path, checkpoints.HF_CONFIG)) and (
-            not model_dir_lib.is_run_dir(path)):
-        return "huggingface"
-    if any(os.path.exists(os.path.join(path, sub, checkpoints.HF_CONFIG))
-           for sub in export.MODEL_SUBDIRS):
-        return "folders"
-    return "tf1" if tf.train.latest_checkpoint(path) else None
+    source = checkpoints.read(location, cfg)
+    return source.towers, _vocab_dir_of(source.vocab)
 
 
 def _vocab_dir_of(path):
@@ -118,10 +95,6 @@ def _vocab_dir_of(path):
         return None
     directory = vocab_lib.vocab_paths(path)[0]
     return directory if os.path.exists(os.path.join(directory, vocab_lib.VOCAB_FILE)) else None
-
-
-def _exists(path):
-    return os.path.exists(path) or tf.io.gfile.exists(path + ".index")
 
 
 def check_pair(init, generator_source):

@@ -309,12 +309,13 @@ def _restored_pretrainer(corpus_dir, model_dir, step=None):
 
 
 def test_exported_towers_reload_with_the_trained_weights(corpus_dir, trained_model_dir):
-    """`export.read_model_dir` on a pretraining model_dir takes the towers in its
+    """`checkpoints.read_model_dir` on a pretraining model_dir takes the towers in its
     subdirectories, not the training config.json next to them; each tower predicts like
     the checkpointed model."""
     saved = json.loads((trained_model_dir / "config.json").read_text())
     assert saved["vocab_size"] == 64 and saved["num_train_steps"] == 4
-    towers, vocab_dir, _ = export.read_model_dir(str(trained_model_dir))
+    source = checkpoints.read_model_dir(str(trained_model_dir))
+    towers, vocab_dir = source.towers, source.vocab
     assert [t.kind for t in towers] == ["discriminator", "generator"]
     assert vocab_dir == str(trained_model_dir / "discriminator")
     assert (trained_model_dir / "generator" / "vocab.txt").exists()
@@ -342,10 +343,10 @@ def _assert_same_towers(towers, expected):
 def test_exported_towers_are_the_newest_checkpoint(corpus_dir, trained_model_dir):
     """A finished run's discriminator/ and generator/ (what export reads by default) hold
     its last checkpoint, which --checkpoint_step reads instead."""
-    folders, _, _ = export.read_model_dir(str(trained_model_dir))
-    newest, vocab_file, _ = export.read_model_dir(str(trained_model_dir), step=4)
-    _assert_same_towers(folders, newest)
-    assert vocab_file == str(corpus_dir / "vocab.txt")
+    folders = checkpoints.read_model_dir(str(trained_model_dir)).towers
+    newest = checkpoints.read_model_dir(str(trained_model_dir), step=4)
+    _assert_same_towers(folders, newest.towers)
+    assert newest.vocab == str(corpus_dir / "vocab.txt")
 
 
 @pytest.fixture(scope="module")
