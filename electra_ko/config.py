@@ -445,10 +445,9 @@ def _validate(resolved):
         for k in keys:
             if k in resolved and resolved[k] is not None and resolved[k] <= 0:
                 raise ConfigError(f"config key {k!r} must be > 0, got {resolved[k]!r}")
-    positive("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-             "embedding_size", "max_seq_length", "train_batch_size", "eval_batch_size",
+    positive(*architecture.SIZE_KEYS, "max_seq_length", "train_batch_size", "eval_batch_size",
              "num_train_steps", "iterations_per_loop", "save_checkpoints_steps", "learning_rate",
-             "vocab_size", "num_train_epochs")
+             "num_train_epochs")
     if resolved["hidden_size"] % resolved["num_attention_heads"]:
         raise ConfigError(f"hidden_size {resolved['hidden_size']} is not a multiple of "
                           f"num_attention_heads {resolved['num_attention_heads']}")

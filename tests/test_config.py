@@ -165,3 +165,9 @@ def test_debug_in_a_fine_tuning_config_is_refused_with_the_reason():
     with pytest.raises(config.ConfigError, match="fine-tuning has no debug mode.*max_train_examples"):
         config.load_config(config.FINETUNE, overrides=["debug=true"])
     assert not config.load_config(config.FINETUNE, overrides=["debug=false"]).debug
+
+
+def test_every_size_key_must_be_positive():
+    for key in architecture.SIZE_KEYS:
+        with pytest.raises(config.ConfigError, match=f"config key '{key}' must be > 0"):
+            config.load_config(config.PRETRAIN, overrides=[f"{key}=0"])
