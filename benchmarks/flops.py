@@ -41,7 +41,7 @@ class EncoderShape:
 
     @classmethod
     def of(cls, encoder_config) -> "EncoderShape":
-        """From anything with `modeling.EncoderConfig`'s attribute names."""
+        """From anything with `architecture.EncoderConfig`'s attribute names."""
         return cls(hidden=encoder_config.hidden_size, layers=encoder_config.num_hidden_layers,
                    heads=encoder_config.num_attention_heads,
                    intermediate=encoder_config.intermediate_size,

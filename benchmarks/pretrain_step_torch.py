@@ -17,22 +17,19 @@ import time
 import torch
 from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
-SIZES = {  # (embedding, hidden, layers, heads, ffn, generator fraction)
-    "tiny": (128, 128, 4, 2, 512, 0.5),
-    "small": (128, 256, 12, 4, 1024, 0.25),
-}
+from electra_ko import architecture  # sizes only: no TensorFlow
+
+SIZES = ("tiny", "small")
 
 
 def build_models(size: str, vocab_size: int, seq_len: int):
-    emb, hidden, layers, heads, ffn, gen_frac = SIZES[size]
-    gen_hidden = int(round(hidden * gen_frac))
-    common = dict(vocab_size=vocab_size, embedding_size=emb, max_position_embeddings=max(512, seq_len))
-    disc = ElectraForPreTraining(ElectraConfig(hidden_size=hidden, num_hidden_layers=layers,
-                                               num_attention_heads=heads, intermediate_size=ffn,
-                                               **common))
-    gen = ElectraForMaskedLM(ElectraConfig(hidden_size=gen_hidden, num_hidden_layers=layers,
-                                           num_attention_heads=max(1, gen_hidden // 64),
-                                           intermediate_size=4 * gen_hidden, **common))
+    preset = architecture.SIZE_PRESETS[size]
+    sizes = {key: preset[key] for key in architecture.PRESET_KEYS}
+    generator = dict(sizes, **architecture.generator_sizes(
+        preset["hidden_size"], preset["num_hidden_layers"], preset["generator_hidden_size"]))
+    common = dict(vocab_size=vocab_size, max_position_embeddings=max(512, seq_len))
+    disc = ElectraForPreTraining(ElectraConfig(**sizes, **common))
+    gen = ElectraForMaskedLM(ElectraConfig(**generator, **common))
     gen.electra.embeddings = disc.electra.embeddings  # shared embeddings, as in ELECTRA
     gen.generator_lm_head.weight = disc.electra.embeddings.word_embeddings.weight
     return gen, disc

@@ -3,8 +3,8 @@ length-bucketed batches and the compiled train / predict steps of one run.
 
 `SequenceClassifier` is the ELECTRA encoder with Hugging Face's `ElectraClassificationHead`
 on [CLS] (dropout, dense, GELU, dropout, out_proj); its weights carry google-research/electra
-TF1 names (`named_weights`) that map one-to-one onto transformers'
-`ElectraForSequenceClassification`. Layer-wise learning-rate decay follows
+TF1 names (`tf1_weights`), the head under `classifier/`, which `electra_ko.checkpoints` maps
+one-to-one onto transformers' `ElectraForSequenceClassification`. Layer-wise learning-rate decay follows
 google-research/electra's `_get_layer_lrs`.
 
 For speed on CPU and GPU the forward/backward pass is XLA-compiled and batches are padded
@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from electra_ko import checkpoints, modeling, optimization, randomness, tasks, training
+from electra_ko import architecture, checkpoints, modeling, optimization, randomness, tasks, training
 
 MIN_BUCKET = 16
 
@@ -39,7 +39,7 @@ class SequenceClassifier(keras.Model):
     Regression (KorSTS) is one output unit. Float32 outputs [B, num_outputs].
     """
 
-    def __init__(self, encoder_config: modeling.EncoderConfig, num_outputs: int, **kwargs):
+    def __init__(self, encoder_config: architecture.EncoderConfig, num_outputs: int, **kwargs):
         super().__init__(**kwargs)
         self.encoder_config = encoder_config
         self.num_outputs = num_outputs
@@ -59,29 +59,29 @@ class SequenceClassifier(keras.Model):
         x = self.out_proj(randomness.dropout(x, rate, seeds[2], training))
         return tf.cast(x, tf.float32)
 
-    def named_weights(self):
+    def tf1_weights(self):
         """[(TF1-style name, variable)]: encoder names as google-research/electra, the head
         under `classifier/` (Hugging Face's `classifier.dense` / `classifier.out_proj`)."""
         head = (modeling.dense_weights(self.head_dense, "classifier/dense")
                 + modeling.dense_weights(self.out_proj, "classifier/out_proj"))
-        return self.electra.canonical_weights("electra") + head
+        return self.electra.tf1_weights("electra") + head
 
 
-def huggingface_name(tf1_name: str):
-    """(HF state-dict name, transposed?) of one of `SequenceClassifier.named_weights`."""
-    if tf1_name.startswith("classifier/"):
-        *scopes, leaf = tf1_name.split("/")
-        return ".".join(scopes + [{"kernel": "weight", "bias": "bias"}[leaf]]), leaf == "kernel"
-    return modeling.tf1_to_huggingface(tf1_name)
+class ClassifierModel(keras.Model):
+    """A fine-tuned model as a tower (`ElectraForSequenceClassification`): the
+    `SequenceClassifier` called on a features dict -> logits [B, outputs]."""
 
+    def __init__(self, config, num_outputs, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_config = config
+        self.classifier = SequenceClassifier(config, num_outputs, name="classifier")
 
-def huggingface_weights(model: SequenceClassifier):
-    """[(HF name, variable, transposed?)] of a classifier's weights, for the exporter."""
-    rows = []
-    for tf1_name, variable in model.named_weights():
-        hf_name, transposed = huggingface_name(tf1_name)
-        rows.append((hf_name, variable, transposed))
-    return rows
+    def call(self, features):
+        return self.classifier(features["input_ids"], features["input_mask"],
+                               features["segment_ids"])
+
+    def tf1_weights(self):
+        return self.classifier.tf1_weights()
 
 
 def layer_depth(tf1_name: str, num_layers: int) -> int:
@@ -94,7 +94,7 @@ def layer_depth(tf1_name: str, num_layers: int) -> int:
     return num_layers + 2
 
 
-def layerwise_lr_multipliers(named_weights, num_layers: int, decay: float) -> dict:
+def layerwise_lr_multipliers(tf1_weights, num_layers: int, decay: float) -> dict:
     """{variable path: decay ** (L + 2 - depth)}; decay 1 or None gives 1 everywhere.
 
     As the original, the top Transformer layer already gets decay**2 and the embeddings
@@ -102,13 +102,13 @@ def layerwise_lr_multipliers(named_weights, num_layers: int, decay: float) -> di
     """
     decay = 1.0 if not decay else decay
     return {variable.path: decay ** (num_layers + 2 - layer_depth(name, num_layers))
-            for name, variable in named_weights}
+            for name, variable in tf1_weights}
 
 
 def create_optimizer(cfg, model: SequenceClassifier, num_train_steps: int, precision: str):
     """AdamW with google-research/electra's layer-wise learning-rate decay and warm-up over
     `warmup_proportion` of the steps; make it under the strategy scope."""
-    multipliers = layerwise_lr_multipliers(model.named_weights(),
+    multipliers = layerwise_lr_multipliers(model.tf1_weights(),
                                            model.encoder_config.num_hidden_layers,
                                            cfg.layerwise_lr_decay)
     return optimization.create_optimizer(
@@ -211,13 +211,12 @@ def assign_encoder_weights(encoder: modeling.ElectraEncoder, init: InitCheckpoin
     """Copy the encoder's tensors; heads of the checkpoint (discriminator, classifier) are
     not used. Missing tensors or wrong shapes are an error naming them."""
     problems = []
-    for tf1_name, variable in encoder.canonical_weights("electra"):
-        hf_name, transposed = modeling.tf1_to_huggingface(tf1_name)
+    for hf_name, variable, transposed in checkpoints.hf_weights(encoder.tf1_weights("electra")):
         value = init.tensors.get(hf_name)
         if value is None:
             problems.append(f"missing {hf_name}")
             continue
-        value = value.T if transposed else value
+        value = checkpoints.switch_layout(value, transposed)
         if tuple(value.shape) != tuple(variable.shape):
             problems.append(f"{hf_name} has shape {tuple(value.shape)}, model wants "
                             f"{tuple(variable.shape)}")
@@ -275,7 +274,7 @@ class Runner:
         num_outputs = 1 if self.regression else len(spec.labels)
         with strategy.scope():
             keras.utils.set_random_seed(cfg.seed)
-            self.model = SequenceClassifier(modeling.EncoderConfig.from_config(cfg), num_outputs,
+            self.model = SequenceClassifier(architecture.EncoderConfig.from_config(cfg), num_outputs,
                                             name="electra_classifier")
             if init is not None:
                 assign_encoder_weights(self.model.electra, init)

@@ -10,6 +10,8 @@ import json
 import math
 from typing import Any, Iterable, Mapping, Optional
 
+from electra_ko import architecture
+from electra_ko.architecture import DEFAULTS as _ENCODER
 from electra_ko.build_data import BuildSettings
 from electra_ko.vocab import VocabSettings
 
@@ -28,16 +30,17 @@ class _Key:
         self.doc = doc
 
 
-POSITION_EMBEDDING_INITS = ("truncated_normal", "sinusoidal")
 EMBEDDING_SHARING = ("tied", "gdes", "untied")
 
 _OPT_INT = (int, type(None))
 _OPT_FLOAT = (float, type(None))
 _OPT_STR = (str, type(None))
 
-# Architecture keys shared by pretraining and fine-tuning. `None` = from model_size.
+# Architecture keys shared by pretraining and fine-tuning (`architecture.ARCHITECTURE_KEYS`,
+# documented and typed here; defaults from `architecture.EncoderConfig`). `None` = from
+# model_size.
 _MODEL_KEYS = {
-    "model_size": _Key("small", str, ("debug", "tiny", "small", "base", "large"),
+    "model_size": _Key("small", str, architecture.MODEL_SIZES,
                        doc="size preset filling the architecture keys left unset"),
     "model_hparam_overrides": _Key({}, dict, doc="BERT-config keys overriding the size preset"),
     "vocab_size": _Key(None, _OPT_INT, doc="None = size of vocab_file"),
@@ -49,15 +52,20 @@ _MODEL_KEYS = {
     "num_hidden_layers": _Key(None, _OPT_INT, doc="Transformer layers"),
     "num_attention_heads": _Key(None, _OPT_INT, doc="attention heads per layer"),
     "intermediate_size": _Key(None, _OPT_INT, doc="feed-forward width"),
-    "hidden_act": _Key("gelu", str, ("gelu",), doc="feed-forward activation"),
-    "hidden_dropout_prob": _Key(0.1, float, doc="dropout on embeddings and layer outputs"),
-    "attention_probs_dropout_prob": _Key(0.1, float, doc="dropout on attention weights"),
-    "max_position_embeddings": _Key(512, int, doc="longest sequence the position table holds"),
-    "type_vocab_size": _Key(2, int, doc="segment ids (sentence A/B)"),
-    "initializer_range": _Key(0.02, float, doc="stddev of the truncated-normal initialiser"),
-    "layer_norm_eps": _Key(1e-12, float, doc="LayerNorm epsilon"),
+    "hidden_act": _Key(_ENCODER["hidden_act"], str, architecture.HIDDEN_ACTS,
+                       doc="feed-forward activation"),
+    "hidden_dropout_prob": _Key(_ENCODER["hidden_dropout_prob"], float,
+                                doc="dropout on embeddings and layer outputs"),
+    "attention_probs_dropout_prob": _Key(_ENCODER["attention_probs_dropout_prob"], float,
+                                         doc="dropout on attention weights"),
+    "max_position_embeddings": _Key(_ENCODER["max_position_embeddings"], int,
+                                    doc="longest sequence the position table holds"),
+    "type_vocab_size": _Key(_ENCODER["type_vocab_size"], int, doc="segment ids (sentence A/B)"),
+    "initializer_range": _Key(_ENCODER["initializer_range"], float,
+                              doc="stddev of the truncated-normal initialiser"),
+    "layer_norm_eps": _Key(_ENCODER["layer_norm_eps"], float, doc="LayerNorm epsilon"),
     "position_embedding_init": _Key(
-        "truncated_normal", str, POSITION_EMBEDDING_INITS,
+        _ENCODER["position_embedding_init"], str, architecture.POSITION_EMBEDDING_INITS,
         doc="how position embeddings start: truncated_normal (BERT/ELECTRA) or sinusoidal "
             "(leaves the early unigram plateau sooner in small models; export unchanged)"),
     "vocab_file": _Key(None, _OPT_STR, doc="vocab.txt (or its folder); default "
@@ -194,29 +202,16 @@ FINETUNE = dict(_MODEL_KEYS, **{
     "output_dir": _Key(None, _OPT_STR, doc="results.json, predictions.tsv and model/"),
 })
 
-# Architecture (and size-dependent training) defaults per model_size. The paper's
-# values for small/base/large; tiny and debug are ours, for CPU runs and tests.
-SIZE_PRESETS = {
-    "debug": dict(embedding_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, generator_hidden_size=0.5, learning_rate=1e-3,
-                  train_batch_size=8, max_seq_length=64, mask_prob=0.15),
-    "tiny": dict(embedding_size=128, hidden_size=128, num_hidden_layers=4, num_attention_heads=2,
-                 intermediate_size=512, generator_hidden_size=0.5, learning_rate=1e-3,
-                 train_batch_size=32, max_seq_length=128, mask_prob=0.15),
-    "small": dict(embedding_size=128, hidden_size=256, num_hidden_layers=12, num_attention_heads=4,
-                  intermediate_size=1024, generator_hidden_size=0.25, learning_rate=5e-4,
-                  train_batch_size=128, max_seq_length=128, mask_prob=0.15),
-    "base": dict(embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=3072, generator_hidden_size=1.0 / 3.0, learning_rate=2e-4,
-                 train_batch_size=256, max_seq_length=512, mask_prob=0.15),
-    "large": dict(embedding_size=1024, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                  intermediate_size=4096, generator_hidden_size=0.25, learning_rate=2e-4,
-                  train_batch_size=2048, max_seq_length=512, mask_prob=0.25),
+# Pretraining defaults that follow model_size, besides its architecture
+# (`architecture.SIZE_PRESETS`): the paper's values for small/base/large; tiny and debug
+# are ours, for CPU runs and tests.
+TRAINING_PRESETS = {
+    "debug": dict(learning_rate=1e-3, train_batch_size=8, max_seq_length=64, mask_prob=0.15),
+    "tiny": dict(learning_rate=1e-3, train_batch_size=32, max_seq_length=128, mask_prob=0.15),
+    "small": dict(learning_rate=5e-4, train_batch_size=128, max_seq_length=128, mask_prob=0.15),
+    "base": dict(learning_rate=2e-4, train_batch_size=256, max_seq_length=512, mask_prob=0.15),
+    "large": dict(learning_rate=2e-4, train_batch_size=2048, max_seq_length=512, mask_prob=0.25),
 }
-
-# The keys that tell the sizes apart (a checkpoint's architecture names its size).
-ENCODER_SIZE_KEYS = ("embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size")
 
 # Fine-tuning defaults by size (the ELECTRA paper's recipe). `tiny` is ours, not the
 # paper's: with 4 layers, decay 0.8 scales the embeddings' rate by 0.8 ** 5 = 0.33 and the
@@ -228,11 +223,6 @@ FINETUNE_PRESETS = {
     "base": dict(learning_rate=1e-4, layerwise_lr_decay=0.8, max_seq_length=128),
     "large": dict(learning_rate=5e-5, layerwise_lr_decay=0.8, max_seq_length=128),
 }
-
-_BERT_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "embedding_size", "vocab_size", "hidden_dropout_prob",
-                     "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
-                     "initializer_range", "hidden_act", "layer_norm_eps")
 
 
 class Config:
@@ -283,11 +273,8 @@ class Config:
 
     def generator_sizes(self) -> dict:
         """Generator encoder sizes derived as google-research/electra derives them."""
-        hidden = int(round(self.hidden_size * self.generator_hidden_size))
-        return dict(hidden_size=hidden,
-                    num_hidden_layers=int(round(self.num_hidden_layers * self.generator_layers)),
-                    num_attention_heads=max(1, hidden // 64),
-                    intermediate_size=4 * hidden)
+        return architecture.generator_sizes(self.hidden_size, self.num_hidden_layers,
+                                            self.generator_hidden_size, self.generator_layers)
 
     def __repr__(self):
         return "Config(" + json.dumps(self._values, sort_keys=True, default=str) + ")"
@@ -384,7 +371,7 @@ def load_config(schema: Mapping[str, _Key], path: Optional[str] = None,
 def describe_keys(schema: Mapping[str, _Key]) -> str:
     """One line per key: name, default (`by size` when the size preset fills it), doc."""
     def default(key, spec):
-        if spec.default is None and key in SIZE_PRESETS["small"]:
+        if spec.default is None and key in size_presets(schema, "small"):
             return "by model_size"
         return json.dumps(spec.default)
     width = max(map(len, schema))
@@ -394,18 +381,10 @@ def describe_keys(schema: Mapping[str, _Key]) -> str:
 
 def size_presets(schema, model_size: str) -> dict:
     """The size-dependent defaults of `model_size` (fine-tuning's own for FINETUNE)."""
-    presets = dict(SIZE_PRESETS[model_size])
+    presets = dict(architecture.SIZE_PRESETS[model_size], **TRAINING_PRESETS[model_size])
     if schema is FINETUNE:
         presets.update(FINETUNE_PRESETS[model_size])
     return presets
-
-
-def size_of(sizes: Mapping[str, Any]) -> Optional[str]:
-    """The model_size whose preset has exactly these encoder sizes, else None."""
-    for name, preset in SIZE_PRESETS.items():
-        if all(sizes.get(key) == preset[key] for key in ENCODER_SIZE_KEYS):
-            return name
-    return None
 
 
 def _apply_presets(schema, resolved, explicit):
@@ -420,9 +399,9 @@ def _apply_bert_overrides(schema, resolved):
     (they count as given)."""
     overrides = resolved["model_hparam_overrides"]
     for key, value in overrides.items():
-        if key not in _BERT_CONFIG_KEYS:
+        if key not in architecture.HF_CONFIG_KEYS:
             raise ConfigError(f"unknown key {key!r} in model_hparam_overrides; "
-                              f"known: {', '.join(_BERT_CONFIG_KEYS)}")
+                              f"known: {', '.join(architecture.HF_CONFIG_KEYS)}")
         resolved[key] = _coerce(schema[key], key, value, "model_hparam_overrides")
     return set(overrides)
 
@@ -462,10 +441,9 @@ def _validate(resolved):
         for k in keys:
             if k in resolved and resolved[k] is not None and resolved[k] <= 0:
                 raise ConfigError(f"config key {k!r} must be > 0, got {resolved[k]!r}")
-    positive("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-             "embedding_size", "max_seq_length", "train_batch_size", "eval_batch_size",
+    positive(*architecture.SIZE_KEYS, "max_seq_length", "train_batch_size", "eval_batch_size",
              "num_train_steps", "iterations_per_loop", "save_checkpoints_steps", "learning_rate",
-             "vocab_size", "num_train_epochs")
+             "num_train_epochs")
     if resolved["hidden_size"] % resolved["num_attention_heads"]:
         raise ConfigError(f"hidden_size {resolved['hidden_size']} is not a multiple of "
                           f"num_attention_heads {resolved['num_attention_heads']}")
@@ -484,4 +462,3 @@ def _validate(resolved):
                     else "")
             raise ConfigError(f"config key {key!r}={bad} (an ablation of the original paper) "
                               f"is not supported by electra_ko{hint}")
-

@@ -1,25 +1,23 @@
 """Export ELECTRA models: `python -m electra_ko.export --format huggingface|saved_model`.
 
 Every source (a pretraining `model_dir` or one of its checkpoints, a fine-tuned model, a
-Hugging Face directory or a google-research/electra TF1 checkpoint) is first read into
-"towers": one per model (discriminator, generator, classifier), each an `EncoderConfig`
-plus a dict of NumPy arrays under Hugging Face `transformers` names in PyTorch layout (see
-`electra_ko.checkpoints` for the name tables). The Hugging Face writer copies a tower to
-disk; the SavedModel writer loads it into the Keras models below.
+Hugging Face directory or a google-research/electra TF1 checkpoint) is read by
+`electra_ko.checkpoints` into "towers": one per model (discriminator, generator,
+classifier), each an `EncoderConfig` plus a dict of NumPy arrays under Hugging Face
+`transformers` names in PyTorch layout. This module only writes them: the Hugging Face
+writer copies a tower to disk (its config.json keys are `architecture.HF_CONFIG_KEYS`);
+the SavedModel writer loads it into a Keras model (`checkpoints.model_from_tower`).
 """
 import sys
 
-import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from tokenizers import processors
 
-from electra_ko import checkpoints, modeling, storage
+from electra_ko import architecture, checkpoints, storage
 from electra_ko import config as config_lib
-from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
-from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR, Tower
+from electra_ko.checkpoints import CLASSIFIER, DISCRIMINATOR, GENERATOR
 
 HF_ARCHITECTURES = {DISCRIMINATOR: "ElectraForPreTraining", GENERATOR: "ElectraForMaskedLM",
                     CLASSIFIER: "ElectraForSequenceClassification"}
@@ -37,180 +35,16 @@ EXPORT_NAMES = ((checkpoints.HF_CONFIG, checkpoints.HF_SAFETENSORS, HF_TOKENIZER
                 + tuple(HF_ARCHITECTURES) + SAVED_MODEL_NAMES)
 
 
-# --------------------------------------------------------------------------- Keras models
-
-
-class DiscriminatorModel(keras.Model):
-    """`ElectraForPreTraining`: encoder + replaced-token head -> logits [B, L]."""
-
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder_config = config
-        self.encoder = modeling.ElectraEncoder(config, name="electra")
-        self.head = modeling.DiscriminatorHead(config, name="discriminator_predictions")
-        self.encoder.build()
-        self.head.build()
-
-    def call(self, features):
-        hidden = self.encoder(features["input_ids"], features["input_mask"],
-                              features["segment_ids"])["sequence_output"]
-        return self.head(hidden)
-
-    def tf1_weights(self):
-        return self.encoder.canonical_weights("electra") + self.head.canonical_weights()
-
-
-class GeneratorModel(keras.Model):
-    """`ElectraForMaskedLM`: encoder + MLM head tied to the word embeddings -> [B, L, vocab]."""
-
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder_config = config
-        self.encoder = modeling.ElectraEncoder(config, name="generator")
-        self.head = modeling.MaskedLMHead(config, name="generator_predictions")
-        self.encoder.build()
-        self.head.build()
-
-    def call(self, features):
-        hidden = self.encoder(features["input_ids"], features["input_mask"],
-                              features["segment_ids"])["sequence_output"]
-        return self.head(hidden, self.encoder.embeddings.word_embeddings)
-
-    def tf1_weights(self):
-        return self.encoder.canonical_weights("generator") + self.head.canonical_weights()
-
-
-class ClassifierModel(keras.Model):
-    """`ElectraForSequenceClassification`: the fine-tuning model (`classifier.SequenceClassifier`,
-    whose head is transformers' dense + GELU + out_proj on [CLS]) -> logits [B, outputs]."""
-
-    def __init__(self, config, num_outputs, **kwargs):
-        from electra_ko import classifier  # needed only for classifiers
-
-        super().__init__(**kwargs)
-        self.encoder_config = config
-        self.classifier = classifier.SequenceClassifier(config, num_outputs, name="classifier")
-
-    def call(self, features):
-        return self.classifier(features["input_ids"], features["input_mask"],
-                               features["segment_ids"])
-
-    def hf_weights(self):
-        from electra_ko import classifier
-
-        return classifier.huggingface_weights(self.classifier)
-
-
-KERAS_MODELS = {DISCRIMINATOR: DiscriminatorModel, GENERATOR: GeneratorModel,
-                CLASSIFIER: ClassifierModel}
-
-
-def build_model(kind, config, labels=None):
-    if kind == CLASSIFIER:  # regression (labels None) has one output
-        return ClassifierModel(config, len(labels) if labels else 1, name=kind)
-    return KERAS_MODELS[kind](config, name=kind)
-
-
-def hf_weights(model):
-    """[(HF name, variable, transposed)] of one of the Keras models above."""
-    if isinstance(model, ClassifierModel):
-        return model.hf_weights()
-    rows = []
-    for tf1_name, variable in model.tf1_weights():
-        hf_name, transposed = modeling.tf1_to_huggingface(tf1_name)
-        rows.append((hf_name, variable, transposed))
-    return rows
-
-
-def tower_from_model(kind, model, labels=None):
-    """Tower of a Keras model: its weights as HF-layout arrays (a copy, never a view)."""
-    return Tower(kind, model.encoder_config, hf_tensors(hf_weights(model)), labels)
-
-
-def tower_from_pretrainer(model, part):
-    """The discriminator or generator of a `modeling.ElectraPretrainer` as a tower; a gdes
-    discriminator's tables are the shared ones plus its deltas (a standard model)."""
-    config = model.discriminator_config if part == DISCRIMINATOR else (
-        model.generator_config or model.discriminator_config)
-    tensors = hf_tensors(modeling.huggingface_weights(model, part))
-    if part == DISCRIMINATOR:
-        for name, delta in modeling.embedding_deltas(model):
-            tensors[name] = tensors[name] + delta.numpy()
-    return Tower(part, config, tensors, masked_lm=not model.electra_objective)
-
-
-def pretrainer_towers(model):
-    """The towers of a `modeling.ElectraPretrainer`: its discriminator and generator, or a
-    masked LM's one model (a generator)."""
-    parts = [DISCRIMINATOR, GENERATOR] if model.electra_objective else [GENERATOR]
-    return [tower_from_pretrainer(model, part) for part in parts]
-
-
-def hf_tensors(rows):
-    return {name: _to_torch_layout(variable.numpy(), transposed)
-            for name, variable, transposed in rows}
-
-
-def model_from_tower(tower):
-    """A Keras model holding the tower's weights; every tensor must be used exactly once."""
-    model = build_model(tower.kind, tower.config, tower.labels)
-    rows = hf_weights(model)
-    tensors = _without_tied_lm_weight(tower.tensors)
-    checkpoints.check_names([name for name, _, _ in rows], tensors, f"{tower.kind} weights")
-    for name, variable, transposed in rows:
-        value = _to_torch_layout(tensors[name], transposed)
-        if value.shape != tuple(variable.shape):
-            raise checkpoints.CheckpointError(
-                f"{name}: shape {value.shape} does not fit the model's {tuple(variable.shape)}")
-        variable.assign(value)
-    return model
-
-
-def _to_torch_layout(value, transposed):
-    """Dense kernels are [in, out] in Keras and [out, in] in torch (the same op both ways)."""
-    value = np.asarray(value, dtype=np.float32)
-    return np.ascontiguousarray(value.T if transposed else value)
-
-
-def _without_tied_lm_weight(tensors):
-    """`generator_lm_head.weight` is the word-embedding matrix; accept it only if it is."""
-    tied = tensors.get(checkpoints.TIED_LM_WEIGHT)
-    if tied is None:
-        return tensors
-    if not np.array_equal(tied, tensors.get(checkpoints.WORD_EMBEDDINGS)):
-        raise checkpoints.CheckpointError(
-            f"{checkpoints.TIED_LM_WEIGHT} differs from {checkpoints.WORD_EMBEDDINGS}: untied "
-            f"generator output embeddings are not supported")
-    return {k: v for k, v in tensors.items() if k != checkpoints.TIED_LM_WEIGHT}
-
-
 # --------------------------------------------------------------------------- Hugging Face
 
 
 def hf_config(tower, special_ids, extra=None):
     """A `config.json` that transformers' ElectraConfig reads with no custom code; `extra`
     adds keys of our own (a fine-tuned model's task, under "electra_ko")."""
-    c = tower.config
-    config = {
-        "architectures": [HF_ARCHITECTURES[tower.kind]],
-        "model_type": "electra",
-        "vocab_size": c.vocab_size,
-        "embedding_size": c.embedding_size,
-        "hidden_size": c.hidden_size,
-        "num_hidden_layers": c.num_hidden_layers,
-        "num_attention_heads": c.num_attention_heads,
-        "intermediate_size": c.intermediate_size,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": c.hidden_dropout_prob,
-        "attention_probs_dropout_prob": c.attention_probs_dropout_prob,
-        "max_position_embeddings": c.max_position_embeddings,
-        "type_vocab_size": c.type_vocab_size,
-        "initializer_range": c.initializer_range,
-        "layer_norm_eps": c.layer_norm_eps,
-        "position_embedding_type": "absolute",
-        "pad_token_id": special_ids["pad"],
-        "tie_word_embeddings": True,
-    }
+    config = {"architectures": [HF_ARCHITECTURES[tower.kind]], "model_type": "electra"}
+    config.update({key: getattr(tower.config, key) for key in architecture.HF_CONFIG_KEYS})
+    config.update({"position_embedding_type": "absolute", "pad_token_id": special_ids["pad"],
+                   "tie_word_embeddings": True})
     if tower.kind == CLASSIFIER:
         config.update(_classifier_labels(tower.labels))
     if tower.masked_lm:
@@ -286,78 +120,6 @@ def copy_vocab_files(vocab_path, output_dir):
             storage.copy(source, storage.join(output_dir, name))
 
 
-# --------------------------------------------------------------------------- sources
-
-MODEL_SUBDIRS = (DISCRIMINATOR, GENERATOR, "model")  # pretraining model_dir / fine-tuning output
-
-
-def read_model_dir(path, step=None):
-    """(towers, vocab path, max_seq_length or None) of one of our model directories: a
-    pretraining `model_dir` (its exported towers, which are its last checkpoint; without
-    them, or with `step`, its newest checkpoint or the one of `step`) or one of its
-    `ckpt-<step>`, a fine-tuning `output_dir`, or one exported model."""
-    # A pretraining model_dir has its own (training) config.json, so towers in
-    # subdirectories take precedence over a config.json at the top.
-    model_dirs = [storage.join(path, sub) for sub in MODEL_SUBDIRS
-                  if storage.exists(storage.join(path, sub, checkpoints.HF_CONFIG))]
-    prefix = (model_dir_lib.find_checkpoint(path, step)
-              if step is not None or not model_dirs else None)
-    if prefix:
-        towers, vocab_file = read_training_checkpoint(prefix)
-        return towers, vocab_file, None
-    if step is not None:
-        raise checkpoints.CheckpointError(f"--checkpoint_step {step}: {path} is not a "
-                                          "pretraining model_dir")
-    if not model_dirs and storage.exists(storage.join(path, checkpoints.HF_CONFIG)) and (
-            not model_dir_lib.is_run_dir(path)):
-        model_dirs = [path]
-    if not model_dirs:
-        raise checkpoints.CheckpointError(
-            f"--model_dir {path}: no {checkpoints.HF_CONFIG} in it or in its "
-            f"{', '.join(s + '/' for s in MODEL_SUBDIRS)} subdirectories, and no "
-            f"checkpoint of a pretraining run")
-    towers = [checkpoints.read_hf_tower(d) for d in model_dirs]
-    return towers, model_dirs[0], _recorded_max_seq_length(model_dirs[0])
-
-
-def read_training_checkpoint(prefix):
-    """(towers, vocab file) of a pretraining run's checkpoint (`model_dir_lib.find_checkpoint`),
-    the model and vocab as its config.json records them."""
-    model, cfg = model_dir_lib.restore_pretrainer(prefix)
-    return pretrainer_towers(model), cfg.vocab_file
-
-
-def _recorded_max_seq_length(model_dir):
-    recorded = storage.read_json(storage.join(model_dir, checkpoints.HF_CONFIG),
-                                 checkpoints.CheckpointError)
-    return (recorded.get("electra_ko") or {}).get("max_seq_length")
-
-
-def read_init_checkpoint(path, cfg):
-    """Towers of a checkpoint: one of our pretraining runs (its newest checkpoint, or a
-    `ckpt-<step>` in it), a transformers directory, or a google-research TF1 checkpoint (a
-    file prefix, or a directory with a `checkpoint` file), whose attention heads, dropout
-    and initializer range are not recorded and come from `cfg`.
-
-    The one reader of `--init_checkpoint` for export and fine-tuning alike; `path` may be
-    on gs:// (TensorFlow reads checkpoints there itself).
-    """
-    prefix = model_dir_lib.find_checkpoint(path)
-    if prefix:
-        return read_training_checkpoint(prefix)[0]
-    if storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
-        return [checkpoints.read_hf_tower(path)]
-    prefix = tf.train.latest_checkpoint(path) if storage.isdir(path) else path
-    if not prefix or not storage.exists(prefix + ".index"):
-        raise checkpoints.CheckpointError(
-            f"{path}: neither a Hugging Face directory (no {checkpoints.HF_CONFIG}) nor a TF "
-            f"checkpoint (no `checkpoint` file, no .index)")
-    return checkpoints.read_tf1_towers(
-        prefix, cfg.num_attention_heads, hidden_dropout_prob=cfg.hidden_dropout_prob,
-        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
-        initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps)
-
-
 # --------------------------------------------------------------------------- SavedModel
 
 
@@ -366,7 +128,7 @@ def write_saved_model(tower, vocab_path, output_dir, max_seq_length):
     from electra_ko import serving
 
     module = serving.ServingModule(serving.InGraphTokenizer(vocab_path, max_seq_length),
-                                   model_from_tower(tower), tower.kind, tower.labels)
+                                   checkpoints.model_from_tower(tower), tower.kind, tower.labels)
     tf.saved_model.save(module, output_dir, signatures=module.signatures())
     storage.makedirs(storage.join(output_dir, ASSETS_EXTRA))
     copy_vocab_files(vocab_path, storage.join(output_dir, ASSETS_EXTRA))
@@ -409,9 +171,9 @@ def define_flags(fv=None):
     flags.DEFINE_enum("format", "huggingface", ["huggingface", "saved_model"], "Output format.", **d)
     flags.DEFINE_string("output_dir", None, "Where to write. In a used folder, files of an "
                         "earlier export are replaced or removed; others stay.", **d)
-    flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt (required for a TF1 checkpoint; "
-                        "default: the one next to the model, or for a pretraining checkpoint "
-                        "the one its config.json names).", **d)
+    flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt (required for a TF1 checkpoint "
+                        "without a vocab.txt beside it; default: the one next to the model, or "
+                        "for a pretraining checkpoint the one its config.json names).", **d)
     flags.DEFINE_string("config", None, "JSON config; for TF1: num_attention_heads or "
                         "model_size, which shapes cannot tell.", **d)
     flags.DEFINE_multi_string("set", [], "Config override key=value; repeatable.", **d)
@@ -444,17 +206,18 @@ def run(fv):
     storage.check_writable(fv.output_dir)
     storage.remove_stale_temporaries(fv.output_dir, [storage.STAGING_TEMPORARIES])
     if fv.model_dir:
-        towers, vocab_path, recorded_length = read_model_dir(fv.model_dir, fv.checkpoint_step)
+        source = checkpoints.read_model_dir(fv.model_dir, fv.checkpoint_step)
     else:
-        is_hf = storage.exists(storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))
-        cfg = None if is_hf else resolve_heads_config(fv.config, fv.set)
-        towers, vocab_path, recorded_length = (read_init_checkpoint(fv.init_checkpoint, cfg),
-                                               fv.init_checkpoint if is_hf else None, None)
-    vocab_path = fv.vocab or vocab_path
+        location = checkpoints.locate(fv.init_checkpoint, required=True)
+        cfg = (resolve_heads_config(fv.config, fv.set) if location.format == checkpoints.TF1
+               else None)
+        source = checkpoints.read(location, cfg)
+    vocab_path = fv.vocab or source.vocab
     if not vocab_path:
         raise checkpoints.CheckpointError("a TF1 checkpoint holds no vocabulary: pass --vocab")
     with storage.staged_output(fv.output_dir, owned=EXPORT_NAMES) as local:
-        written = export(towers, vocab_path, fv.format, local, fv.max_seq_length or recorded_length)
+        written = export(source.towers, vocab_path, fv.format, local,
+                         fv.max_seq_length or source.max_seq_length)
     return [storage.final_path(path, local, fv.output_dir) for path in written]
 
 

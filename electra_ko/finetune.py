@@ -26,7 +26,6 @@ Layout of `--output_dir`:
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from typing import Optional, Sequence
@@ -36,9 +35,8 @@ import pandas as pd
 import tensorflow as tf
 from absl import app, flags, logging
 
-from electra_ko import checkpoints, classifier, export, modeling, storage, tasks
+from electra_ko import architecture, checkpoints, classifier, export, modeling, storage, tasks
 from electra_ko import config as config_lib
-from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
 
 MODEL_DIR = "model"
@@ -48,8 +46,8 @@ PREDICTIONS_FILE = "predictions.tsv"
 # architecture, and how a random init starts, so a random-init baseline starts as its
 # pretrained twin did. Dropout is a training choice, not architecture: a model pretrained
 # without dropout still fine-tunes with the fine-tuning config's rate.
-ARCHITECTURE_KEYS = ("model_size", "model_hparam_overrides", "position_embedding_init") + tuple(
-    k for k in config_lib._BERT_CONFIG_KEYS if not k.endswith("dropout_prob"))
+MODEL_CONFIG_KEYS = ("model_size", "model_hparam_overrides") + tuple(
+    k for k in architecture.ARCHITECTURE_KEYS if k not in architecture.DROPOUT_KEYS)
 MIN_TOKEN_STATE_SPREAD = 0.01  # below: a collapsed checkpoint (see classifier.token_state_spread)
 
 
@@ -58,12 +56,6 @@ class FinetuneError(ValueError):
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-# The sizes an initial checkpoint fixes (its weights' shapes and its attention heads).
-CHECKPOINT_SIZE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                        "num_attention_heads", "intermediate_size", "max_position_embeddings",
-                        "type_vocab_size")
 
 
 def file_sha256(path: str) -> str:
@@ -75,39 +67,25 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_identity(path: str):
-    """(path, file whose hash identifies the checkpoint): a Hugging Face directory and its
-    weights file, or a TF checkpoint's prefix and its `.index`."""
-    run_checkpoint = model_dir_lib.find_checkpoint(path)
-    if run_checkpoint:
-        return run_checkpoint, run_checkpoint + ".index"
-    if storage.exists(storage.join(path, checkpoints.HF_CONFIG)):
-        files = [storage.join(path, name) for name in (
-            checkpoints.HF_SAFETENSORS, checkpoints.HF_SAFETENSORS_INDEX, checkpoints.HF_PYTORCH)]
-        return path, next(file for file in files if storage.exists(file))
-    prefix = tf.train.latest_checkpoint(path) if storage.isdir(path) else path
-    return prefix, prefix + ".index"
-
-
 def load_init_checkpoint(path: str, cfg) -> classifier.InitCheckpoint:
-    """The encoder to fine-tune from `--init_checkpoint`, read by `export.read_init_checkpoint`:
+    """The encoder to fine-tune from `--init_checkpoint`, read by `checkpoints.open_checkpoint`:
     the discriminator of a TF1 checkpoint or of our pretraining run's checkpoint, the model
     of a Hugging Face directory (any ELECTRA head; only the encoder is used). An ELECTRA
     generator alone is refused; a plain masked LM (`electra_objective: false`, marked in its
     config.json) is the model itself."""
-    towers = [t for t in export.read_init_checkpoint(path, cfg)
-              if t.kind != checkpoints.GENERATOR or t.masked_lm]
+    source = checkpoints.open_checkpoint(path, cfg)
+    towers = [t for t in source.towers if t.kind != checkpoints.GENERATOR or t.masked_lm]
     if not towers:
         raise FinetuneError(f"--init_checkpoint {path}: holds only a generator; fine-tuning "
                             "starts from the discriminator")
-    sizes = {key: getattr(towers[0].config, key) for key in CHECKPOINT_SIZE_KEYS}
-    resolved, identity = checkpoint_identity(path)
-    return classifier.InitCheckpoint(resolved, towers[0].tensors, sizes, file_sha256(identity))
+    sizes = {key: getattr(towers[0].config, key) for key in architecture.SIZE_KEYS}
+    return classifier.InitCheckpoint(source.path, towers[0].tensors, sizes,
+                                     file_sha256(source.identity))
 
 
 def check_init_spread(cfg, init: classifier.InitCheckpoint, train: classifier.Encoded) -> float:
     """Warn loudly when the initial checkpoint's representations have collapsed."""
-    encoder = modeling.ElectraEncoder(modeling.EncoderConfig.from_config(cfg), name="electra")
+    encoder = modeling.ElectraEncoder(architecture.EncoderConfig.from_config(cfg), name="electra")
     encoder.build()
     classifier.assign_encoder_weights(encoder, init)
     spread = classifier.token_state_spread(encoder, train)
@@ -131,7 +109,7 @@ def resolve_config(config_file=None, overrides=(), model_config=None, **values):
     hparams = None
     if model_config:
         data = config_lib.read_json_file(model_config)
-        hparams = json.dumps({k: v for k, v in data.items() if k in ARCHITECTURE_KEYS})
+        hparams = json.dumps({k: v for k, v in data.items() if k in MODEL_CONFIG_KEYS})
     return config_lib.load_config(config_lib.FINETUNE, config_file, overrides, hparams, **values)
 
 
@@ -147,7 +125,7 @@ def recipe_for_checkpoint(cfg, init):
     """Size-dependent defaults (learning rate, layer-wise decay) follow the checkpoint's
     architecture when it is one of our sizes and no model_size was given: a tiny
     checkpoint fine-tunes with tiny's recipe, not with the default size's."""
-    size = config_lib.size_of(init.sizes)
+    size = architecture.size_of(init.sizes)
     if "model_size" in cfg.explicit or size in (None, cfg.model_size):
         return cfg
     logging.info("--init_checkpoint %s has the %s architecture: fine-tuning defaults of %s",
@@ -289,8 +267,7 @@ def save_model(model_dir, model: classifier.SequenceClassifier, cfg, spec) -> st
     """The model as a Hugging Face `ElectraForSequenceClassification` directory, written by
     the exporter (weights, config.json, tokenizer files, vocabulary); returns the weights path."""
     labels = None if spec.task_type == tasks.REGRESSION else tuple(spec.labels)
-    tower = checkpoints.Tower(checkpoints.CLASSIFIER, modeling.EncoderConfig.from_config(cfg),
-                              export.hf_tensors(classifier.huggingface_weights(model)), labels)
+    tower = checkpoints.tower_from_model(checkpoints.CLASSIFIER, model, labels)
     export.write_huggingface(tower, cfg.vocab_file, model_dir, cfg.max_seq_length,
                              {"electra_ko": task_record(cfg, spec)})
     return storage.join(model_dir, checkpoints.HF_SAFETENSORS)
@@ -484,23 +461,13 @@ def task_from_flags(fv) -> tasks.TaskSpec:
     return tasks.get_task(fv.task).with_files(fv.train_file, fv.eval_file, fv.test_file)
 
 
-def checkpoint_exists(path):
-    """A folder, file or TF checkpoint prefix (`path.index`) at `path`, local or gs://."""
-    return storage.exists(path) or storage.exists(path + ".index")
-
-
 def default_vocab(fv):
     """--vocab, else the vocabulary stored next to the initial checkpoint, or the one a
     pretraining run's config.json names."""
     if fv.vocab:
         return fv.vocab
-    run_checkpoint = fv.init_checkpoint and model_dir_lib.find_checkpoint(fv.init_checkpoint)
-    if run_checkpoint:
-        return model_dir_lib.run_config(os.path.dirname(run_checkpoint)).vocab_file
-    if fv.init_checkpoint and (storage.isdir(fv.init_checkpoint) or storage.exists(
-            storage.join(fv.init_checkpoint, checkpoints.HF_CONFIG))):
-        return fv.init_checkpoint
-    return None
+    location = fv.init_checkpoint and checkpoints.locate(fv.init_checkpoint)
+    return location.vocab() if location else None
 
 
 def parse_seeds(values) -> list:
@@ -515,7 +482,7 @@ def run_from_flags(fv, command=None) -> dict:
     if not fv.task:
         raise FinetuneError("--task is required")
     spec = task_from_flags(fv)
-    if fv.init_checkpoint and not checkpoint_exists(fv.init_checkpoint):
+    if fv.init_checkpoint and not checkpoints.exists(fv.init_checkpoint):
         raise FinetuneError(f"--init_checkpoint {fv.init_checkpoint} not found (expected a "
                             "Hugging Face folder, a pretraining model_dir or a TF checkpoint)")
     if fv.model_config and fv.init_checkpoint:

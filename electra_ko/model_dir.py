@@ -21,15 +21,18 @@ import time
 import tensorflow as tf
 from absl import logging
 
+from electra_ko import architecture
 from electra_ko import config as config_lib
 from electra_ko import modeling, storage, training
 from electra_ko.checkpoints import DISCRIMINATOR, GENERATOR, CheckpointError
 
 
 CONFIG_FILE = "config.json"
-# What a model_dir's checkpoints are bound to: a run that resumes them must not change it.
-RESUME_FIXED_KEYS = tuple(k for k in config_lib._BERT_CONFIG_KEYS if not k.endswith(
-    "dropout_prob") and k != "initializer_range") + (
+# What a model_dir's checkpoints are bound to: a run that resumes them must not change it
+# (the architecture, but its dropout and how a random model starts).
+RESUME_FIXED_KEYS = tuple(
+    k for k in architecture.ARCHITECTURE_KEYS
+    if k not in architecture.DROPOUT_KEYS + architecture.INIT_KEYS) + (
     "generator_hidden_size", "generator_layers", "electra_objective", "embedding_sharing",
     "untied_generator_embeddings")
 RUN_IDENTITY_FILE = "run_identity.json"  # vocab and shards the checkpoints were trained on

@@ -29,8 +29,8 @@ so a training step is a pure function of (weights, batch, seed); `electra_ko.ran
 draws the bits (the same with and without XLA, and per example across replicas). Without
 a seed, training draws one.
 
-Weight names. `checkpoint_weights(model)` lists `(tf1_name, variable)` for every weight,
-named as in google-research/electra TF1 checkpoints:
+Weight names. Every layer and model lists its weights as `tf1_weights()`: `(name,
+variable)` pairs named as in google-research/electra TF1 checkpoints, each weight once:
 
     electra/embeddings/{word_embeddings, position_embeddings, token_type_embeddings}
     electra/embeddings/LayerNorm/{gamma, beta}
@@ -47,13 +47,10 @@ named as in google-research/electra TF1 checkpoints:
     discriminator_predictions/dense/{kernel,bias}, discriminator_predictions/dense_1/{kernel,bias}
     electra/embeddings/{word,position,token_type}_embeddings_delta   (only under gdes)
 
-`huggingface_weights(model, "discriminator"|"generator")` gives the same variables under
-Hugging Face `ElectraForPreTraining` / `ElectraForMaskedLM` state-dict names, with a flag
-telling whether the tensor is transposed there (Dense kernels are [in, out]; a torch
-Linear weight is [out, in]). Every kernel keeps the reference shape, so both mappings are
-plain copies (plus a transpose for torch).
+Every kernel keeps the reference shape, so loading a TF1 checkpoint is a plain copy.
+`electra_ko.checkpoints` maps these names to Hugging Face `transformers` names (and
+transposes kernels for torch); nothing here knows those.
 """
-import dataclasses
 import math
 from typing import Optional
 
@@ -61,84 +58,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from electra_ko.config import EMBEDDING_SHARING, POSITION_EMBEDDING_INITS
+from electra_ko import architecture
+from electra_ko.config import EMBEDDING_SHARING
 from electra_ko.randomness import dropout, resolve_seed, split_seed
 
 ATTENTION_MASK_BIAS = -10000.0  # added to scores of padding keys; fits float16
 
 
-# ----------------------------------------------------------------------------- config
-
-@dataclasses.dataclass(frozen=True)
-class EncoderConfig:
-    """Sizes of one encoder; independent of the project's Config so checkpoints and
-    exporters can build a model from a plain dict (`EncoderConfig(**d)`)."""
-
-    vocab_size: int
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    intermediate_size: int
-    embedding_size: int
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
-    position_embedding_init: str = "truncated_normal"
-
-    def __post_init__(self):
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
-                             f"num_attention_heads {self.num_attention_heads}")
-        for key in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
-                    "embedding_size", "max_position_embeddings", "type_vocab_size"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) <= 0:
-                raise ValueError(f"EncoderConfig.{key} must be a positive int, "
-                                 f"got {getattr(self, key)!r}")
-        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
-            raise ValueError(f"EncoderConfig.position_embedding_init must be one of "
-                             f"{POSITION_EMBEDDING_INITS}, got {self.position_embedding_init!r}")
-
-    @classmethod
-    def from_config(cls, cfg) -> "EncoderConfig":
-        """The discriminator (or fine-tuned model) described by a project `Config`."""
-        if cfg.vocab_size is None:
-            raise ValueError("config key 'vocab_size' is not set: set it or give vocab_file")
-        return cls(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                   num_hidden_layers=cfg.num_hidden_layers,
-                   num_attention_heads=cfg.num_attention_heads,
-                   intermediate_size=cfg.intermediate_size,
-                   embedding_size=cfg.embedding_size or cfg.hidden_size,
-                   max_position_embeddings=cfg.max_position_embeddings,
-                   type_vocab_size=cfg.type_vocab_size,
-                   hidden_dropout_prob=cfg.hidden_dropout_prob,
-                   attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
-                   initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps,
-                   position_embedding_init=cfg.position_embedding_init)
-
-    @classmethod
-    def generator_from_config(cls, cfg) -> "EncoderConfig":
-        return cls.from_config(cfg).generator(cfg.generator_hidden_size, cfg.generator_layers)
-
-    def generator(self, hidden_fraction: float, layers_fraction: float = 1.0) -> "EncoderConfig":
-        """The generator's sizes, derived exactly as google-research/electra's
-        `get_generator_config` (published checkpoints depend on the rounding): it keeps
-        the embedding size, so it projects when that differs from its own hidden size."""
-        hidden = int(round(self.hidden_size * hidden_fraction))
-        return dataclasses.replace(
-            self, hidden_size=hidden,
-            num_hidden_layers=int(round(self.num_hidden_layers * layers_fraction)),
-            intermediate_size=4 * hidden, num_attention_heads=max(1, hidden // 64))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 # ----------------------------------------------------------------------------- helpers
 
-def initializer(config: EncoderConfig):
+def initializer(config: architecture.EncoderConfig):
     return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
 
@@ -167,13 +96,14 @@ def sinusoidal_initializer(stddev: float):
 TF1_DENSE_DEFAULT_INIT = "glorot_uniform"
 
 
-def dense(units: int, config: EncoderConfig, name: str, activation=None,
+def dense(units: int, config: architecture.EncoderConfig, name: str, activation=None,
           kernel_initializer=None) -> keras.layers.Dense:
     return keras.layers.Dense(units, activation=activation, name=name,
                               kernel_initializer=kernel_initializer or initializer(config))
 
 
-def layer_norm(config: EncoderConfig, name: str = "LayerNorm") -> keras.layers.LayerNormalization:
+def layer_norm(config: architecture.EncoderConfig,
+               name: str = "LayerNorm") -> keras.layers.LayerNormalization:
     return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
 
 
@@ -188,9 +118,9 @@ def layer_norm_weights(layer: keras.layers.LayerNormalization, name: str):
 # ----------------------------------------------------------------------------- layers
 
 class ConfigLayer(keras.layers.Layer):
-    """A layer built from one EncoderConfig; serialises it in `get_config`."""
+    """A layer built from one `architecture.EncoderConfig`; serialises it in `get_config`."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
 
@@ -200,13 +130,13 @@ class ConfigLayer(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls(EncoderConfig(**config.pop("config")), **config)
+        return cls(architecture.EncoderConfig(**config.pop("config")), **config)
 
 
 class Embeddings(ConfigLayer):
     """Word + position + token-type embeddings, LayerNorm, dropout -> [B, L, embedding_size]."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.layer_norm = layer_norm(config)
 
@@ -240,7 +170,7 @@ class Embeddings(ConfigLayer):
         x += tf.gather(token_type, segment_ids)
         return dropout(self.layer_norm(x), self.config.hidden_dropout_prob, seed, training)
 
-    def canonical_weights(self, prefix: str):
+    def tf1_weights(self, prefix: str):
         return ([(f"{prefix}/{name}", table) for name, table in zip(TABLES, self.tables())]
                 + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm"))
 
@@ -262,16 +192,15 @@ class EmbeddingDeltas(ConfigLayer):
         """The discriminator's tables: no gradient flows from them into `shared`'s."""
         return [tf.stop_gradient(table) + delta for table, delta in zip(shared.tables(), self.deltas)]
 
-    def canonical_weights(self, prefix: str):
+    def tf1_weights(self, prefix: str):
         """Each delta under the name of the table it offsets."""
         return [(f"{prefix}/{name}", delta) for name, delta in zip(TABLES, self.deltas)]
-
 
 
 class TransformerLayer(ConfigLayer):
     """Post-LayerNorm block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         h = config.hidden_size
         self.query = dense(h, config, "query")
@@ -313,7 +242,7 @@ class TransformerLayer(ConfigLayer):
         ffn = self.output_dense(self.intermediate(x))
         return self.output_layer_norm(x + dropout(ffn, rate, seeds[2], training))
 
-    def canonical_weights(self, prefix: str):
+    def tf1_weights(self, prefix: str):
         return (dense_weights(self.query, f"{prefix}/attention/self/query")
                 + dense_weights(self.key, f"{prefix}/attention/self/key")
                 + dense_weights(self.value, f"{prefix}/attention/self/value")
@@ -322,7 +251,6 @@ class TransformerLayer(ConfigLayer):
                 + dense_weights(self.intermediate, f"{prefix}/intermediate/dense")
                 + dense_weights(self.output_dense, f"{prefix}/output/dense")
                 + layer_norm_weights(self.output_layer_norm, f"{prefix}/output/LayerNorm"))
-
 
 
 class ElectraEncoder(ConfigLayer):
@@ -334,7 +262,7 @@ class ElectraEncoder(ConfigLayer):
     With `embedding_deltas` (gdes) the encoder reads the shared tables through them.
     """
 
-    def __init__(self, config: EncoderConfig, embeddings: Optional[Embeddings] = None,
+    def __init__(self, config: architecture.EncoderConfig, embeddings: Optional[Embeddings] = None,
                  embedding_deltas: Optional[EmbeddingDeltas] = None, **kwargs):
         super().__init__(config, **kwargs)
         self.embeddings = embeddings or Embeddings(config, name="embeddings")
@@ -379,23 +307,23 @@ class ElectraEncoder(ConfigLayer):
             x = layer(x, bias, training=training, seed=layer_seed)
         return {"sequence_output": x, "cls_output": x[:, 0]}
 
-    def canonical_weights(self, scope: str, embeddings_scope: Optional[str] = "electra"):
+    def tf1_weights(self, scope: str, embeddings_scope: Optional[str] = "electra"):
         """TF1 names under `scope` ("electra" or "generator"); the embeddings under
         `embeddings_scope` (None: left out). Shared embeddings are named "electra/embeddings",
         as the original stores them once; untied generator ones "generator/embeddings"."""
-        weights = (self.embeddings.canonical_weights(f"{embeddings_scope}/embeddings")
+        weights = (self.embeddings.tf1_weights(f"{embeddings_scope}/embeddings")
                    if embeddings_scope else [])
         if self.embeddings_project is not None:
             weights += dense_weights(self.embeddings_project, f"{scope}/embeddings_project")
         for i, layer in enumerate(self.encoder_layers):
-            weights += layer.canonical_weights(f"{scope}/encoder/layer_{i}")
+            weights += layer.tf1_weights(f"{scope}/encoder/layer_{i}")
         return weights
 
 
 class MaskedLMHead(ConfigLayer):
     """dense(embedding_size) + GELU + LayerNorm, then logits tied to the word embeddings."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.dense = dense(config.embedding_size, config, "dense", "gelu")
         self.layer_norm = layer_norm(config)
@@ -417,17 +345,16 @@ class MaskedLMHead(ConfigLayer):
         logits = tf.reshape(logits, tf.concat([tf.shape(h)[:-1], [self.config.vocab_size]], 0))
         return tf.cast(logits, tf.float32) + tf.cast(self.output_bias, tf.float32)
 
-    def canonical_weights(self, prefix: str = "generator_predictions"):
+    def tf1_weights(self, prefix: str = "generator_predictions"):
         return (dense_weights(self.dense, f"{prefix}/dense")
                 + layer_norm_weights(self.layer_norm, f"{prefix}/LayerNorm")
                 + [(f"{prefix}/output_bias", self.output_bias)])
 
 
-
 class DiscriminatorHead(ConfigLayer):
     """dense(hidden) + GELU + dense(1) -> float32 logit per token, [B, L]."""
 
-    def __init__(self, config: EncoderConfig, **kwargs):
+    def __init__(self, config: architecture.EncoderConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.dense = dense(config.hidden_size, config, "dense", "gelu")
         self.dense_prediction = dense(1, config, "dense_prediction",
@@ -440,10 +367,9 @@ class DiscriminatorHead(ConfigLayer):
     def call(self, sequence_output):
         return tf.cast(tf.squeeze(self.dense_prediction(self.dense(sequence_output)), -1), tf.float32)
 
-    def canonical_weights(self, prefix: str = "discriminator_predictions"):
+    def tf1_weights(self, prefix: str = "discriminator_predictions"):
         return (dense_weights(self.dense, f"{prefix}/dense")
                 + dense_weights(self.dense_prediction, f"{prefix}/dense_1"))
-
 
 
 # ----------------------------------------------------------------------------- model
@@ -457,8 +383,8 @@ class ElectraPretrainer(keras.Model):
     ELECTRA objective only.
     """
 
-    def __init__(self, discriminator_config: EncoderConfig,
-                 generator_config: Optional[EncoderConfig] = None,
+    def __init__(self, discriminator_config: architecture.EncoderConfig,
+                 generator_config: Optional[architecture.EncoderConfig] = None,
                  electra_objective: bool = True, embedding_sharing: str = "tied", **kwargs):
         super().__init__(**kwargs)
         if electra_objective and generator_config is None:
@@ -492,7 +418,7 @@ class ElectraPretrainer(keras.Model):
 
     @classmethod
     def from_project_config(cls, cfg) -> "ElectraPretrainer":
-        disc = EncoderConfig.from_config(cfg)
+        disc = architecture.EncoderConfig.from_config(cfg)
         gen = disc.generator(cfg.generator_hidden_size, cfg.generator_layers)
         return cls(disc, gen, electra_objective=cfg.electra_objective,
                    embedding_sharing=cfg.embedding_sharing, name="electra_pretrainer")
@@ -544,79 +470,81 @@ class ElectraPretrainer(keras.Model):
     @classmethod
     def from_config(cls, config):
         gen = config.get("generator_config")
-        return cls(EncoderConfig(**config["discriminator_config"]),
-                   gen and EncoderConfig(**gen), config["electra_objective"],
+        return cls(architecture.EncoderConfig(**config["discriminator_config"]),
+                   gen and architecture.EncoderConfig(**gen), config["electra_objective"],
                    config.get("embedding_sharing", "tied"), name=config.get("name"))
 
+    def tf1_weights(self, part: Optional[str] = None):
+        """[(TF1 name, variable)]: every weight once (part None), or the weights of one
+        tower as a model of its own (`part` "discriminator" or "generator": the generator's
+        embeddings are then the shared ones, and a gdes discriminator's tables the shared
+        variables without their deltas)."""
+        if part is None:
+            return self._all_tf1_weights()
+        if part not in ("discriminator", "generator"):
+            raise ValueError(f"part must be 'discriminator' or 'generator', got {part!r}")
+        if part == "discriminator":
+            if not self.electra_objective:
+                raise ValueError("a masked-LM model (electra_objective=False) has no discriminator head")
+            return (self.discriminator.tf1_weights("electra")
+                    + self.discriminator_predictions.tf1_weights())
+        scope = "generator" if self.electra_objective else "electra"
+        return self.mlm_encoder.tf1_weights(scope) + self.generator_predictions.tf1_weights()
 
-# ----------------------------------------------------------------------------- names
-
-def checkpoint_weights(model: ElectraPretrainer):
-    """[(google-research/electra TF1 variable name, variable)] for every weight, once."""
-    weights = model.discriminator.canonical_weights("electra")
-    if model.electra_objective:
-        untied = model.embedding_sharing == "untied"
-        weights += model.generator.canonical_weights("generator", "generator" if untied else None)
-        weights += model.discriminator_predictions.canonical_weights()
-    if model.embedding_deltas is not None:
-        weights += [(name + "_delta", delta) for name, delta
-                    in model.embedding_deltas.canonical_weights("electra/embeddings")]
-    return weights + model.generator_predictions.canonical_weights()
-
-
-def embedding_deltas(model: ElectraPretrainer):
-    """[(HF name of a discriminator table, its gdes delta variable)]; empty unless gdes.
-    The discriminator's exported table is the shared one plus the delta."""
-    if model.embedding_deltas is None:
-        return []
-    return [(tf1_to_huggingface(name)[0], delta)
-            for name, delta in model.embedding_deltas.canonical_weights("electra/embeddings")]
-
-
-_HF_RENAMES = {
-    "discriminator_predictions/dense_1/": "discriminator_predictions/dense_prediction/",
-    "generator_predictions/output_bias": "generator_lm_head/bias",
-    "generator/": "electra/",  # Hugging Face's ElectraForMaskedLM calls its encoder "electra"
-}
-_HF_LEAVES = {"kernel": "weight", "gamma": "weight", "beta": "bias", "bias": "bias"}
+    def _all_tf1_weights(self):
+        weights = self.discriminator.tf1_weights("electra")
+        if self.electra_objective:
+            untied = self.embedding_sharing == "untied"
+            weights += self.generator.tf1_weights("generator", "generator" if untied else None)
+            weights += self.discriminator_predictions.tf1_weights()
+        if self.embedding_deltas is not None:
+            weights += [(name + "_delta", delta) for name, delta
+                        in self.embedding_deltas.tf1_weights("electra/embeddings")]
+        return weights + self.generator_predictions.tf1_weights()
 
 
-def tf1_to_huggingface(tf1_name: str) -> tuple:
-    """"electra/encoder/layer_3/output/dense/kernel" -> ("electra.encoder.layer.3.output.dense.weight", True).
+# ----------------------------------------------------------------------------- towers
 
-    The bool says the torch tensor is the transpose of ours (Dense kernels).
-    """
-    for old, new in _HF_RENAMES.items():
-        if tf1_name.startswith(old):
-            tf1_name = new + tf1_name[len(old):]
-            break
-    *scopes, leaf = tf1_name.split("/")
-    scopes = [s.replace("layer_", "layer.") if s.startswith("layer_") else s for s in scopes]
-    tail = [leaf, "weight"] if leaf.endswith("embeddings") else [_HF_LEAVES[leaf]]
-    return ".".join(scopes + tail), leaf == "kernel"
+class DiscriminatorModel(keras.Model):
+    """One discriminator alone (`ElectraForPreTraining`): encoder + replaced-token head ->
+    logits [B, L]."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_config = config
+        self.encoder = ElectraEncoder(config, name="electra")
+        self.head = DiscriminatorHead(config, name="discriminator_predictions")
+        self.encoder.build()
+        self.head.build()
+
+    def call(self, features):
+        hidden = self.encoder(features["input_ids"], features["input_mask"],
+                              features["segment_ids"])["sequence_output"]
+        return self.head(hidden)
+
+    def tf1_weights(self):
+        return self.encoder.tf1_weights("electra") + self.head.tf1_weights()
 
 
-def huggingface_weights(model: ElectraPretrainer, part: str):
-    """[(HF state-dict name, variable, transposed)] for `ElectraForPreTraining` ("discriminator")
-    or `ElectraForMaskedLM` ("generator"). The tied `generator_lm_head.weight` is the word
-    embedding matrix, listed under `electra.embeddings.word_embeddings.weight`. Under gdes
-    the discriminator's tables are listed as the shared variables: add `embedding_deltas`."""
-    if part not in ("discriminator", "generator"):
-        raise ValueError(f"part must be 'discriminator' or 'generator', got {part!r}")
-    if part == "discriminator":
-        if not model.electra_objective:
-            raise ValueError("a masked-LM model (electra_objective=False) has no discriminator head")
-        names = (model.discriminator.canonical_weights("electra")
-                 + model.discriminator_predictions.canonical_weights())
-    else:
-        scope = "generator" if model.electra_objective else "electra"
-        names = (model.mlm_encoder.canonical_weights(scope)
-                 + model.generator_predictions.canonical_weights())
-    rows = []
-    for name, variable in names:
-        hf_name, transposed = tf1_to_huggingface(name)
-        rows.append((hf_name, variable, transposed))
-    return rows
+class GeneratorModel(keras.Model):
+    """One masked LM alone (`ElectraForMaskedLM`): encoder + MLM head tied to the word
+    embeddings -> [B, L, vocab]."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_config = config
+        self.encoder = ElectraEncoder(config, name="generator")
+        self.head = MaskedLMHead(config, name="generator_predictions")
+        self.encoder.build()
+        self.head.build()
+
+    def call(self, features):
+        hidden = self.encoder(features["input_ids"], features["input_mask"],
+                              features["segment_ids"])["sequence_output"]
+        return self.head(hidden, self.encoder.embeddings.word_embeddings)
+
+    def tf1_weights(self):
+        return self.encoder.tf1_weights("generator") + self.head.tf1_weights()
 
 
 def count_params(variables) -> int:

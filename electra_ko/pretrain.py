@@ -62,9 +62,9 @@ from electra_ko import vocab as vocab_lib
 def export_towers(model, vocab_path, output_dir, max_seq_length):
     """`output_dir/discriminator` and `output_dir/generator` as Hugging Face directories
     (weights + config + vocab), so fine-tuning can load the discriminator alone."""
-    from electra_ko import export  # local: needs safetensors, only at the end
+    from electra_ko import checkpoints, export  # local: needs safetensors, only at the end
     written = []
-    for tower in export.pretrainer_towers(model):
+    for tower in checkpoints.pretrainer_towers(model):
         written.append(_write_to(output_dir, tower.kind, lambda local: export.write_huggingface(
             tower, vocab_path, local, max_seq_length)))
     return written

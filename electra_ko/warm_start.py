@@ -1,7 +1,7 @@
 """Continue pretraining from a checkpoint: `pretrain --init_checkpoint PATH [--init_generator GEN]`.
 
-Every source is read into towers (`checkpoints.Tower`) by the importers that export and
-fine-tuning use; here they become the weights of a fresh `modeling.ElectraPretrainer`:
+Every source is read into towers (`checkpoints.Tower`) by `checkpoints.read`, as export
+and fine-tuning read theirs; here they become the weights of a fresh `modeling.ElectraPretrainer`:
 
 * the architecture comes from the checkpoint (a config that contradicts it is an error
   naming the key), and the vocab must be the checkpoint's;
@@ -13,15 +13,12 @@ fine-tuning use; here they become the weights of a fresh `modeling.ElectraPretra
   Optimizer slots and the step always start fresh (warm-up applies).
 """
 import dataclasses
-import os
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 
-from electra_ko import checkpoints, export, modeling, storage
+from electra_ko import architecture, checkpoints, storage
 from electra_ko import config as config_lib
-from electra_ko import model_dir as model_dir_lib
 from electra_ko import vocab as vocab_lib
 from electra_ko.checkpoints import DISCRIMINATOR, GENERATOR, CheckpointError
 
@@ -31,13 +28,6 @@ FORMATS = ("a pretraining model_dir of ours (its newest ckpt-<step>, else its ex
            "one Hugging Face ELECTRA discriminator or masked-LM folder",
            "a google-research/electra TF1 checkpoint (file prefix, or a directory with a "
            "`checkpoint` file)")
-# Architecture keys a checkpoint fixes (config keys and EncoderConfig fields alike).
-SIZE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-             "num_attention_heads", "intermediate_size", "max_position_embeddings",
-             "type_vocab_size")
-# The tables both towers of one pair must agree on (shapes).
-PAIR_TABLES = tuple(f"{checkpoints.ENCODER_PREFIX}embeddings.{name}.weight"
-                    for name in modeling.TABLES)
 
 
 @dataclasses.dataclass
@@ -51,7 +41,7 @@ class InitCheckpoint:
     vocab_dir: Optional[str]
 
     @property
-    def discriminator_config(self) -> modeling.EncoderConfig:
+    def discriminator_config(self) -> architecture.EncoderConfig:
         return (self.discriminator or self.masked_lm).config
 
 
@@ -86,38 +76,17 @@ def read(path, generator_path, cfg) -> InitCheckpoint:
 
 def read_towers(path, cfg):
     """(towers, vocab dir or None) of one source, in any of `FORMATS`."""
-    kind = source_format(path)
-    if kind is None:
-        problem = "does not exist" if not _exists(path) else "is in none of the formats accepted"
+    location = checkpoints.locate(path)
+    if location is None:
+        problem = ("does not exist" if not checkpoints.exists(path)
+                   else "is in none of the formats accepted")
         raise CheckpointError(f"--init_checkpoint {path} {problem}: give " + "; or ".join(FORMATS))
-    if kind == "training":
-        towers, vocab_file = export.read_training_checkpoint(model_dir_lib.find_checkpoint(path))
-        return towers, _vocab_dir_of(vocab_file)
-    if kind == "folders":
-        towers, vocab_dir, _ = export.read_model_dir(path)
-        return towers, vocab_dir
-    if kind == "tf1" and not {"num_attention_heads", "model_size"} & cfg.explicit:
+    if location.format == checkpoints.TF1 and not {"num_attention_heads", "model_size"} & cfg.explicit:
         raise config_lib.ConfigError(
             f"--init_checkpoint {path} is a TF1 checkpoint, which does not record the number "
             "of attention heads: set num_attention_heads (or model_size)")
-    towers = export.read_init_checkpoint(path, cfg)
-    directory = path if storage.isdir(path) else os.path.dirname(path)
-    return towers, _vocab_dir_of(directory)
-
-
-def source_format(path):
-    """"training", "folders", "huggingface", "tf1" or None (unknown or missing)."""
-    if model_dir_lib.find_checkpoint(path):
-        return "training"
-    if not storage.isdir(path):
-        return "tf1" if storage.exists(path + ".index") else None
-    if storage.exists(storage.join(path, checkpoints.HF_CONFIG)) and (
-            not model_dir_lib.is_run_dir(path)):
-        return "huggingface"
-    if any(storage.exists(storage.join(path, sub, checkpoints.HF_CONFIG))
-           for sub in export.MODEL_SUBDIRS):
-        return "folders"
-    return "tf1" if tf.train.latest_checkpoint(path) else None
+    source = checkpoints.read(location, cfg)
+    return source.towers, _vocab_dir_of(source.vocab)
 
 
 def _vocab_dir_of(path):
@@ -127,13 +96,9 @@ def _vocab_dir_of(path):
     return directory if storage.exists(storage.join(directory, vocab_lib.VOCAB_FILE)) else None
 
 
-def _exists(path):
-    return storage.exists(path) or storage.exists(path + ".index")
-
-
 def check_pair(init, generator_source):
     """A generator and a discriminator of one pair share their embedding shapes."""
-    for name in PAIR_TABLES:
+    for name in checkpoints.TABLES:
         disc, gen = (tower.tensors[name].shape for tower in (init.discriminator, init.generator))
         if disc != gen:
             raise CheckpointError(
@@ -159,7 +124,7 @@ def check_vocab(init, tokenizer, vocab_file):
 def sized_config(cfg, init):
     """cfg with the checkpoint's architecture; a key given otherwise is an error naming it."""
     disc = init.discriminator_config
-    values = {key: getattr(disc, key) for key in SIZE_KEYS}
+    values = {key: getattr(disc, key) for key in architecture.SIZE_KEYS}
     if init.generator is not None:
         gen = init.generator.config
         values.update(generator_hidden_size=gen.hidden_size / disc.hidden_size,
@@ -211,21 +176,21 @@ def _describe(tower, init):
 
 
 def _same_sizes(a, b):
-    return b is not None and all(getattr(a, k) == getattr(b, k) for k in SIZE_KEYS)
+    return b is not None and all(getattr(a, k) == getattr(b, k) for k in architecture.SIZE_KEYS)
 
 
 def _copy(model, part, tower, assigned):
     """Copy the tower into the model's `part` by Hugging Face name; returns the count.
 
-    `export.model_from_tower` checks names (every tensor accounted for) and shapes. A
+    `checkpoints.model_from_tower` checks names (every tensor accounted for) and shapes. A
     table shared with the generator, already copied, is not overwritten: under gdes the
     discriminator keeps its own in the delta, under tied both must agree.
     """
     source = {name: variable.numpy() for name, variable, _ in
-              export.hf_weights(export.model_from_tower(tower))}
-    deltas = dict(modeling.embedding_deltas(model)) if part == DISCRIMINATOR else {}
+              checkpoints.hf_weights(checkpoints.model_from_tower(tower).tf1_weights())}
+    deltas = dict(checkpoints.embedding_deltas(model)) if part == DISCRIMINATOR else {}
     count = 0
-    for name, variable, _ in modeling.huggingface_weights(model, part):
+    for name, variable, _ in checkpoints.hf_weights(model.tf1_weights(part)):
         if name not in source:
             continue  # a masked LM has no discriminator head
         value, count = source[name], count + 1

@@ -61,7 +61,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
-from electra_ko import config, shards, storage, vocab
+from electra_ko import architecture, config, shards, storage, vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/tiny.json"
@@ -258,23 +258,19 @@ def read_batches(shards_dir, cfg, steps):
             for batch in dataset.take(steps).as_numpy_iterator()]
 
 
-def electra_config(cfg, vocab_size, sizes):
-    return ElectraConfig(
-        vocab_size=vocab_size, embedding_size=cfg.embedding_size, hidden_act=cfg.hidden_act,
-        hidden_dropout_prob=cfg.hidden_dropout_prob,
-        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
-        max_position_embeddings=cfg.max_position_embeddings, type_vocab_size=cfg.type_vocab_size,
-        initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps, **sizes)
+def electra_config(cfg, vocab_size, sizes=None):
+    """transformers' ElectraConfig of the discriminator `cfg` describes (`sizes`: another
+    encoder's sizes, the generator's)."""
+    values = {key: getattr(cfg, key) for key in architecture.HF_CONFIG_KEYS}
+    return ElectraConfig(**dict(values, vocab_size=vocab_size, **(sizes or {})))
 
 
 def torch_models(cfg, vocab_size):
     """[masked LM of the discriminator's size] or [generator, discriminator] sharing the
     embeddings, the generator's output layer tied to them (as our ElectraPretrainer)."""
-    discriminator_sizes = {key: getattr(cfg, key) for key in (
-        "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}
     if not cfg.electra_objective:
-        return [ElectraForMaskedLM(electra_config(cfg, vocab_size, discriminator_sizes))]
-    discriminator = ElectraForPreTraining(electra_config(cfg, vocab_size, discriminator_sizes))
+        return [ElectraForMaskedLM(electra_config(cfg, vocab_size))]
+    discriminator = ElectraForPreTraining(electra_config(cfg, vocab_size))
     generator = ElectraForMaskedLM(electra_config(cfg, vocab_size, cfg.generator_sizes()))
     generator.electra.embeddings = discriminator.electra.embeddings
     generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight

@@ -19,13 +19,13 @@ import numpy as np
 import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 
-from electra_ko import classifier, finetune, modeling, tasks, vocab as vocab_lib
+from electra_ko import architecture, classifier, finetune, modeling, tasks, vocab as vocab_lib
 
 
 def frozen_encoder(cfg, init_checkpoint=None, seed=1):
     """The encoder of `cfg`, with the checkpoint's weights or a seeded random init."""
     keras.utils.set_random_seed(seed)
-    encoder = modeling.ElectraEncoder(modeling.EncoderConfig.from_config(cfg), name="electra")
+    encoder = modeling.ElectraEncoder(architecture.EncoderConfig.from_config(cfg), name="electra")
     encoder.build()
     if init_checkpoint:
         classifier.assign_encoder_weights(encoder, finetune.load_init_checkpoint(init_checkpoint,

@@ -1,5 +1,6 @@
 """Tests for electra_ko.checkpoints: reading TF1 and Hugging Face checkpoints by name tables."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -199,3 +200,29 @@ def test_tf1_import_without_head_count_says_how_to_give_it(tmp_path, tf1_checkpo
     prefix = tf1_checkpoint("base")[1]
     with pytest.raises(checkpoints.CheckpointError, match="--set num_attention_heads=N"):
         export.run(export_flags(init_checkpoint=prefix, output_dir=str(tmp_path / "out")))
+
+
+def test_locate_tells_each_format_once(tmp_path, tf1_checkpoint):
+    from electra_ko import export
+
+    prefix = tf1_checkpoint("small")[1]
+    for path in (prefix, os.path.dirname(prefix)):  # the prefix, or its folder
+        location = checkpoints.locate(path)
+        assert (location.format, location.path) == (checkpoints.TF1, prefix)
+    assert location.identity() == prefix + ".index" and location.vocab() is None
+    written = export.run(export_flags(init_checkpoint=prefix, output_dir=str(tmp_path / "hf"),
+                                      vocab=str(write_vocab(tmp_path / "vocab", VOCAB)),
+                                      set=["num_attention_heads=4"]))
+    pair = checkpoints.locate(str(tmp_path / "hf"))
+    assert (pair.format, pair.folders, pair.vocab()) == (checkpoints.FOLDERS, tuple(written),
+                                                         written[0])
+    one = checkpoints.locate(written[1])
+    assert (one.format, one.vocab()) == (checkpoints.HUGGINGFACE, written[1])
+    assert one.identity() == os.path.join(written[1], checkpoints.HF_SAFETENSORS)
+    assert [t.kind for t in checkpoints.open_checkpoint(str(tmp_path / "hf")).towers] == [
+        "discriminator", "generator"]
+    (tmp_path / "empty").mkdir()
+    assert checkpoints.locate(str(tmp_path / "empty")) is None
+    with pytest.raises(checkpoints.CheckpointError, match="empty: neither a Hugging Face "
+                                                          "directory .* nor a TF checkpoint"):
+        checkpoints.open_checkpoint(str(tmp_path / "empty"))

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from electra_ko import config
+from electra_ko import architecture, config
 
 
 def write_json(tmp_path, data, name="cfg.json"):
@@ -115,8 +115,8 @@ def test_unsupported_ablation_is_refused():
 
 
 def test_size_of_names_preset_architectures_only():
-    assert config.size_of(config.SIZE_PRESETS["base"]) == "base"
-    assert config.size_of(dict(config.SIZE_PRESETS["base"], hidden_size=512)) is None
+    assert architecture.size_of(architecture.SIZE_PRESETS["base"]) == "base"
+    assert architecture.size_of(dict(architecture.SIZE_PRESETS["base"], hidden_size=512)) is None
 
 
 def test_finetune_schema_presets_by_size():
@@ -165,3 +165,9 @@ def test_debug_in_a_fine_tuning_config_is_refused_with_the_reason():
     with pytest.raises(config.ConfigError, match="fine-tuning has no debug mode.*max_train_examples"):
         config.load_config(config.FINETUNE, overrides=["debug=true"])
     assert not config.load_config(config.FINETUNE, overrides=["debug=false"]).debug
+
+
+def test_every_size_key_must_be_positive():
+    for key in architecture.SIZE_KEYS:
+        with pytest.raises(config.ConfigError, match=f"config key '{key}' must be > 0"):
+            config.load_config(config.PRETRAIN, overrides=[f"{key}=0"])

@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from electra_ko import checkpoints, export, modeling, storage, tasks, vocab
+from electra_ko import architecture, checkpoints, export, modeling, storage, tasks, vocab
 from test_storage import assert_nothing_named_gs, files_under, plant_temporaries
 
 torch = pytest.importorskip("torch", reason="Hugging Face parity tests need torch (extra 'hf')")
@@ -22,7 +22,7 @@ MAX_SEQ_LENGTH = 24
 
 
 def tiny_config(hidden=32, embedding=16, layers=2, heads=2, vocab_size=None):
-    return modeling.EncoderConfig(
+    return architecture.EncoderConfig(
         vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=2 * hidden, embedding_size=embedding,
         max_position_embeddings=MAX_SEQ_LENGTH)
@@ -67,8 +67,8 @@ def hf_outputs(model_dir, architecture, features):
 def test_exported_model_predicts_like_transformers(tmp_path, vocab_dir, features, kind,
                                                    architecture):
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
-    model = randomize(export.KERAS_MODELS[kind](config))
-    out = export.write_huggingface(export.tower_from_model(kind, model), vocab_dir, tmp_path / kind)
+    model = randomize(checkpoints.build_model(kind, config))
+    out = export.write_huggingface(checkpoints.tower_from_model(kind, model), vocab_dir, tmp_path / kind)
     ours = model(features).numpy()
     theirs = hf_outputs(out, architecture, features)
     assert ours.shape == theirs.shape
@@ -79,11 +79,11 @@ def test_exported_model_predicts_like_transformers(tmp_path, vocab_dir, features
 @pytest.mark.parametrize("kind", ["discriminator", "generator"])
 def test_round_trip_through_huggingface_is_bit_identical(tmp_path, vocab_dir, kind):
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
-    model = randomize(export.KERAS_MODELS[kind](config), seed=1)
-    export.write_huggingface(export.tower_from_model(kind, model), vocab_dir, tmp_path)
+    model = randomize(checkpoints.build_model(kind, config), seed=1)
+    export.write_huggingface(checkpoints.tower_from_model(kind, model), vocab_dir, tmp_path)
     tower = checkpoints.read_hf_tower(tmp_path)
     assert (tower.kind, tower.config) == (kind, config)
-    reloaded = export.model_from_tower(tower)
+    reloaded = checkpoints.model_from_tower(tower)
     for before, after in zip(model.weights, reloaded.weights):
         assert before.path.split("/", 1)[1] == after.path.split("/", 1)[1]
         np.testing.assert_array_equal(before.numpy(), after.numpy())
@@ -102,14 +102,14 @@ def test_model_made_by_transformers_imports_with_parity(tmp_path, vocab_dir, fea
     hf_model.save_pretrained(tmp_path)
     tower = checkpoints.read_hf_tower(tmp_path)
     assert tower.kind == kind
-    ours = export.model_from_tower(tower)(features).numpy()
+    ours = checkpoints.model_from_tower(tower)(features).numpy()
     np.testing.assert_allclose(ours, hf_outputs(tmp_path, architecture, features), atol=1e-4)
 
 
 def test_exported_tokenizer_matches_training_tokenizer(tmp_path, vocab_dir):
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
-    model = export.DiscriminatorModel(config)
-    export.write_huggingface(export.tower_from_model("discriminator", model), vocab_dir, tmp_path)
+    model = modeling.DiscriminatorModel(config)
+    export.write_huggingface(checkpoints.tower_from_model("discriminator", model), vocab_dir, tmp_path)
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
     ours = vocab.load_tokenizer(vocab_dir)
     long_word = "영" * 150  # transformers' own converter would cut words at 100 chars
@@ -149,8 +149,8 @@ def _assert_hf_tokenizer_matches(vocab_path, texts):
     """An export with this vocab loads in AutoTokenizer, which gives our ids in [CLS] .. [SEP]."""
     ours = vocab.load_tokenizer(vocab_path)
     config = tiny_config(vocab_size=ours.vocab_size)
-    out = export.write_huggingface(export.tower_from_model(
-        "discriminator", export.DiscriminatorModel(config)), vocab_path, vocab_path.parent / "hf")
+    out = export.write_huggingface(checkpoints.tower_from_model(
+        "discriminator", modeling.DiscriminatorModel(config)), vocab_path, vocab_path.parent / "hf")
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(out)
     for text, ids in zip(texts, ours.encode_batch(texts)):
         expected = [ours.special_ids["cls"], *ids, ours.special_ids["sep"]]
@@ -184,20 +184,20 @@ def test_exported_sentencepiece_tokenizer_follows_the_models_whitespace_settings
 
 def test_tensor_names_that_do_not_fit_are_listed(vocab_dir):
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
-    tower = export.tower_from_model("discriminator", export.DiscriminatorModel(config))
+    tower = checkpoints.tower_from_model("discriminator", modeling.DiscriminatorModel(config))
     del tower.tensors["electra.encoder.layer.1.output.dense.bias"]
     tower.tensors["electra.pooler.dense.weight"] = np.zeros((32, 32), np.float32)
     with pytest.raises(checkpoints.CheckpointError,
                        match=r"(?s)missing \(1\): electra.encoder.layer.1.output.dense.bias.*"
                              r"unexpected \(1\): electra.pooler.dense.weight"):
-        export.model_from_tower(tower)
+        checkpoints.model_from_tower(tower)
 
 
 def test_classifier_exports_as_sequence_classification_with_labels(tmp_path, vocab_dir, features):
     labels = ("부정", "긍정")
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
-    model = randomize(export.build_model("classifier", config, labels), seed=2)
-    out = export.write_huggingface(export.tower_from_model("classifier", model, labels),
+    model = randomize(checkpoints.build_model("classifier", config, labels), seed=2)
+    out = export.write_huggingface(checkpoints.tower_from_model("classifier", model, labels),
                                    vocab_dir, tmp_path)
     hf_model = transformers.ElectraForSequenceClassification.from_pretrained(out)
     assert hf_model.config.id2label == {0: "부정", 1: "긍정"}
@@ -214,7 +214,7 @@ def test_pytorch_bin_folder_imports_with_parity(tmp_path, vocab_dir, features):
         initializer_range=0.3))
     hf_model.config.save_pretrained(tmp_path)  # the older layout: a pickled state dict
     torch.save(hf_model.state_dict(), tmp_path / "pytorch_model.bin")
-    ours = export.model_from_tower(checkpoints.read_hf_tower(tmp_path))(features).numpy()
+    ours = checkpoints.model_from_tower(checkpoints.read_hf_tower(tmp_path))(features).numpy()
     with torch.no_grad():
         theirs = hf_model.eval()(**{name: torch.tensor(features[key], dtype=torch.long)
                                     for name, key in (("input_ids", "input_ids"),
@@ -239,13 +239,13 @@ def test_pytorch_bin_holding_code_is_refused(tmp_path, capsys):
 def _exported_discriminator(vocab_dir, folder, seed):
     """A randomized discriminator written as a Hugging Face folder; returns the folder."""
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
-    model = randomize(export.KERAS_MODELS["discriminator"](config), seed=seed)
-    return export.write_huggingface(export.tower_from_model("discriminator", model), vocab_dir,
+    model = randomize(checkpoints.build_model("discriminator", config), seed=seed)
+    return export.write_huggingface(checkpoints.tower_from_model("discriminator", model), vocab_dir,
                                     folder)
 
 
 def _assert_same_tower(path, expected_path):
-    [tower], [expected] = (export.read_init_checkpoint(p, None) for p in (path, expected_path))
+    [tower], [expected] = (checkpoints.open_checkpoint(p).towers for p in (path, expected_path))
     assert (tower.kind, tower.config) == (expected.kind, expected.config)
     assert tower.tensors.keys() == expected.tensors.keys()
     for name in tower.tensors:
@@ -289,7 +289,7 @@ def test_gdes_discriminator_exports_with_its_deltas_folded_in(tmp_path, vocab_di
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
     model = randomize(modeling.ElectraPretrainer(config, config.generator(0.5),
                                                  embedding_sharing="gdes"), seed=3)
-    tower = export.tower_from_pretrainer(model, "discriminator")
+    tower = checkpoints.tower_from_pretrainer(model, "discriminator")
     word = "electra.embeddings.word_embeddings.weight"
     np.testing.assert_array_equal(tower.tensors[word], model.embeddings.word_embeddings.numpy()
                                   + model.embedding_deltas.deltas[0].numpy())
@@ -302,7 +302,7 @@ def test_gdes_discriminator_exports_with_its_deltas_folded_in(tmp_path, vocab_di
     assert reread.tensors.keys() == tower.tensors.keys()
     for name, value in tower.tensors.items():
         np.testing.assert_array_equal(reread.tensors[name], value, err_msg=name)
-    generator = export.tower_from_pretrainer(model, "generator")
+    generator = checkpoints.tower_from_pretrainer(model, "generator")
     np.testing.assert_array_equal(generator.tensors[word], model.embeddings.word_embeddings.numpy())
 
 
@@ -322,8 +322,8 @@ def exported_pair(vocab_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pair")
     config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
     for seed, kind in enumerate(("discriminator", "generator")):
-        model = randomize(export.KERAS_MODELS[kind](config), seed=seed)
-        export.write_huggingface(export.tower_from_model(kind, model), vocab_dir, folder / kind)
+        model = randomize(checkpoints.build_model(kind, config), seed=seed)
+        export.write_huggingface(checkpoints.tower_from_model(kind, model), vocab_dir, folder / kind)
     return folder
 
 

@@ -6,12 +6,11 @@ import os
 import random
 
 import numpy as np
-import keras
 import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import classifier, config, finetune, modeling, tasks, vocab
+from electra_ko import architecture, checkpoints, classifier, finetune, modeling, tasks, vocab
 from test_checkpoints import tf1_variables, write_tf1_checkpoint
 from test_storage import plant_temporaries
 
@@ -22,7 +21,7 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 def tiny_config(**changes):
     values = dict(vocab_size=20, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=32, embedding_size=8, max_position_embeddings=32)
-    return modeling.EncoderConfig(**dict(values, **changes))
+    return architecture.EncoderConfig(**dict(values, **changes))
 
 
 def write_nsmc(path, n, seed):
@@ -122,7 +121,7 @@ def test_saved_model_reloads_as_init_checkpoint(nsmc_run, tmp_path):
     assert init.sizes["num_attention_heads"] == 2  # from config.json, not the "small" preset's 4
     weights = root / "out" / "model" / "model.safetensors"
     assert init.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
-    model = classifier.SequenceClassifier(modeling.EncoderConfig(
+    model = classifier.SequenceClassifier(architecture.EncoderConfig(
         vocab_size=14, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, embedding_size=32), 2)
     classifier.assign_encoder_weights(model.electra, init)
@@ -244,8 +243,8 @@ def test_collapsed_checkpoint_is_measured_and_flagged(caplog):
     encoder.encoder_layers[-1].output_layer_norm.beta.assign(np.linspace(-1, 1, 16))
     assert classifier.token_state_spread(encoder, data) < 1e-6
     tensors = {}
-    for tf1_name, variable in encoder.canonical_weights("electra"):
-        name, transposed = modeling.tf1_to_huggingface(tf1_name)
+    for tf1_name, variable in encoder.tf1_weights("electra"):
+        name, transposed = checkpoints.hf_name(tf1_name)
         tensors[name] = variable.numpy().T if transposed else variable.numpy()
     init = classifier.InitCheckpoint("/models/collapsed", tensors, {}, "")
     cfg = finetune.resolve_config(overrides=["model_size=debug"], vocab_size=20, hidden_size=16,
@@ -257,7 +256,7 @@ def test_collapsed_checkpoint_is_measured_and_flagged(caplog):
 
 
 def test_checkpoint_architecture_picks_its_size_recipe():
-    tiny = {k: config.SIZE_PRESETS["tiny"][k] for k in config.ENCODER_SIZE_KEYS}
+    tiny = {k: architecture.SIZE_PRESETS["tiny"][k] for k in architecture.PRESET_KEYS}
     init = classifier.InitCheckpoint("/models/tiny", {}, dict(tiny, vocab_size=20), "")
     cfg = finetune.resolve_config()  # no model_size given: the default, small
     assert (cfg.model_size, cfg.layerwise_lr_decay) == ("small", pytest.approx(0.8))
@@ -289,7 +288,7 @@ def test_results_config_drops_the_random_start_a_checkpoint_replaces():
 def test_layerwise_multipliers_follow_google_research_electra():
     model = classifier.SequenceClassifier(tiny_config(), 3)
     factors = {name: classifier.layerwise_lr_multipliers([(name, v)], 2, 0.8)[v.path]
-               for name, v in model.named_weights()}
+               for name, v in model.tf1_weights()}
     # L = 2: embeddings (and their projection) depth 0, layer i depth i + 1, head depth L + 2
     assert factors["electra/embeddings/word_embeddings"] == pytest.approx(0.8 ** 4)
     assert factors["electra/embeddings/LayerNorm/gamma"] == pytest.approx(0.8 ** 4)
@@ -305,7 +304,7 @@ def test_classifier_shapes_and_head_names():
     ids = tf.constant([[2, 7, 3, 0]])
     out = model(ids, tf.constant([[1, 1, 1, 0]]), tf.zeros_like(ids))
     assert out.shape == (1, 3) and out.dtype == tf.float32
-    names = [classifier.huggingface_name(n) for n, _ in model.named_weights()]
+    names = [checkpoints.hf_name(n) for n, _ in model.tf1_weights()]
     assert ("classifier.out_proj.weight", True) in names
     assert ("electra.encoder.layer.1.output.dense.weight", True) in names
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_ko import export, finetune, modeling, pretrain
+from electra_ko import checkpoints, export, finetune, modeling, pretrain
 from test_finetune import POSITIVE, NEGATIVE, FILLER, SPECIALS, parse_flags, write_nsmc
 from test_pretrain import _cfg, corpus_dir  # noqa: F401 (a fixture)
 
@@ -67,7 +67,7 @@ def test_export_of_fixed_weights_keeps_its_bytes(corpus_dir, tmp_path):  # noqa:
     cfg, _ = pretrain.with_vocab(_cfg(corpus_dir, tmp_path / "unused"))
     model = modeling.ElectraPretrainer.from_project_config(cfg)
     formula_weights(model)
-    export.export(export.pretrainer_towers(model), cfg.vocab_file, "hf", str(tmp_path / "hf"),
+    export.export(checkpoints.pretrainer_towers(model), cfg.vocab_file, "hf", str(tmp_path / "hf"),
                   cfg.max_seq_length)
     digests = {name: hashlib.sha256((tmp_path / "hf" / name).read_bytes()).hexdigest()
                for name in GOLDEN_EXPORT_SHA256}

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_ko import modeling
+from electra_ko import architecture, modeling
 
-CONFIG = modeling.EncoderConfig(vocab_size=40, hidden_size=16, embedding_size=8,
+CONFIG = architecture.EncoderConfig(vocab_size=40, hidden_size=16, embedding_size=8,
                                 num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
                                 max_position_embeddings=24)
 BATCH, LENGTH = 3, 12

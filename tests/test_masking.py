@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_ko import config, masking, modeling
+from electra_ko import architecture, config, masking, modeling
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIALS = dict(pad_id=PAD, cls_id=CLS, sep_id=SEP, mask_id=MASK)
@@ -12,7 +12,7 @@ VOCAB = 60
 ELECTRA = masking.ObjectiveConfig(max_predictions_per_seq=5, mask_prob=0.15, **SPECIALS)
 BERT = masking.ObjectiveConfig(max_predictions_per_seq=5, mask_prob=0.15, electra_objective=False,
                                **SPECIALS)
-TINY = modeling.EncoderConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
+TINY = architecture.EncoderConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
                               num_attention_heads=2, intermediate_size=64, embedding_size=16,
                               max_position_embeddings=32)
 

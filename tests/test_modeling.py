@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 import keras
 
-from electra_ko import config, modeling
+from electra_ko import architecture, checkpoints, config, modeling
 
-TINY = modeling.EncoderConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+TINY = architecture.EncoderConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
                               num_attention_heads=4, intermediate_size=64, embedding_size=16,
                               max_position_embeddings=40)
 IDS = np.array([[2, 7, 8, 9, 3, 0, 0], [2, 11, 12, 13, 14, 15, 3]], np.int32)
@@ -28,7 +28,7 @@ def size_config(size, **overrides):
     ("small", 64, 12, 1, 256), ("base", 256, 12, 4, 1024), ("large", 256, 24, 4, 1024)])
 def test_generator_sizes_match_google_research_electra(size, hidden, layers, heads, ffn):
     cfg = size_config(size)
-    generator = modeling.EncoderConfig.generator_from_config(cfg)
+    generator = architecture.EncoderConfig.generator_from_config(cfg)
     assert (generator.hidden_size, generator.num_hidden_layers, generator.num_attention_heads,
             generator.intermediate_size) == (hidden, layers, heads, ffn)
     assert generator.embedding_size == cfg.embedding_size  # shares the discriminator's tables
@@ -38,14 +38,14 @@ def test_generator_sizes_match_google_research_electra(size, hidden, layers, hea
 
 def test_generator_rounds_fractions_like_the_original():
     # 768 * 0.333 = 255.7 -> 256 (int() alone would give 255); 12 * 0.4 = 4.8 -> 5 layers
-    base = modeling.EncoderConfig(**{**TINY.to_dict(), "hidden_size": 768, "num_hidden_layers": 12,
+    base = architecture.EncoderConfig(**{**TINY.to_dict(), "hidden_size": 768, "num_hidden_layers": 12,
                                      "num_attention_heads": 12})
     generator = base.generator(0.333, 0.4)
     assert (generator.hidden_size, generator.num_hidden_layers) == (256, 5)
 
 
 def test_electra_small_parameter_count():
-    small = modeling.EncoderConfig.from_config(size_config("small"))
+    small = architecture.EncoderConfig.from_config(size_config("small"))
     encoder, head = modeling.ElectraEncoder(small), modeling.DiscriminatorHead(small)
     encoder.build(), head.build()
     # the ELECTRA paper's "14M" small discriminator (transformers' ElectraForPreTraining agrees)
@@ -54,7 +54,7 @@ def test_electra_small_parameter_count():
 
 
 def test_generator_projects_only_when_sizes_differ():
-    equal = modeling.EncoderConfig(**{**TINY.to_dict(), "embedding_size": 32})
+    equal = architecture.EncoderConfig(**{**TINY.to_dict(), "embedding_size": 32})
     model = modeling.ElectraPretrainer(equal, equal.generator(0.5))
     assert model.discriminator.embeddings_project is None
     assert model.generator.embeddings_project is not None
@@ -68,7 +68,7 @@ def test_embeddings_are_shared_variables(tiny_model):
 
 
 def test_every_weight_has_one_tf1_name(tiny_model):
-    named = modeling.checkpoint_weights(tiny_model)
+    named = tiny_model.tf1_weights()
     assert len({name for name, _ in named}) == len(named)
     assert sorted(id(v) for _, v in named) == sorted(id(v) for v in tiny_model.trainable_variables)
     names = dict(named)
@@ -90,8 +90,8 @@ def test_every_weight_has_one_tf1_name(tiny_model):
     ("discriminator_predictions/dense_1/bias", "discriminator_predictions.dense_prediction.bias", False),
     ("generator_predictions/output_bias", "generator_lm_head.bias", False),
 ])
-def test_tf1_to_huggingface_names(tf1_name, hf_name, transposed):
-    assert modeling.tf1_to_huggingface(tf1_name) == (hf_name, transposed)
+def test_tf1_names_map_to_huggingface_names(tf1_name, hf_name, transposed):
+    assert checkpoints.hf_name(tf1_name) == (hf_name, transposed)
 
 
 def test_matches_hugging_face_electra_numerically(tiny_model):
@@ -117,7 +117,7 @@ def test_matches_hugging_face_electra_numerically(tiny_model):
     for part, cls, c in (("discriminator", transformers.ElectraForPreTraining, TINY),
                          ("generator", transformers.ElectraForMaskedLM, tiny_model.generator_config)):
         model, state = hf_model(cls, c)
-        rows = modeling.huggingface_weights(tiny_model, part)
+        rows = checkpoints.hf_weights(tiny_model.tf1_weights(part))
         tied = {"generator_lm_head.weight"} if part == "generator" else set()
         assert set(state) - tied == {name for name, _, _ in rows}
         with torch.no_grad():
@@ -174,11 +174,11 @@ def test_serialisation_round_trip(tiny_model):
 def test_masked_lm_variant_uses_discriminator_sized_encoder():
     model = modeling.ElectraPretrainer(TINY, electra_objective=False)
     assert model.mlm_encoder is model.discriminator and not hasattr(model, "generator")
-    names = [n for n, _ in modeling.checkpoint_weights(model)]
+    names = [n for n, _ in model.tf1_weights()]
     assert "generator_predictions/dense/kernel" in names
     assert not any(n.startswith(("generator/", "discriminator_predictions")) for n in names)
     with pytest.raises(ValueError, match="no discriminator head"):
-        modeling.huggingface_weights(model, "discriminator")
+        checkpoints.hf_weights(model.tf1_weights("discriminator"))
 
 
 def test_mixed_precision_keeps_logits_float32():
@@ -195,15 +195,15 @@ def test_mixed_precision_keeps_logits_float32():
 
 def test_bad_sizes_fail_clearly():
     with pytest.raises(ValueError, match="hidden_size 30 is not a multiple of num_attention_heads 4"):
-        modeling.EncoderConfig(**{**TINY.to_dict(), "hidden_size": 30})
+        architecture.EncoderConfig(**{**TINY.to_dict(), "hidden_size": 30})
     with pytest.raises(ValueError, match="vocab_size"):
-        modeling.EncoderConfig.from_config(config.load_config(config.PRETRAIN, model_size="debug"))
+        architecture.EncoderConfig.from_config(config.load_config(config.PRETRAIN, model_size="debug"))
     with pytest.raises(ValueError, match="share vocab_size and embedding_size"):
-        modeling.ElectraPretrainer(TINY, modeling.EncoderConfig(**{**TINY.to_dict(), "vocab_size": 60}))
+        modeling.ElectraPretrainer(TINY, architecture.EncoderConfig(**{**TINY.to_dict(), "vocab_size": 60}))
 
 
 def test_sinusoidal_position_init_encodes_distance():
-    sinusoidal = modeling.EncoderConfig(**{**TINY.to_dict(), "position_embedding_init": "sinusoidal"})
+    sinusoidal = architecture.EncoderConfig(**{**TINY.to_dict(), "position_embedding_init": "sinusoidal"})
     embeddings = modeling.Embeddings(sinusoidal)
     embeddings.build()
     table = embeddings.position_embeddings.numpy()
@@ -227,12 +227,12 @@ def test_sinusoidal_position_init_encodes_distance():
 
 def test_unknown_position_init_fails_naming_the_key():
     with pytest.raises(ValueError, match="position_embedding_init must be one of"):
-        modeling.EncoderConfig(**{**TINY.to_dict(), "position_embedding_init": "rope"})
+        architecture.EncoderConfig(**{**TINY.to_dict(), "position_embedding_init": "rope"})
     with pytest.raises(config.ConfigError, match="position_embedding_init"):
         config.load_config(config.PRETRAIN, overrides=["position_embedding_init=rope"])
     cfg = config.load_config(config.PRETRAIN, model_size="debug", vocab_size=50,
                              overrides=["position_embedding_init=sinusoidal"])
-    assert modeling.EncoderConfig.from_config(cfg).position_embedding_init == "sinusoidal"
+    assert architecture.EncoderConfig.from_config(cfg).position_embedding_init == "sinusoidal"
 
 
 def test_too_long_sequence_fails_clearly(tiny_model):
@@ -317,7 +317,7 @@ def test_gdes_discriminator_starts_as_the_tied_one_and_reads_shared_plus_delta()
 @pytest.mark.parametrize("sharing", ["gdes", "untied"])
 def test_every_weight_has_one_tf1_name_under_each_sharing(sharing):
     model = _sharing_model(sharing)
-    named = modeling.checkpoint_weights(model)
+    named = model.tf1_weights()
     assert len({name for name, _ in named}) == len(named)
     assert sorted(id(v) for _, v in named) == sorted(id(v) for v in model.trainable_variables)
     names = dict(named)

@@ -19,8 +19,9 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_ko import (checkpoints, config, data, export, finetune, masking, modeling, randomness,
-                        optimization, pretrain, storage, training, vocab, warm_start)
+from electra_ko import (architecture, checkpoints, config, data, export, finetune, masking,
+                        modeling, randomness, optimization, pretrain, storage, training, vocab,
+                        warm_start)
 from electra_ko import model_dir as model_dir_lib
 from electra_ko.checkpoints import CheckpointError
 from test_checkpoints import write_tf1_checkpoint
@@ -143,12 +144,13 @@ def _restored_pretrainer(corpus_dir, model_dir, step=None):
 
 
 def test_exported_towers_reload_with_the_trained_weights(corpus_dir, trained_model_dir):
-    """`export.read_model_dir` on a pretraining model_dir takes the towers in its
+    """`checkpoints.read_model_dir` on a pretraining model_dir takes the towers in its
     subdirectories, not the training config.json next to them; each tower predicts like
     the checkpointed model."""
     saved = json.loads((trained_model_dir / "config.json").read_text())
     assert saved["vocab_size"] == 64 and saved["num_train_steps"] == 4
-    towers, vocab_dir, _ = export.read_model_dir(str(trained_model_dir))
+    source = checkpoints.read_model_dir(str(trained_model_dir))
+    towers, vocab_dir = source.towers, source.vocab
     assert [t.kind for t in towers] == ["discriminator", "generator"]
     assert vocab_dir == str(trained_model_dir / "discriminator")
     assert (trained_model_dir / "generator" / "vocab.txt").exists()
@@ -160,7 +162,7 @@ def test_exported_towers_reload_with_the_trained_weights(corpus_dir, trained_mod
                 "generator": model.generator_logits(*inputs, positions)}
     for tower in towers:
         assert tower.config.vocab_size == 64
-        reloaded = export.model_from_tower(tower)(features)
+        reloaded = checkpoints.model_from_tower(tower)(features)
         np.testing.assert_allclose(reloaded, expected[tower.kind], atol=1e-5, err_msg=tower.kind)
 
 
@@ -176,10 +178,10 @@ def _assert_same_towers(towers, expected):
 def test_exported_towers_are_the_newest_checkpoint(corpus_dir, trained_model_dir):
     """A finished run's discriminator/ and generator/ (what export reads by default) hold
     its last checkpoint, which --checkpoint_step reads instead."""
-    folders, _, _ = export.read_model_dir(str(trained_model_dir))
-    newest, vocab_file, _ = export.read_model_dir(str(trained_model_dir), step=4)
-    _assert_same_towers(folders, newest)
-    assert vocab_file == str(corpus_dir / "vocab.txt")
+    folders = checkpoints.read_model_dir(str(trained_model_dir)).towers
+    newest = checkpoints.read_model_dir(str(trained_model_dir), step=4)
+    _assert_same_towers(folders, newest.towers)
+    assert newest.vocab == str(corpus_dir / "vocab.txt")
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +206,8 @@ def _export(*argv):
 def test_model_dir_of_checkpoints_alone_exports_any_saved_step(corpus_dir, interrupted_model_dir,
                                                                tmp_path):
     model_dir = str(interrupted_model_dir)
-    by_step = {step: export.pretrainer_towers(_restored_pretrainer(corpus_dir, interrupted_model_dir,
-                                                                   step)) for step in (2, 4)}
+    by_step = {step: checkpoints.pretrainer_towers(
+        _restored_pretrainer(corpus_dir, interrupted_model_dir, step)) for step in (2, 4)}
     assert not np.array_equal(*(towers[0].tensors[checkpoints.WORD_EMBEDDINGS]
                                 for towers in by_step.values()))
     for name, step, argv in [("newest", 4, ["--model_dir", model_dir]),
@@ -243,7 +245,7 @@ def test_fine_tuning_starts_from_a_model_dir_of_checkpoints_alone(corpus_dir, in
         init = finetune.load_init_checkpoint(str(path), finetune.resolve_config())
         assert init.path == str(interrupted_model_dir / f"ckpt-{step}")
         discriminator = _restored_pretrainer(corpus_dir, interrupted_model_dir, step)
-        expected = export.tower_from_pretrainer(discriminator, "discriminator").tensors
+        expected = checkpoints.tower_from_pretrainer(discriminator, "discriminator").tensors
         assert init.tensors.keys() == expected.keys()
         for name, value in expected.items():
             np.testing.assert_array_equal(init.tensors[name], value, err_msg=name)
@@ -421,7 +423,7 @@ def test_two_stage_configs_fit_together():
     mlm, electra = (config.load_config(config.PRETRAIN, os.path.join(directory, f"tiny_two_stage_{p}.json"))
                     for p in ("mlm", "electra"))
     assert (mlm.electra_objective, electra.electra_objective) == (False, True)
-    for key in config.ENCODER_SIZE_KEYS + ("max_seq_length", "position_embedding_init",
+    for key in architecture.PRESET_KEYS + ("max_seq_length", "position_embedding_init",
                                            "hidden_dropout_prob"):
         assert getattr(mlm, key) == getattr(electra, key), key
     assert electra.generator_sizes()["hidden_size"] < electra.hidden_size  # a fresh, smaller generator
@@ -488,9 +490,12 @@ def test_start_from_a_pair_in_a_bucket_is_the_start_from_the_same_pair_on_disk(
     remote = f"gs://{gcs_emulator}/{uuid.uuid4().hex}/pair"
     storage.upload_dir(str(local), remote)
     monkeypatch.chdir(tmp_path)
+    def source_format(path):
+        location = checkpoints.locate(path)
+        return location and location.format
     for part in ("", "/discriminator", "/generator", "/absent"):
-        assert warm_start.source_format(remote + part) == warm_start.source_format(f"{local}{part}")
-    assert warm_start.source_format(remote) == "folders"
+        assert source_format(remote + part) == source_format(f"{local}{part}")
+    assert source_format(remote) == checkpoints.FOLDERS
     ours, theirs = (warm_start.read(path, None, cfg) for path in (remote, str(local)))
     assert ours.vocab_dir == f"{remote}/discriminator"
     for tower, expected in ((ours.discriminator, theirs.discriminator),
@@ -506,7 +511,7 @@ def test_start_from_a_pair_in_a_bucket_is_the_start_from_the_same_pair_on_disk(
 def test_start_from_a_tf1_checkpoint_gives_the_same_losses(corpus_dir, trained_model_dir, tmp_path):
     trained = _restored_pretrainer(corpus_dir, trained_model_dir)
     prefix = write_tf1_checkpoint(tmp_path, {name: variable.numpy() for name, variable
-                                             in modeling.checkpoint_weights(trained)})
+                                             in trained.tf1_weights()})
     model, cfg, _ = _warm_started(corpus_dir, tmp_path / "run", init_checkpoint=prefix)
     assert (cfg.hidden_size, cfg.generator_hidden_size) == (16, 0.5)
     assert _step0_losses(corpus_dir, model) == pytest.approx(
@@ -601,8 +606,8 @@ def test_resume_with_another_architecture_is_refused_before_writing(corpus_dir, 
                                                                      tmp_path):
     model_dir = _copy_of(trained_model_dir, tmp_path)
     before = (model_dir / "config.json").read_text()
-    with pytest.raises(config.ConfigError, match=r"another architecture \(hidden_size: 16 there, "
-                                                 r"24 now; embedding_size: 16 there, 24 now\)"):
+    with pytest.raises(config.ConfigError, match=r"another architecture \(embedding_size: 16 there, "
+                                                 r"24 now; hidden_size: 16 there, 24 now\)"):
         pretrain.run(_cfg(corpus_dir, model_dir, num_train_steps=6, hidden_size=24,
                           embedding_size=24))
     assert (model_dir / "config.json").read_text() == before

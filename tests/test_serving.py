@@ -158,14 +158,14 @@ def random_weights(model, seed):
 
 
 def tiny_tower(kind, vocab_dir, labels=None):
-    from electra_ko import export, modeling
+    from electra_ko import architecture, checkpoints
 
-    config = modeling.EncoderConfig(
+    config = architecture.EncoderConfig(
         vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size, hidden_size=32,
         num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, embedding_size=16,
         max_position_embeddings=32)
-    model = random_weights(export.build_model(kind, config, labels), seed=3)
-    return model, export.tower_from_model(kind, model, labels)
+    model = random_weights(checkpoints.build_model(kind, config, labels), seed=3)
+    return model, checkpoints.tower_from_model(kind, model, labels)
 
 
 def keras_features(vocab_dir, texts_a, texts_b=None):
