@@ -98,16 +98,6 @@ def is_tpu(strategy):
     return isinstance(strategy, tf.distribute.TPUStrategy)
 
 
-def compiled(fn, strategy, jit_compile):
-    """`fn` as its own function (an XLA cluster with `jit_compile`) on CPU/GPU with one
-    replica; with several it would have to all-reduce inside a nested function, which
-    merge_call forbids. Never under TPUStrategy, which compiles the whole replicated step
-    itself and fails on nested `jit_compile` functions."""
-    if strategy.num_replicas_in_sync == 1 and not is_tpu(strategy):
-        return tf.function(fn, jit_compile=jit_compile)
-    return fn
-
-
 def is_chief(strategy):
     """True on the worker that writes checkpoints, summaries and exports."""
     resolver = getattr(strategy, "cluster_resolver", None)
