@@ -18,7 +18,8 @@ LIBTPU_FIND_LINKS="" bash scripts/install_tpu.sh --check
 CORE_TESTS=(tests/test_modeling.py tests/test_masking.py tests/test_randomness.py
             tests/test_data.py tests/test_optimization.py tests/test_export.py tests/test_pretrain.py
             tests/test_training.py tests/test_layers.py tests/test_golden.py tests/test_classifier.py
-            tests/test_tfrecord.py tests/test_architecture.py tests/test_shards.py)
+            tests/test_tfrecord.py tests/test_architecture.py tests/test_shards.py
+            tests/test_warm_start.py)
 deactivate
 ensure_venv ".[test,hf]" .venv-tf220 "tensorflow==2.20.*" "tensorboard==2.20.*"
 python -c "import tensorflow as tf; assert tf.__version__.startswith('2.20'), tf.__version__"
