@@ -96,6 +96,8 @@ TIED_LM_WEIGHT = "generator_lm_head.weight"
 MASKED_LM_KEY = "electra_ko_masked_lm"
 WORD_EMBEDDINGS = ENCODER_PREFIX + "embeddings.word_embeddings.weight"
 # The embedding tables (word, position, token type), which both towers of a pair share.
+# The HF names of the embedding tensors (tables and their LayerNorm).
+EMBEDDING_NAMES = tuple(f"{ENCODER_PREFIX}embeddings.{hf}" for _, hf in EMBEDDINGS)
 TABLES = tuple(f"{ENCODER_PREFIX}embeddings.{hf}" for tf1, hf in EMBEDDINGS
                if tf1.endswith("_embeddings"))
 
@@ -106,6 +108,9 @@ TF1_IGNORED = re.compile(r"(^global_step$)|(/adam_[mv]$)")
 _TF1_ENCODER_NAME = re.compile(r"(?:electra|generator)/(embeddings|embeddings_project|"
                                r"encoder/layer_(\d+))/(.+)")
 _HF_HEAD_NAMES = {tf1: hf for pairs in HEADS.values() for tf1, hf in pairs}
+# The files of a TF1 checkpoint as we write it (`write_tf1_checkpoint`).
+TF1_CHECKPOINT, TF1_STATE_FILE = "model.ckpt", "checkpoint"
+TF1_FILES = (TF1_CHECKPOINT + ".index", TF1_CHECKPOINT + ".data-00000-of-00001", TF1_STATE_FILE)
 
 HF_CONFIG = "config.json"
 HF_SAFETENSORS = "model.safetensors"
@@ -337,6 +342,49 @@ def _tf1_layout(tower, names):
     return tf1_tower_names(tower, max(layers) + 1,
                            has_projection=f"{scope}/embeddings_project/kernel" in names,
                            embeddings_scope=scope if untied else TF1_SCOPES[DISCRIMINATOR])
+
+
+def tf1_variables(towers):
+    """{TF1 name: array} of a discriminator, alone or with its generator, in google-research/
+    electra's layout: the inverse of `read_tf1_checkpoint`. The towers share `electra/
+    embeddings` when their tables are equal (`tied`); otherwise the generator's go under
+    `generator/embeddings` (`untied`, and `gdes`, whose discriminator tables hold their deltas)."""
+    by_kind = {tower.kind: tower for tower in towers}
+    if DISCRIMINATOR not in by_kind or set(by_kind) - set(TF1_SCOPES) or any(
+            tower.masked_lm for tower in towers):
+        raise CheckpointError(
+            "a TF1 checkpoint holds an ELECTRA discriminator, with or without its generator; "
+            f"this model is: {', '.join(t.kind + (' (masked LM)' if t.masked_lm else '') for t in towers)}"
+            " (export it as huggingface or saved_model)")
+    disc = by_kind[DISCRIMINATOR].tensors
+    shared = GENERATOR not in by_kind or all(
+        np.array_equal(disc[name], by_kind[GENERATOR].tensors.get(name)) for name in EMBEDDING_NAMES)
+    variables = {}
+    for kind, tower in by_kind.items():
+        tensors = _without_tied_lm_weight(tower.tensors)
+        pairs = tf1_tower_names(
+            kind, tower.config.num_hidden_layers,
+            has_projection=f"{ENCODER_PREFIX}embeddings_project.weight" in tensors,
+            embeddings_scope=TF1_SCOPES[DISCRIMINATOR if shared else kind])
+        check_names([hf for _, hf in pairs], tensors, f"{kind} weights")
+        variables.update({tf1: switch_layout(tensors[hf], is_kernel(tf1)) for tf1, hf in pairs})
+    return variables
+
+
+def write_tf1_checkpoint(towers, directory):
+    """`directory`/model.ckpt (.index, .data-*) and its `checkpoint` file, as
+    `tf.compat.v1.train.Saver` writes them: what google-research/electra's `init_checkpoint`
+    reads, and `locate` finds as TF1. `directory` is local (exports stage gs:// locally)."""
+    import tensorflow as tf
+
+    variables = tf1_variables(towers)
+    names = sorted(variables)
+    tf.raw_ops.SaveV2(prefix=os.path.join(directory, TF1_CHECKPOINT), tensor_names=names,
+                      shape_and_slices=[""] * len(names), tensors=[variables[n] for n in names])
+    storage.write_text(os.path.join(directory, TF1_STATE_FILE),
+                       f'model_checkpoint_path: "{TF1_CHECKPOINT}"\n'
+                       f'all_model_checkpoint_paths: "{TF1_CHECKPOINT}"\n')
+    return directory
 
 
 # --------------------------------------------------------------------------- HF directories

@@ -1,4 +1,4 @@
-"""Export ELECTRA models: `python -m electra_ko.export --format huggingface|saved_model`.
+"""Export ELECTRA models: `python -m electra_ko.export --format huggingface|saved_model|tf1`.
 
 Every source (a pretraining `model_dir` or one of its checkpoints, a fine-tuned model, a
 Hugging Face directory or a google-research/electra TF1 checkpoint) is read by
@@ -6,7 +6,8 @@ Hugging Face directory or a google-research/electra TF1 checkpoint) is read by
 classifier), each an `EncoderConfig` plus a dict of NumPy arrays under Hugging Face
 `transformers` names in PyTorch layout. This module only writes them: the Hugging Face
 writer copies a tower to disk (its config.json keys are `architecture.HF_CONFIG_KEYS`);
-the SavedModel writer loads it into a Keras model (`checkpoints.model_from_tower`).
+the SavedModel writer loads it into a Keras model (`checkpoints.model_from_tower`); the TF1
+writer (`checkpoints.write_tf1_checkpoint`) names a pair as google-research/electra does.
 """
 import sys
 
@@ -32,7 +33,9 @@ SAVED_MODEL_NAMES = (tf.saved_model.SAVED_MODEL_FILENAME_PB, "fingerprint.pb",
 # tower, a SavedModel's): an export into a used folder removes those it does not write.
 EXPORT_NAMES = ((checkpoints.HF_CONFIG, checkpoints.HF_SAFETENSORS, HF_TOKENIZER_JSON,
                  HF_TOKENIZER_CONFIG, HF_SPECIAL_TOKENS) + VOCAB_FILES
-                + tuple(HF_ARCHITECTURES) + SAVED_MODEL_NAMES)
+                + tuple(HF_ARCHITECTURES) + SAVED_MODEL_NAMES + checkpoints.TF1_FILES)
+SAVED_MODEL = "saved_model"
+FORMATS = (checkpoints.HUGGINGFACE, SAVED_MODEL, checkpoints.TF1)  # --format
 
 
 # --------------------------------------------------------------------------- Hugging Face
@@ -146,9 +149,19 @@ def serving_tower(towers):
         f"discriminator or a fine-tuned classifier")
 
 
+def write_tf1(towers, vocab_path, output_dir):
+    """A google-research/electra checkpoint (model.ckpt, both towers) with its vocab beside
+    it, as the published TF1 Korean ELECTRAs came."""
+    checkpoints.write_tf1_checkpoint(towers, output_dir)
+    copy_vocab_files(vocab_path, output_dir)
+    return output_dir
+
+
 def export(towers, vocab_path, fmt, output_dir, max_seq_length):
-    """Write the towers in `fmt`; returns the directories written."""
-    if fmt == "saved_model":
+    """Write the towers in `fmt` (one of `FORMATS`); returns the directories written."""
+    if fmt == checkpoints.TF1:
+        return [write_tf1(towers, vocab_path, output_dir)]
+    if fmt == SAVED_MODEL:
         tower = serving_tower(towers)
         length = max_seq_length or min(128, tower.config.max_position_embeddings)
         return [write_saved_model(tower, vocab_path, output_dir, length)]
@@ -168,7 +181,10 @@ def define_flags(fv=None):
                         "a fine-tuning output_dir or an exported Hugging Face directory.", **d)
     flags.DEFINE_string("init_checkpoint", None, "A published model instead: a transformers "
                         "ELECTRA directory or a google-research/electra TF1 checkpoint.", **d)
-    flags.DEFINE_enum("format", "huggingface", ["huggingface", "saved_model"], "Output format.", **d)
+    flags.DEFINE_enum("format", FORMATS[0], FORMATS, "Output format: Hugging Face folders, a "
+                      "SavedModel taking raw text, or a google-research/electra TF1 checkpoint "
+                      "(model.ckpt: the pretraining pair; import it with the discriminator's "
+                      "num_attention_heads).", **d)
     flags.DEFINE_string("output_dir", None, "Where to write. In a used folder, files of an "
                         "earlier export are replaced or removed; others stay.", **d)
     flags.DEFINE_string("vocab", None, "Vocab dir or vocab.txt (required for a TF1 checkpoint "

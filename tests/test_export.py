@@ -306,6 +306,65 @@ def test_gdes_discriminator_exports_with_its_deltas_folded_in(tmp_path, vocab_di
     np.testing.assert_array_equal(generator.tensors[word], model.embeddings.word_embeddings.numpy())
 
 
+@pytest.mark.parametrize("sharing", ["tied", "gdes"])
+def test_tf1_export_names_a_pair_as_google_research_does(tmp_path, vocab_dir, features, sharing):
+    """--format tf1 writes the names google-research/electra saves (a gdes pair is untied there:
+    the generator keeps the shared tables under generator/embeddings, the discriminator's hold
+    shared + delta) and reads back bit for bit, with the discriminator's logits."""
+    import tensorflow as tf
+
+    from test_checkpoints import tf1_variables
+
+    config = tiny_config(vocab_size=vocab.load_tokenizer(vocab_dir).vocab_size)
+    model = randomize(modeling.ElectraPretrainer(config, config.generator(0.5),
+                                                 embedding_sharing=sharing), seed=5)
+    towers = checkpoints.pretrainer_towers(model)
+    export.write_tf1(towers, vocab_dir, str(tmp_path))
+    location = checkpoints.locate(str(tmp_path))
+    assert (location.format, location.vocab()) == (checkpoints.TF1, str(tmp_path))
+    expected = set(tf1_variables(embedding=16, hidden=32, gen_hidden=16, layers=2, gen_layers=2))
+    if sharing == "gdes":
+        expected |= {n.replace("electra/", "generator/", 1) for n in expected
+                     if n.startswith("electra/embeddings/")}
+    assert {name for name, _ in tf.train.list_variables(location.path)} == expected
+    reread = checkpoints.read_tf1_towers(location.path, num_attention_heads=2)
+    for tower, back in zip(towers, reread):
+        assert (back.kind, back.tensors.keys()) == (tower.kind, tower.tensors.keys())
+        for name, value in tower.tensors.items():
+            np.testing.assert_array_equal(back.tensors[name], value, err_msg=name)
+    ours = model.discriminator_logits(features["input_ids"], features["input_mask"],
+                                      features["segment_ids"]).numpy()
+    assert np.std(ours) > 0.01
+    np.testing.assert_allclose(checkpoints.model_from_tower(reread[0])(features).numpy(), ours,
+                               atol=1e-5)
+
+
+def test_tf1_export_through_the_cli_converts_back_to_the_same_pair(tmp_path, exported_pair):
+    written = export.run(_flags(model_dir=str(exported_pair), format="tf1",
+                                output_dir=str(tmp_path / "tf1")))
+    assert written == [str(tmp_path / "tf1")]
+    assert sorted(os.listdir(written[0])) == sorted(checkpoints.TF1_FILES + ("vocab.txt",))
+    back = export.run(_flags(init_checkpoint=written[0], output_dir=str(tmp_path / "hf"),
+                             set=["num_attention_heads=2"]))
+    _assert_same_tower(back[0], str(exported_pair / "discriminator"))
+    # TF1 records no head count: the generator's follows google-research's rule
+    [generator], [expected] = (checkpoints.open_checkpoint(p).towers
+                               for p in (back[1], str(exported_pair / "generator")))
+    assert generator.tensors.keys() == expected.tensors.keys()
+    for name, value in expected.tensors.items():
+        np.testing.assert_array_equal(generator.tensors[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("tower", [
+    checkpoints.Tower("generator", None, {}, masked_lm=True),
+    checkpoints.Tower("classifier", None, {}, labels=("0", "1"))])
+def test_tf1_export_refuses_what_a_pretraining_pair_does_not_hold(tmp_path, tower):
+    with pytest.raises(checkpoints.CheckpointError, match="a TF1 checkpoint holds an ELECTRA "
+                                                          "discriminator.*this model is: "):
+        checkpoints.write_tf1_checkpoint([tower], str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
 def test_staging_folders_of_a_killed_export_are_removed_at_start(tmp_path, caplog):
     out = tmp_path / "out"
     plant_temporaries(str(out), [".staging-k1ll3d00/", ".staging/", ".keep"])
