@@ -95,9 +95,9 @@ TIED_LM_WEIGHT = "generator_lm_head.weight"
 # config.json key of our exports of a plain masked LM (transformers keeps unknown keys).
 MASKED_LM_KEY = "electra_ko_masked_lm"
 WORD_EMBEDDINGS = ENCODER_PREFIX + "embeddings.word_embeddings.weight"
-# The embedding tables (word, position, token type), which both towers of a pair share.
 # The HF names of the embedding tensors (tables and their LayerNorm).
 EMBEDDING_NAMES = tuple(f"{ENCODER_PREFIX}embeddings.{hf}" for _, hf in EMBEDDINGS)
+# The embedding tables (word, position, token type), which both towers of a pair share.
 TABLES = tuple(f"{ENCODER_PREFIX}embeddings.{hf}" for tf1, hf in EMBEDDINGS
                if tf1.endswith("_embeddings"))
 
